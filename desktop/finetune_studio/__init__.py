@@ -1,0 +1,3 @@
+"""Finetune Studio: transfer learning on images, as a desktop application."""
+
+__version__ = "0.1.0"

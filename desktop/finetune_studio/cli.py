@@ -1,0 +1,291 @@
+"""finetune-studio-cli: the engine from the command line; never imports Qt.
+
+Exit codes: 0 success, 2 bad input or arguments (one line on stderr), 1 internal
+error (a bug: the traceback follows the one-line summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="finetune-studio-cli", description="Fine-tune pretrained image "
+                     "classifiers on a folder of pictures (one subfolder per class).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    inspect = commands.add_parser("inspect", help="classes, counts, split and skipped files")
+    inspect.add_argument("data", help="dataset folder")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--val-split", type=float, default=0.2)
+    inspect.add_argument("--seed", type=int, default=0)
+
+    backbones = commands.add_parser("backbones", help="list the available backbones")
+    backbones.add_argument("--json", action="store_true")
+
+    train = commands.add_parser("train", help="fine-tune and write a model folder")
+    train.add_argument("data", nargs="?", help="dataset folder (or taken from --recipe)")
+    train.add_argument("--out", required=True, help="model folder to create")
+    train.add_argument("--recipe", help="recipe JSON; options given here override it")
+    train.add_argument("--backbone")
+    train.add_argument("--weights", help="default, none, or a .safetensors/.pt/.pth file")
+    train.add_argument("--freeze", help="head, last:N or none")
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--val-split", type=float)
+    train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    train.add_argument("--seed", type=int)
+    train.add_argument("--optimizer", choices=("adamw", "sgd"))
+    train.add_argument("--schedule", choices=("cosine", "onecycle", "constant"))
+    train.add_argument("--augmentation", choices=("none", "light", "standard"))
+    train.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    train.add_argument("--unfreeze-after", type=int, metavar="K",
+                       help="train only the head for K epochs, then the --freeze plan")
+    train.add_argument("--workers", type=int, help="data-loading processes")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing export")
+
+    predict = commands.add_parser("predict", help="classify pictures with a model folder")
+    predict.add_argument("model", help="model folder written by train")
+    predict.add_argument("paths", nargs="+", help="pictures or folders of pictures")
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true")
+
+    export = commands.add_parser("export", help="write TorchScript or ONNX, verified")
+    export.add_argument("model", help="model folder written by train")
+    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument("--out", help="file to write (default: inside the model folder)")
+    export.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _print_json(data: Any, stream: TextIO = sys.stdout) -> None:
+    json.dump(data, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+class _StderrProgress:
+    """One updating line on a terminal; a line per step of ``every`` otherwise."""
+
+    def __init__(self, label: str, every: int = 0) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self.every = every
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            end = "\n" if done >= total else ""
+            print(f"\r{self.label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+        elif done == total or (self.every and done and done % self.every == 0):
+            print(f"{self.label}: {done}/{total}", file=sys.stderr, flush=True)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .engine.dataset import inspect_dataset
+
+    report = inspect_dataset(args.data, args.val_split, args.seed,
+                             None if args.json else _StderrProgress("Checking pictures"))
+    if args.json:
+        _print_json(report.to_dict())
+        return EXIT_BAD_INPUT if report.errors else EXIT_OK
+    print(f"Dataset: {report.root} ({report.split_source} split)")
+    width = max(len(name) for name in report.classes)
+    print(f"  {'class':<{width}}  train    val")
+    for name, n_train, n_val in zip(report.classes, report.train_counts, report.val_counts):
+        print(f"  {name:<{width}}  {n_train:5d}  {n_val:5d}")
+    print(f"  {'total':<{width}}  {len(report.train):5d}  {len(report.val):5d}")
+    if report.skipped:
+        print(f"Skipped {len(report.skipped)} files:")
+        for skipped in report.skipped:
+            print(f"  {skipped.path}: {skipped.reason}")
+    for warning in report.warnings:
+        print(f"Warning: {warning}")
+    for error in report.errors:
+        print(f"Error: {error}", file=sys.stderr)
+    return EXIT_BAD_INPUT if report.errors else EXIT_OK
+
+
+def _cmd_backbones(args: argparse.Namespace) -> int:
+    from .engine.backbones import backbone_infos
+
+    infos = backbone_infos()
+    if args.json:
+        _print_json([info.to_dict() for info in infos])
+        return EXIT_OK
+    print(f"{'name':<24} {'family':<20} {'params':>8} {'top-1':>6} {'input':>5}  weights")
+    for info in infos:
+        top1 = f"{info.imagenet_top1:.1f}" if info.imagenet_top1 is not None else "-"
+        size = f" ({info.weights_size_mb:.0f} MB)" if info.weights == "download" else ""
+        mark = "  (default)" if info.default else ""
+        print(f"{info.name:<24} {info.family:<20} {info.num_params / 1e6:7.1f}M {top1:>6} "
+              f"{info.input_size:>5}  {info.weights}{size}{mark}")
+    return EXIT_OK
+
+
+def _recipe_from_args(args: argparse.Namespace) -> Any:
+    from .engine.errors import RecipeError
+    from .engine.freezing import FreezePlan, GradualUnfreeze
+    from .engine.recipe import Recipe
+
+    base = Recipe.load(args.recipe) if args.recipe else None
+    dataset = args.data or (base.dataset if base else None)
+    if not dataset:
+        raise RecipeError("Give a dataset folder (or a --recipe that names one).")
+    changes: dict[str, Any] = {"dataset": str(Path(dataset).expanduser())}
+    for option, field in (
+        ("backbone", "backbone"), ("weights", "weights"), ("epochs", "epochs"),
+        ("batch_size", "batch_size"), ("lr", "lr"), ("val_split", "val_fraction"),
+        ("device", "device"), ("seed", "seed"), ("optimizer", "optimizer"),
+        ("schedule", "schedule"), ("augmentation", "augmentation"),
+        ("patience", "early_stopping_patience"), ("workers", "workers"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            changes[field] = value
+    if args.freeze is not None:
+        changes["freeze"] = FreezePlan(args.freeze)
+    if args.unfreeze_after is not None:
+        changes["gradual_unfreeze"] = GradualUnfreeze(args.unfreeze_after)
+    return base.replace(**changes) if base else Recipe(**changes)
+
+
+class _CliListener:
+    """Prints training progress to stderr."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def batch_ended(self, event: Any) -> None:
+        if self.tty:
+            print(f"\repoch {event.epoch}/{event.epochs}  batch {event.batch}/{event.batches}"
+                  f"  loss {event.loss:.4f}", end="", file=sys.stderr, flush=True)
+
+    def epoch_ended(self, event: Any) -> None:
+        val = (f"val_loss {event.val_loss:.4f}  val_acc {event.val_acc:.2%}"
+               if event.val_loss is not None else "no validation set")
+        prefix = "\r" if self.tty else ""
+        print(f"{prefix}epoch {event.epoch}/{event.epochs}  train_loss {event.train_loss:.4f}  "
+              f"train_acc {event.train_acc:.2%}  {val}  {event.seconds:.1f}s"
+              f"{'  *best' if event.is_best else ''}", file=sys.stderr, flush=True)
+
+    def log(self, event: Any) -> None:
+        prefix = "warning: " if event.level == "warning" else ""
+        print(f"{prefix}{event.message}", file=sys.stderr, flush=True)
+
+    def finished(self, event: Any) -> None:
+        pass
+
+    def failed(self, error: BaseException) -> None:
+        raise error
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .engine.export import check_destination, save_model_folder
+    from .engine.training import Trainer
+
+    recipe = _recipe_from_args(args)
+    out = Path(args.out).expanduser()
+    check_destination(out, args.overwrite)  # fail before training, not after
+    trainer = Trainer(recipe, scan_progress=_StderrProgress("Checking pictures", every=500))
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        print("\nStopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
+        trainer.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        result = trainer.run(_CliListener())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result is not None
+    metrics = "".join(json.dumps(epoch.to_metrics()) + "\n" for epoch in result.history)
+    folder = save_model_folder(result, out, args.overwrite, {"metrics.jsonl": metrics})
+    final = result.evaluation
+    accuracy = f"validation accuracy {final.accuracy:.2%}, " if final and final.images else ""
+    print(f"Saved the model ({accuracy}best epoch {result.best_epoch}) to {folder}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .engine.errors import UserFacingError
+    from .engine.export import load_model_folder
+    from .engine.predict import Predictor, expand_paths
+
+    loaded = load_model_folder(args.model)
+    paths = expand_paths(args.paths)
+    if not paths:
+        raise UserFacingError("No pictures found in the given paths.")
+    predictions = Predictor(loaded.model, loaded.class_names, loaded.preprocessing).predict(
+        paths, args.top_k
+    )
+    if args.json:
+        _print_json([p.to_dict() for p in predictions])
+    else:
+        for prediction in predictions:
+            if prediction.error:
+                print(f"{prediction.path}: skipped ({prediction.error})")
+                continue
+            ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in prediction.top)
+            print(f"{prediction.path}: {ranked}")
+    return EXIT_BAD_INPUT if all(p.error for p in predictions) else EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .engine.export import export_onnx, export_torchscript, load_model_folder
+
+    loaded = load_model_folder(args.model)
+    suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
+    out = Path(args.out) if args.out else Path(args.model) / f"model{suffix}"
+    exporter = export_onnx if args.format == "onnx" else export_torchscript
+    difference = exporter(loaded, out, overwrite=args.overwrite)
+    print(f"Wrote {out} (checked: max probability difference {difference:.1e})", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "inspect": _cmd_inspect, "backbones": _cmd_backbones, "train": _cmd_train,
+    "predict": _cmd_predict, "export": _cmd_export,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    from .engine.errors import UserFacingError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except UserFacingError as error:
+        print(f"finetune-studio-cli: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("finetune-studio-cli: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the boundary: anything else is our bug
+        print(f"finetune-studio-cli: internal error: {error!r}", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

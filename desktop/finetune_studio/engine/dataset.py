@@ -1,0 +1,195 @@
+"""Engine layer: inspect a dataset folder into a report the user and trainer share.
+
+``inspect_dataset`` scans the folder, opens every picture once (in parallel, with
+progress), skips the unusable ones with a plain reason, and splits the rest into
+training and validation sets: the split folders if present, else a stratified,
+seeded random split.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import DatasetError
+from .images import ImageProblem, inspect_image
+from .scan import FolderScan, scan_folder
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)``."""
+
+DEFAULT_VAL_FRACTION = 0.2
+IMBALANCE_RATIO_WARNING = 5.0
+TINY_CLASS_WARNING = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """Everything known about a dataset folder; plain data only."""
+
+    root: str
+    classes: tuple[str, ...]
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    skipped: tuple[SkippedFile, ...]
+    split_source: str  # "folders" or "random"
+    warnings: tuple[str, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+
+    def counts(self, samples: Sequence[Sample]) -> list[int]:
+        totals = [0] * len(self.classes)
+        for sample in samples:
+            totals[sample.label] += 1
+        return totals
+
+    @property
+    def train_counts(self) -> list[int]:
+        return self.counts(self.train)
+
+    @property
+    def val_counts(self) -> list[int]:
+        return self.counts(self.val)
+
+    def require_trainable(self) -> None:
+        """Raise ``DatasetError`` with the first problem that rules out training."""
+        if self.errors:
+            raise DatasetError(self.errors[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "split": self.split_source,
+            "classes": [
+                {"name": name, "train": t, "val": v}
+                for name, t, v in zip(self.classes, self.train_counts, self.val_counts)
+            ],
+            "train_images": len(self.train),
+            "val_images": len(self.val),
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+        }
+
+
+def validate_images(
+    paths: Sequence[Path],
+    progress: ProgressCallback | None = None,
+    workers: int | None = None,
+) -> tuple[set[Path], list[SkippedFile]]:
+    """Open every picture once, in parallel; return the good ones and the skipped ones."""
+
+    def check(path: Path) -> str | None:
+        try:
+            inspect_image(path)
+        except ImageProblem as problem:
+            return str(problem)
+        return None
+
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    good: set[Path] = set()
+    skipped: list[SkippedFile] = []
+    total = len(paths)
+    if progress:
+        progress(0, total)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for done, (path, reason) in enumerate(zip(paths, pool.map(check, paths)), start=1):
+            if reason is None:
+                good.add(path)
+            else:
+                skipped.append(SkippedFile(str(path), reason))
+            if progress:
+                progress(done, total)
+    return good, skipped
+
+
+def stratified_split(
+    files: dict[str, list[Path]], classes: Sequence[str], val_fraction: float, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """Seeded per-class split; every class with 2+ pictures gets 1+ validation picture."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise DatasetError(f"The validation fraction must be in [0, 1); got {val_fraction}.")
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for label, name in enumerate(classes):
+        paths = sorted(files[name])
+        random.Random(f"{seed}:{name}").shuffle(paths)
+        n_val = round(len(paths) * val_fraction)
+        if len(paths) >= 2 and val_fraction > 0:
+            n_val = min(max(n_val, 1), len(paths) - 1)
+        val += [Sample(str(p), label) for p in paths[:n_val]]
+        train += [Sample(str(p), label) for p in paths[n_val:]]
+    return train, val
+
+
+def _problems(
+    classes: Sequence[str], train_counts: list[int], val_counts: list[int]
+) -> tuple[list[str], list[str]]:
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name, n_train, n_val in zip(classes, train_counts, val_counts):
+        if n_train + n_val == 0:
+            errors.append(
+                f"The class {name!r} has no usable pictures: add some or remove its folder."
+            )
+        elif n_train == 0:
+            errors.append(f"The class {name!r} has no training pictures.")
+        elif n_train + n_val < TINY_CLASS_WARNING:
+            warnings.append(f"The class {name!r} has only {n_train + n_val} pictures.")
+    used = [t + v for t, v in zip(train_counts, val_counts) if t + v > 0]
+    if len(used) >= 2 and max(used) > IMBALANCE_RATIO_WARNING * min(used):
+        warnings.append(
+            f"Classes are imbalanced ({min(used)} to {max(used)} pictures); "
+            "consider class-balanced loss weights."
+        )
+    return errors, warnings
+
+
+def inspect_dataset(
+    root: str | Path,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    progress: ProgressCallback | None = None,
+) -> DatasetReport:
+    """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout."""
+    scan: FolderScan = scan_folder(root)
+    all_paths = [p for files in scan.train_files.values() for p in files]
+    if scan.val_files is not None:
+        all_paths += [p for files in scan.val_files.values() for p in files]
+    good, skipped = validate_images(all_paths, progress)
+
+    def usable(files: dict[str, list[Path]]) -> dict[str, list[Path]]:
+        return {name: [p for p in paths if p in good] for name, paths in files.items()}
+
+    if scan.val_files is None:
+        train, val = stratified_split(usable(scan.train_files), scan.classes, val_fraction, seed)
+        split_source = "random"
+    else:
+        train_files, val_files = usable(scan.train_files), usable(scan.val_files)
+        train = [Sample(str(p), i) for i, c in enumerate(scan.classes) for p in train_files[c]]
+        val = [Sample(str(p), i) for i, c in enumerate(scan.classes) for p in val_files[c]]
+        split_source = "folders"
+    report = DatasetReport(
+        root=str(scan.root), classes=scan.classes, train=tuple(train), val=tuple(val),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)), split_source=split_source,
+    )
+    errors, warnings = _problems(scan.classes, report.train_counts, report.val_counts)
+    if not report.val:
+        warnings.append("No validation pictures: accuracy will be measured on nothing.")
+    return replace(report, warnings=tuple(scan.notes + warnings), errors=tuple(errors))

@@ -1,0 +1,72 @@
+"""Engine layer: loss, accuracy and the confusion matrix on a data loader."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .datasets import Batch
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    images: int
+    confusion: list[list[int]]  # confusion[true][predicted]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def per_class_accuracy(self) -> list[float | None]:
+        return [
+            row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)
+        ]
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader[object],
+    device: torch.device,
+    num_classes: int,
+    criterion: nn.Module | None = None,
+    channels_last: bool = False,
+    cancel: threading.Event | None = None,
+) -> Evaluation:
+    was_training = model.training
+    model.eval()
+    criterion = criterion or nn.CrossEntropyLoss()
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    loss_sum, seen = 0.0, 0
+    failures: list[str] = []
+    batch: Batch
+    for batch in loader:
+        if cancel is not None and cancel.is_set():
+            break
+        failures += [f.path for f in batch.failures]
+        if batch.images is None or batch.labels is None:
+            continue
+        images = batch.images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(device)
+        logits = model(images).float()
+        loss_sum += float(criterion(logits, labels)) * len(labels)
+        seen += len(labels)
+        predicted = logits.argmax(1).cpu()
+        confusion.index_put_(
+            (batch.labels, predicted), torch.ones_like(predicted), accumulate=True
+        )
+    model.train(was_training)
+    correct = int(confusion.diagonal().sum())
+    return Evaluation(
+        loss=loss_sum / seen if seen else float("nan"),
+        accuracy=correct / seen if seen else float("nan"),
+        images=seen,
+        confusion=confusion.tolist(),
+        failures=failures,
+    )

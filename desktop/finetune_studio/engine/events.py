@@ -1,0 +1,58 @@
+"""Engine layer: the events a training run yields, small and immutable.
+
+Only Python numbers and strings: these cross threads (and Qt signals) as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    epoch: int  # 1-based
+    epochs: int
+    batch: int  # 1-based
+    batches: int
+    loss: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_acc: float
+    val_loss: float | None
+    val_acc: float | None
+    lr: float
+    seconds: float
+    is_best: bool
+
+    def to_metrics(self) -> dict[str, float | int | None]:
+        """The line written to ``metrics.jsonl``."""
+        return {
+            "epoch": self.epoch, "train_loss": self.train_loss, "train_acc": self.train_acc,
+            "val_loss": self.val_loss, "val_acc": self.val_acc, "lr": self.lr,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+    level: str = "info"  # "info" or "warning"
+
+
+@dataclass(frozen=True)
+class FitEnd:
+    cancelled: bool
+    stopped_early: bool
+    epochs_completed: int
+    best_epoch: int | None
+    val_acc: float | None
+    val_loss: float | None
+
+
+Event = BatchEnd | EpochEnd | Log | FitEnd

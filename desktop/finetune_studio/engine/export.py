@@ -1,0 +1,297 @@
+"""Engine layer: a trained model as a self-describing folder, and its other formats.
+
+A model folder holds ``model.safetensors`` and ``model.json`` (class names in index
+order, preprocessing, backbone, recipe, metrics, library versions). The loader
+rebuilds the network through the backbone registry and loads it with
+``strict=True``. Folders are written under a temporary name and renamed into place,
+so a failed export leaves nothing half-written and the previous export intact.
+TorchScript and ONNX files are checked against the PyTorch model after writing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import platform
+import shutil
+import tempfile
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from .backbones import build_model
+from .errors import ExportError, UserFacingError
+from .preprocessing import Preprocessing
+from .training import TrainingResult
+
+MODEL_FORMAT = "finetune-studio-model"
+MODEL_FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
+PARITY_TOLERANCE = 1e-4
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    metadata: dict[str, Any]
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "finetune_studio": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _is_model_folder(path: Path) -> bool:
+    try:
+        meta = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == MODEL_FORMAT
+
+
+def check_destination(destination: Path, overwrite: bool) -> None:
+    if not destination.exists():
+        return
+    if not destination.is_dir():
+        raise ExportError(f"{destination} is a file; choose a folder name for the export.")
+    if not any(destination.iterdir()):
+        return
+    if not _is_model_folder(destination):
+        raise ExportError(
+            f"{destination} already holds files that are not a Finetune Studio export; "
+            "choose an empty or new folder."
+        )
+    if not overwrite:
+        raise ExportError(
+            f"An export already exists at {destination}. Choose another folder, "
+            "or allow overwriting (--overwrite)."
+        )
+
+
+@contextmanager
+def _os_errors_as_export_errors(destination: Path) -> Iterator[None]:
+    try:
+        yield
+    except PermissionError as exc:
+        raise ExportError(f"Cannot write to {destination}: permission denied.") from exc
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ExportError(f"Could not write the export to {destination}: {reason}.") from exc
+
+
+def _default_permissions(path: Path) -> None:
+    """mkstemp and some writers create files 0600; exports should honour the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+def write_folder_atomically(
+    destination: Path, write: Callable[[Path], None], overwrite: bool = False
+) -> Path:
+    """Call ``write(tmp)`` to fill a temporary sibling folder, then move it into place."""
+    destination = destination.expanduser().absolute()
+    check_destination(destination, overwrite)
+    staging = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:8]}"
+    with _os_errors_as_export_errors(destination):
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            staging.mkdir()
+            write(staging)
+            _default_permissions(staging)
+            if destination.exists():
+                backup = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
+                os.replace(destination, backup)
+                os.replace(staging, destination)
+                shutil.rmtree(backup, ignore_errors=True)
+            else:
+                os.replace(staging, destination)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def model_metadata(result: TrainingResult) -> dict[str, Any]:
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "backbone": result.spec.name,
+        "head": result.head_path,
+        "num_classes": len(result.class_names),
+        "class_names": list(result.class_names),
+        "preprocessing": result.preprocessing.to_dict(),
+        "recipe": result.recipe.to_dict(),
+        "metrics": result.metrics(),
+        "history": [epoch.to_metrics() for epoch in result.history],
+        "versions": library_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def save_model_folder(
+    result: TrainingResult,
+    destination: str | Path,
+    overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
+) -> Path:
+    """Write ``model.safetensors`` + ``model.json`` (+ ``extra_files``) atomically."""
+
+    def write(folder: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        (folder / METADATA_FILE).write_text(
+            json.dumps(model_metadata(result), indent=2) + "\n", encoding="utf-8"
+        )
+        for name, text in (extra_files or {}).items():
+            (folder / Path(name).name).write_text(text, encoding="utf-8")
+
+    return write_folder_atomically(Path(destination), write, overwrite)
+
+
+def load_model_folder(folder: str | Path) -> LoadedModel:
+    """Rebuild a model from its folder alone; no code is executed from the files."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{folder} is not a model folder (no {METADATA_FILE}).") from None
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"Cannot read {folder / METADATA_FILE}: {exc}.") from exc
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ExportError(f"{folder / METADATA_FILE} is not a Finetune Studio model description.")
+    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ExportError(f"{folder} was written by a newer Finetune Studio; please update.")
+    try:
+        built = build_model(meta["backbone"], int(meta["num_classes"]), weights="none")
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
+        built.model.load_state_dict(state, strict=True)
+    except UserFacingError:
+        raise
+    except FileNotFoundError:
+        raise ExportError(f"{folder} has no {WEIGHTS_FILE}.") from None
+    except (RuntimeError, OSError, KeyError, ValueError) as exc:
+        raise ExportError(f"The model in {folder} could not be loaded: {exc}") from exc
+    return LoadedModel(
+        built.model.eval(),
+        tuple(meta["class_names"]),
+        Preprocessing.from_dict(meta["preprocessing"]),
+        meta,
+    )
+
+
+def sample_batch(preprocessing: Preprocessing, images: torch.Tensor | None = None) -> torch.Tensor:
+    """Inputs for parity checks: the given pictures, or fixed synthetic ones."""
+    if images is not None and len(images):
+        return images
+    generator = torch.Generator().manual_seed(0)
+    size = preprocessing.crop_size
+    return torch.randn(4, 3, size, size, generator=generator)
+
+
+def check_parity(reference: torch.Tensor, candidate: np.ndarray | torch.Tensor, what: str) -> float:
+    """Same top-1 and softmax probabilities within ``PARITY_TOLERANCE``, or ``ExportError``."""
+    candidate = torch.as_tensor(np.asarray(candidate))
+    ref_probs = torch.softmax(reference.float(), 1)
+    cand_probs = torch.softmax(candidate.float(), 1)
+    difference = float((ref_probs - cand_probs).abs().max())
+    if not torch.equal(ref_probs.argmax(1), cand_probs.argmax(1)) or difference > PARITY_TOLERANCE:
+        raise ExportError(
+            f"The {what} export does not match the PyTorch model (max probability "
+            f"difference {difference:.2e}); it was not kept."
+        )
+    return difference
+
+
+def _write_file_atomically(destination: Path, write: Callable[[Path], None],
+                           overwrite: bool) -> None:
+    destination = destination.expanduser().absolute()
+    if destination.exists() and not overwrite:
+        raise ExportError(f"{destination} already exists; choose another name or allow overwriting.")
+    with _os_errors_as_export_errors(destination):
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        os.close(handle)
+        try:
+            write(Path(temporary))
+            _default_permissions(Path(temporary))
+            os.replace(temporary, destination)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+
+
+def export_torchscript(
+    loaded: LoadedModel, destination: str | Path, images: torch.Tensor | None = None,
+    overwrite: bool = False,
+) -> float:
+    """Trace to TorchScript, verify it, keep it. Returns the max probability difference."""
+    batch = sample_batch(loaded.preprocessing, images)
+    model = loaded.model.eval()
+    with torch.inference_mode():
+        reference = model(batch)
+
+    result: dict[str, float] = {}
+
+    def write(path: Path) -> None:
+        with warnings.catch_warnings():
+            # torch.jit is deprecated upstream but remains the format C++/mobile users load.
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.trace(model, batch[:1]).save(str(path))
+            reloaded = torch.jit.load(str(path), map_location="cpu")
+        with torch.inference_mode():
+            result["difference"] = check_parity(reference, reloaded(batch), "TorchScript")
+
+    _write_file_atomically(Path(destination), write, overwrite)
+    return result["difference"]
+
+
+def export_onnx(
+    loaded: LoadedModel, destination: str | Path, images: torch.Tensor | None = None,
+    overwrite: bool = False,
+) -> float:
+    """Export to ONNX with a dynamic batch size, verify with onnxruntime, keep it."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ExportError(
+            "ONNX export needs the export extra: pip install 'finetune-studio[export]'."
+        ) from exc
+    batch = sample_batch(loaded.preprocessing, images)
+    model = loaded.model.eval()
+    with torch.inference_mode():
+        reference = model(batch)
+    argument = next(iter(inspect.signature(model.forward).parameters))
+    result: dict[str, float] = {}
+
+    def write(path: Path) -> None:
+        torch.onnx.export(
+            model, (batch[:2],), str(path), input_names=["image"], output_names=["logits"],
+            dynamic_shapes={argument: {0: torch.export.Dim("batch", min=1, max=4096)}},
+            dynamo=True, external_data=False, verbose=False,
+        )
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {"image": batch.numpy()})[0]
+        result["difference"] = check_parity(reference, outputs, "ONNX")
+
+    _write_file_atomically(Path(destination), write, overwrite)
+    return result["difference"]
