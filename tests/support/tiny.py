@@ -1,0 +1,73 @@
+"""A tiny backbone with BatchNorm, registered like a real one, for fast engine tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from finetune_studio.engine.backbones import BackboneSpec, register_backbone
+from finetune_studio.engine.preprocessing import Preprocessing
+
+TINY = "tiny_cnn"
+TINY_PREPROCESSING = Preprocessing(36, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear")
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class TinyNet(nn.Module):
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            _conv_block(3, 8), nn.MaxPool2d(2), _conv_block(8, 16), nn.MaxPool2d(2),
+            _conv_block(16, 16), _conv_block(16, 24),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(24, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+
+
+def pretrained_tiny_state() -> dict[str, torch.Tensor]:
+    """Fixed "pretrained" weights, with non-trivial BatchNorm statistics."""
+    torch.manual_seed(1234)
+    model = TinyNet()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.state_dict()
+
+
+def register_tiny() -> None:
+    register_backbone(
+        BackboneSpec(
+            name=TINY, family="Tiny", build=TinyNet, preprocessing=TINY_PREPROCESSING,
+            num_params=sum(p.numel() for p in TinyNet().parameters()), imagenet_top1=None,
+            bundled_weights=pretrained_tiny_state,
+        )
+    )
+
+
+COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
+
+
+def make_colour_dataset(root: Path, per_class: int = 12, size: int = 40, seed: int = 0,
+                        colours: dict[str, tuple[int, int, int]] | None = None) -> Path:
+    """Noisy pictures whose dominant colour is the class: easy for any network."""
+    rng = np.random.default_rng(seed)
+    for name, rgb in (colours or COLOURS).items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            noise = rng.normal(0, 30, (size, size, 3))
+            pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{name}_{i:03d}.png")
+    return root
