@@ -13,17 +13,18 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).parent))
 
-import pytest  # noqa: E402
+import pytest
 
-from support.pictures import make_photo_dataset  # noqa: E402
-from support.tiny import TINY, make_colour_dataset, register_tiny  # noqa: E402
+from support.pictures import make_photo_dataset
+from support.tiny import TINY, make_colour_dataset, register_tiny
 
 register_tiny()
 
 
 @pytest.fixture(autouse=True)
-def isolated_torch_cache(tmp_path_factory: pytest.TempPathFactory,
-                         monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_torch_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Never read or write the user's real weights cache."""
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
@@ -44,5 +45,12 @@ def photo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_recipe(colour_dataset: Path):
     from finetune_studio.engine.recipe import Recipe
 
-    return Recipe(dataset=str(colour_dataset), backbone=TINY, epochs=2, batch_size=8,
-                  workers=0, augmentation="none", lr=0.01)
+    return Recipe(
+        dataset=str(colour_dataset),
+        backbone=TINY,
+        epochs=2,
+        batch_size=8,
+        workers=0,
+        augmentation="none",
+        lr=0.01,
+    )

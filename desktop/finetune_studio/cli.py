@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -26,8 +26,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="finetune-studio-cli", description="Fine-tune pretrained image "
-                     "classifiers on a folder of pictures (one subfolder per class).")
+    parser = _Parser(
+        prog="finetune-studio-cli",
+        description="Fine-tune pretrained image "
+        "classifiers on a folder of pictures (one subfolder per class).",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     inspect = commands.add_parser("inspect", help="classes, counts, split and skipped files")
@@ -56,8 +59,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=("cosine", "onecycle", "constant"))
     train.add_argument("--augmentation", choices=("none", "light", "standard"))
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    train.add_argument("--unfreeze-after", type=int, metavar="K",
-                       help="train only the head for K epochs, then the --freeze plan")
+    train.add_argument(
+        "--unfreeze-after",
+        type=int,
+        metavar="K",
+        help="train only the head for K epochs, then the --freeze plan",
+    )
     train.add_argument("--workers", type=int, help="data-loading processes")
     train.add_argument("--overwrite", action="store_true", help="replace an existing export")
 
@@ -75,9 +82,9 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_json(data: Any, stream: TextIO = sys.stdout) -> None:
-    json.dump(data, stream, indent=2, ensure_ascii=False)
-    stream.write("\n")
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
 
 
 class _StderrProgress:
@@ -99,8 +106,12 @@ class _StderrProgress:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .engine.dataset import inspect_dataset
 
-    report = inspect_dataset(args.data, args.val_split, args.seed,
-                             None if args.json else _StderrProgress("Checking pictures"))
+    report = inspect_dataset(
+        args.data,
+        args.val_split,
+        args.seed,
+        None if args.json else _StderrProgress("Checking pictures"),
+    )
     if args.json:
         _print_json(report.to_dict())
         return EXIT_BAD_INPUT if report.errors else EXIT_OK
@@ -133,8 +144,10 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
         top1 = f"{info.imagenet_top1:.1f}" if info.imagenet_top1 is not None else "-"
         size = f" ({info.weights_size_mb:.0f} MB)" if info.weights == "download" else ""
         mark = "  (default)" if info.default else ""
-        print(f"{info.name:<24} {info.family:<20} {info.num_params / 1e6:7.1f}M {top1:>6} "
-              f"{info.input_size:>5}  {info.weights}{size}{mark}")
+        print(
+            f"{info.name:<24} {info.family:<20} {info.num_params / 1e6:7.1f}M {top1:>6} "
+            f"{info.input_size:>5}  {info.weights}{size}{mark}"
+        )
     return EXIT_OK
 
 
@@ -149,11 +162,19 @@ def _recipe_from_args(args: argparse.Namespace) -> Any:
         raise RecipeError("Give a dataset folder (or a --recipe that names one).")
     changes: dict[str, Any] = {"dataset": str(Path(dataset).expanduser())}
     for option, field in (
-        ("backbone", "backbone"), ("weights", "weights"), ("epochs", "epochs"),
-        ("batch_size", "batch_size"), ("lr", "lr"), ("val_split", "val_fraction"),
-        ("device", "device"), ("seed", "seed"), ("optimizer", "optimizer"),
-        ("schedule", "schedule"), ("augmentation", "augmentation"),
-        ("patience", "early_stopping_patience"), ("workers", "workers"),
+        ("backbone", "backbone"),
+        ("weights", "weights"),
+        ("epochs", "epochs"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("val_split", "val_fraction"),
+        ("device", "device"),
+        ("seed", "seed"),
+        ("optimizer", "optimizer"),
+        ("schedule", "schedule"),
+        ("augmentation", "augmentation"),
+        ("patience", "early_stopping_patience"),
+        ("workers", "workers"),
     ):
         value = getattr(args, option)
         if value is not None:
@@ -173,16 +194,28 @@ class _CliListener:
 
     def batch_ended(self, event: Any) -> None:
         if self.tty:
-            print(f"\repoch {event.epoch}/{event.epochs}  batch {event.batch}/{event.batches}"
-                  f"  loss {event.loss:.4f}", end="", file=sys.stderr, flush=True)
+            print(
+                f"\repoch {event.epoch}/{event.epochs}  batch {event.batch}/{event.batches}"
+                f"  loss {event.loss:.4f}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def epoch_ended(self, event: Any) -> None:
-        val = (f"val_loss {event.val_loss:.4f}  val_acc {event.val_acc:.2%}"
-               if event.val_loss is not None else "no validation set")
+        val = (
+            f"val_loss {event.val_loss:.4f}  val_acc {event.val_acc:.2%}"
+            if event.val_loss is not None
+            else "no validation set"
+        )
         prefix = "\r" if self.tty else ""
-        print(f"{prefix}epoch {event.epoch}/{event.epochs}  train_loss {event.train_loss:.4f}  "
-              f"train_acc {event.train_acc:.2%}  {val}  {event.seconds:.1f}s"
-              f"{'  *best' if event.is_best else ''}", file=sys.stderr, flush=True)
+        print(
+            f"{prefix}epoch {event.epoch}/{event.epochs}  train_loss {event.train_loss:.4f}  "
+            f"train_acc {event.train_acc:.2%}  {val}  {event.seconds:.1f}s"
+            f"{'  *best' if event.is_best else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def log(self, event: Any) -> None:
         prefix = "warning: " if event.level == "warning" else ""
@@ -197,9 +230,10 @@ class _CliListener:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine.export import check_destination, save_model_folder
-    from .engine.training import Trainer
+    from .engine.training import Trainer, preflight
 
     recipe = _recipe_from_args(args)
+    preflight(recipe)
     out = Path(args.out).expanduser()
     check_destination(out, args.overwrite)  # fail before training, not after
     trainer = Trainer(recipe, scan_progress=_StderrProgress("Checking pictures", every=500))
@@ -219,8 +253,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     folder = save_model_folder(result, out, args.overwrite, {"metrics.jsonl": metrics})
     final = result.evaluation
     accuracy = f"validation accuracy {final.accuracy:.2%}, " if final and final.images else ""
-    print(f"Saved the model ({accuracy}best epoch {result.best_epoch}) to {folder}",
-          file=sys.stderr)
+    print(
+        f"Saved the model ({accuracy}best epoch {result.best_epoch}) to {folder}", file=sys.stderr
+    )
     return EXIT_OK
 
 
@@ -261,8 +296,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 _COMMANDS = {
-    "inspect": _cmd_inspect, "backbones": _cmd_backbones, "train": _cmd_train,
-    "predict": _cmd_predict, "export": _cmd_export,
+    "inspect": _cmd_inspect,
+    "backbones": _cmd_backbones,
+    "train": _cmd_train,
+    "predict": _cmd_predict,
+    "export": _cmd_export,
 }
 
 

@@ -48,13 +48,20 @@ def test_unknown_backbone_suggests_close_names() -> None:
 @pytest.mark.parametrize(
     ("name", "head", "size"),
     [
-        ("resnet18", "fc", 64), ("vgg11", "classifier.6", 64),
-        ("mobilenet_v3_small", "classifier.3", 64), ("efficientnet_b0", "classifier.1", 64),
-        ("squeezenet1_0", "classifier.1", 64), ("googlenet", "fc", 64),
-        ("inception_v3", "fc", 96), ("densenet121", "classifier", 64),
-        ("convnext_tiny", "classifier.2", 64), ("swin_t", "head", 64),
-        ("vit_b_16", "heads.head", 224), ("regnet_y_400mf", "fc", 64),
-        ("shufflenet_v2_x0_5", "fc", 64), ("mnasnet0_5", "classifier.1", 64),
+        ("resnet18", "fc", 64),
+        ("vgg11", "classifier.6", 64),
+        ("mobilenet_v3_small", "classifier.3", 64),
+        ("efficientnet_b0", "classifier.1", 64),
+        ("squeezenet1_0", "classifier.1", 64),
+        ("googlenet", "fc", 64),
+        ("inception_v3", "fc", 96),
+        ("densenet121", "classifier", 64),
+        ("convnext_tiny", "classifier.2", 64),
+        ("swin_t", "head", 64),
+        ("vit_b_16", "heads.head", 224),
+        ("regnet_y_400mf", "fc", 64),
+        ("shufflenet_v2_x0_5", "fc", 64),
+        ("mnasnet0_5", "classifier.1", 64),
         ("efficientnet_lite0", "classifier.1", 64),
     ],
 )
@@ -106,8 +113,13 @@ def tiny_download_spec(tmp_path: Path, corrupt: bool = False) -> BackboneSpec:
     named = tmp_path / f"tiny-{'00000000' if corrupt else digest}.pth"
     source.rename(named)
     return BackboneSpec(
-        name="tiny_download", family="Tiny", build=TinyNet, preprocessing=TINY_PREPROCESSING,
-        num_params=0, imagenet_top1=None, weights_url=named.as_uri(),
+        name="tiny_download",
+        family="Tiny",
+        build=TinyNet,
+        preprocessing=TINY_PREPROCESSING,
+        num_params=0,
+        imagenet_top1=None,
+        weights_url=named.as_uri(),
     )
 
 
@@ -135,8 +147,13 @@ def test_corrupt_download_is_rejected_and_not_cached(tmp_path: Path) -> None:
 
 def test_no_network_says_where_to_put_the_file() -> None:
     spec = BackboneSpec(
-        name="offline", family="Tiny", build=TinyNet, preprocessing=TINY_PREPROCESSING,
-        num_params=0, imagenet_top1=None, weights_url="http://127.0.0.1:9/tiny-abcdef12.pth",
+        name="offline",
+        family="Tiny",
+        build=TinyNet,
+        preprocessing=TINY_PREPROCESSING,
+        num_params=0,
+        imagenet_top1=None,
+        weights_url="http://127.0.0.1:9/tiny-abcdef12.pth",
     )
     with pytest.raises(WeightsError) as caught:
         backbones.pretrained_state_dict(spec)
@@ -152,8 +169,9 @@ def test_weights_load_from_safetensors_and_torch_files(tmp_path: Path) -> None:
 
     for name in ("w.safetensors", "w.pth"):
         model = build_model(TINY, 4, weights=str(tmp_path / name)).model
-        assert torch.equal(model.state_dict()["features.2.0.weight"],
-                           state["features.2.0.weight"]), name
+        assert torch.equal(
+            model.state_dict()["features.2.0.weight"], state["features.2.0.weight"]
+        ), name
 
 
 class _RunsCode:

@@ -23,8 +23,11 @@ def save_picture(path: Path, size: tuple[int, int] = (40, 30), colour=(120, 30, 
 
 def png_claiming_size(path: Path, width: int, height: int) -> Path:
     """A valid PNG header that claims a huge picture (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
@@ -74,9 +77,11 @@ def test_split_folders_are_used_as_the_split(tmp_path: Path, val_name: str) -> N
 
 
 def test_random_split_is_stratified_seeded_and_keeps_one_per_class(tmp_path: Path) -> None:
-    files = {"big": [tmp_path / f"b{i}.png" for i in range(50)],
-             "pair": [tmp_path / "p0.png", tmp_path / "p1.png"],
-             "single": [tmp_path / "s0.png"]}
+    files = {
+        "big": [tmp_path / f"b{i}.png" for i in range(50)],
+        "pair": [tmp_path / "p0.png", tmp_path / "p1.png"],
+        "single": [tmp_path / "s0.png"],
+    }
     classes = ["big", "pair", "single"]
 
     train, val = stratified_split(files, classes, 0.2, seed=7)

@@ -55,18 +55,27 @@ def test_blocks_follow_each_family_structure() -> None:
 
 def test_overrides_apply_in_order_and_replace_ones_below() -> None:
     built = build_model(TINY, 3)
-    plan = FreezePlan("head").with_override("features.5", True).with_override(
-        "features.5.0.weight", False)
+    plan = (
+        FreezePlan("head")
+        .with_override("features.5", True)
+        .with_override("features.5.0.weight", False)
+    )
     plan = plan.with_override("features.4", True)
     apply_freeze_plan(built.model, built.head_path, plan)
     assert trainable_names(built.model) == {
-        "fc.weight", "fc.bias", "features.4.0.weight", "features.4.1.weight",
-        "features.4.1.bias", "features.5.1.weight", "features.5.1.bias",
+        "fc.weight",
+        "fc.bias",
+        "features.4.0.weight",
+        "features.4.1.weight",
+        "features.4.1.bias",
+        "features.5.1.weight",
+        "features.5.1.bias",
     }
     assert FreezePlan.from_dict(plan.to_dict()) == plan
     # Setting a node supersedes the overrides recorded below it.
     assert FreezePlan("head").with_override("features.5.0", True).with_override(
-        "features", False).overrides == (("features", False),)
+        "features", False
+    ).overrides == (("features", False),)
 
 
 def test_node_state_is_derived_from_its_leaves() -> None:

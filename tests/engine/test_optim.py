@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -14,14 +16,20 @@ from support.tiny import TINY
 
 def test_groups_per_multiplier_hold_only_trainable_parameters() -> None:
     built = build_model(TINY, 3)
-    apply_freeze_plan(built.model, built.head_path,
-                      FreezePlan("head").with_override("features.5", True))
+    apply_freeze_plan(
+        built.model, built.head_path, FreezePlan("head").with_override("features.5", True)
+    )
     multipliers = {"features": 0.1, "features.5.1": 0.5}
     optimizer = make_optimizer(built.model, "adamw", 0.01, 0.05, multipliers)
 
     by_name = {name: group for group in optimizer.param_groups for name in group["names"]}
-    assert set(by_name) == {"fc.weight", "fc.bias", "features.5.0.weight",
-                            "features.5.1.weight", "features.5.1.bias"}
+    assert set(by_name) == {
+        "fc.weight",
+        "fc.bias",
+        "features.5.0.weight",
+        "features.5.1.weight",
+        "features.5.1.bias",
+    }
     assert by_name["fc.weight"]["lr"] == pytest.approx(0.01)
     assert by_name["features.5.0.weight"]["lr"] == pytest.approx(0.001)
     assert by_name["features.5.1.weight"]["lr"] == pytest.approx(0.005)
@@ -54,7 +62,7 @@ def lr_curve(schedule: str, steps: int = 20, warmup: int = 4) -> list[float]:
 def test_cosine_warms_up_then_decays() -> None:
     curve = lr_curve("cosine")
     assert curve[0] < curve[3] < curve[4] == pytest.approx(1.0)
-    assert all(a >= b for a, b in zip(curve[4:], curve[5:]))
+    assert all(a >= b for a, b in itertools.pairwise(curve[4:]))
     assert curve[-1] < 0.05
 
 

@@ -14,10 +14,15 @@ from finetune_studio.engine.recipe import Recipe
 
 def test_a_recipe_survives_a_round_trip_through_json(tmp_path: Path) -> None:
     recipe = Recipe(
-        dataset="/data/birds", backbone="resnet50",
+        dataset="/data/birds",
+        backbone="resnet50",
         freeze=FreezePlan("last:2").with_override("layer3.0", False),
-        lr_multipliers={"layer4": 0.1}, gradual_unfreeze=GradualUnfreeze(2, ("layer2",)),
-        epochs=8, optimizer="sgd", schedule="onecycle", class_balanced=True,
+        lr_multipliers={"layer4": 0.1},
+        gradual_unfreeze=GradualUnfreeze(2, ("layer2",)),
+        epochs=8,
+        optimizer="sgd",
+        schedule="onecycle",
+        class_balanced=True,
     )
     recipe.save(tmp_path / "r.json")
 

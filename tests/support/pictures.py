@@ -30,7 +30,10 @@ def random_view(image: Image.Image, rng: np.random.Generator, size: int = 160) -
 
 
 def make_photo_dataset(
-    root: Path, per_class: int = 10, size: int = 160, seed: int = 0,
+    root: Path,
+    per_class: int = 10,
+    size: int = 160,
+    seed: int = 0,
     classes: dict[str, str] | None = None,
 ) -> Path:
     """One subfolder per class, ``per_class`` JPEG views of a real photo in each."""

@@ -17,16 +17,21 @@ TINY_PREPROCESSING = Preprocessing(36, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class TinyNet(nn.Module):
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            _conv_block(3, 8), nn.MaxPool2d(2), _conv_block(8, 16), nn.MaxPool2d(2),
-            _conv_block(16, 16), _conv_block(16, 24),
+            _conv_block(3, 8),
+            nn.MaxPool2d(2),
+            _conv_block(8, 16),
+            nn.MaxPool2d(2),
+            _conv_block(16, 16),
+            _conv_block(16, 24),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(24, num_classes)
@@ -49,8 +54,12 @@ def pretrained_tiny_state() -> dict[str, torch.Tensor]:
 def register_tiny() -> None:
     register_backbone(
         BackboneSpec(
-            name=TINY, family="Tiny", build=TinyNet, preprocessing=TINY_PREPROCESSING,
-            num_params=sum(p.numel() for p in TinyNet().parameters()), imagenet_top1=None,
+            name=TINY,
+            family="Tiny",
+            build=TinyNet,
+            preprocessing=TINY_PREPROCESSING,
+            num_params=sum(p.numel() for p in TinyNet().parameters()),
+            imagenet_top1=None,
             bundled_weights=pretrained_tiny_state,
         )
     )
@@ -59,8 +68,13 @@ def register_tiny() -> None:
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
 
 
-def make_colour_dataset(root: Path, per_class: int = 12, size: int = 40, seed: int = 0,
-                        colours: dict[str, tuple[int, int, int]] | None = None) -> Path:
+def make_colour_dataset(
+    root: Path,
+    per_class: int = 12,
+    size: int = 40,
+    seed: int = 0,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+) -> Path:
     """Noisy pictures whose dominant colour is the class: easy for any network."""
     rng = np.random.default_rng(seed)
     for name, rgb in (colours or COLOURS).items():

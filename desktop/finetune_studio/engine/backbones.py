@@ -36,12 +36,22 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 StateDict = dict[str, Tensor]
 
 _FAMILY_NAMES = {
-    "alexnet": "AlexNet", "convnext": "ConvNeXt", "densenet": "DenseNet",
-    "efficientnet": "EfficientNet", "googlenet": "GoogLeNet", "inception": "Inception",
-    "maxvit": "MaxViT", "mnasnet": "MNASNet", "mobilenetv2": "MobileNet",
-    "mobilenetv3": "MobileNet", "regnet": "RegNet", "resnet": "ResNet",
-    "shufflenetv2": "ShuffleNet", "squeezenet": "SqueezeNet",
-    "swin_transformer": "Swin Transformer", "vgg": "VGG",
+    "alexnet": "AlexNet",
+    "convnext": "ConvNeXt",
+    "densenet": "DenseNet",
+    "efficientnet": "EfficientNet",
+    "googlenet": "GoogLeNet",
+    "inception": "Inception",
+    "maxvit": "MaxViT",
+    "mnasnet": "MNASNet",
+    "mobilenetv2": "MobileNet",
+    "mobilenetv3": "MobileNet",
+    "regnet": "RegNet",
+    "resnet": "ResNet",
+    "shufflenetv2": "ShuffleNet",
+    "squeezenet": "SqueezeNet",
+    "swin_transformer": "Swin Transformer",
+    "vgg": "VGG",
     "vision_transformer": "Vision Transformer",
 }
 
@@ -178,9 +188,13 @@ def backbone_infos() -> list[BackboneInfo]:
     _populate()
     return [
         BackboneInfo(
-            name=spec.name, family=spec.family, num_params=spec.num_params,
-            imagenet_top1=spec.imagenet_top1, input_size=spec.preprocessing.crop_size,
-            weights=spec.weights_status(), weights_size_mb=spec.weights_size_mb,
+            name=spec.name,
+            family=spec.family,
+            num_params=spec.num_params,
+            imagenet_top1=spec.imagenet_top1,
+            input_size=spec.preprocessing.crop_size,
+            weights=spec.weights_status(),
+            weights_size_mb=spec.weights_size_mb,
             default=spec.name == DEFAULT_BACKBONE,
         )
         for spec in _registry.values()
@@ -212,7 +226,9 @@ def _load_into(model: nn.Module, state: StateDict, head_path: str, source: str) 
     own = model.state_dict()
     head_prefix = head_path + "."
     head_fits = all(
-        k in state and state[k].shape == v.shape for k, v in own.items() if k.startswith(head_prefix)
+        k in state and state[k].shape == v.shape
+        for k, v in own.items()
+        if k.startswith(head_prefix)
     )
     ignore = None if head_fits else head_prefix
     problem = describe_mismatch(own, state, ignore_prefix=ignore)

@@ -186,8 +186,12 @@ def inspect_dataset(
         val = [Sample(str(p), i) for i, c in enumerate(scan.classes) for p in val_files[c]]
         split_source = "folders"
     report = DatasetReport(
-        root=str(scan.root), classes=scan.classes, train=tuple(train), val=tuple(val),
-        skipped=tuple(sorted(skipped, key=lambda s: s.path)), split_source=split_source,
+        root=str(scan.root),
+        classes=scan.classes,
+        train=tuple(train),
+        val=tuple(val),
+        skipped=tuple(sorted(skipped, key=lambda s: s.path)),
+        split_source=split_source,
     )
     errors, warnings = _problems(scan.classes, report.train_counts, report.val_counts)
     if not report.val:

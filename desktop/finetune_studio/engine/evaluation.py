@@ -22,9 +22,7 @@ class Evaluation:
 
     @property
     def per_class_accuracy(self) -> list[float | None]:
-        return [
-            row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)
-        ]
+        return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
 
 
 @torch.inference_mode()
@@ -58,9 +56,7 @@ def evaluate(
         loss_sum += float(criterion(logits, labels)) * len(labels)
         seen += len(labels)
         predicted = logits.argmax(1).cpu()
-        confusion.index_put_(
-            (batch.labels, predicted), torch.ones_like(predicted), accumulate=True
-        )
+        confusion.index_put_((batch.labels, predicted), torch.ones_like(predicted), accumulate=True)
     model.train(was_training)
     correct = int(confusion.diagonal().sum())
     return Evaluation(

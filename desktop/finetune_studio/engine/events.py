@@ -33,8 +33,12 @@ class EpochEnd:
     def to_metrics(self) -> dict[str, float | int | None]:
         """The line written to ``metrics.jsonl``."""
         return {
-            "epoch": self.epoch, "train_loss": self.train_loss, "train_acc": self.train_acc,
-            "val_loss": self.val_loss, "val_acc": self.val_acc, "lr": self.lr,
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_acc": self.train_acc,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "lr": self.lr,
             "seconds": self.seconds,
         }
 

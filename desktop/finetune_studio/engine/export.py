@@ -223,11 +223,14 @@ def check_parity(reference: torch.Tensor, candidate: np.ndarray | torch.Tensor, 
     return difference
 
 
-def _write_file_atomically(destination: Path, write: Callable[[Path], None],
-                           overwrite: bool) -> None:
+def _write_file_atomically(
+    destination: Path, write: Callable[[Path], None], overwrite: bool
+) -> None:
     destination = destination.expanduser().absolute()
     if destination.exists() and not overwrite:
-        raise ExportError(f"{destination} already exists; choose another name or allow overwriting.")
+        raise ExportError(
+            f"{destination} already exists; choose another name or allow overwriting."
+        )
     with _os_errors_as_export_errors(destination):
         destination.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
@@ -241,7 +244,9 @@ def _write_file_atomically(destination: Path, write: Callable[[Path], None],
 
 
 def export_torchscript(
-    loaded: LoadedModel, destination: str | Path, images: torch.Tensor | None = None,
+    loaded: LoadedModel,
+    destination: str | Path,
+    images: torch.Tensor | None = None,
     overwrite: bool = False,
 ) -> float:
     """Trace to TorchScript, verify it, keep it. Returns the max probability difference."""
@@ -256,8 +261,8 @@ def export_torchscript(
         with warnings.catch_warnings():
             # torch.jit is deprecated upstream but remains the format C++/mobile users load.
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.trace(model, batch[:1]).save(str(path))
-            reloaded = torch.jit.load(str(path), map_location="cpu")
+            torch.jit.trace(model, batch[:1]).save(str(path))  # type: ignore[no-untyped-call]
+            reloaded = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         with torch.inference_mode():
             result["difference"] = check_parity(reference, reloaded(batch), "TorchScript")
 
@@ -266,7 +271,9 @@ def export_torchscript(
 
 
 def export_onnx(
-    loaded: LoadedModel, destination: str | Path, images: torch.Tensor | None = None,
+    loaded: LoadedModel,
+    destination: str | Path,
+    images: torch.Tensor | None = None,
     overwrite: bool = False,
 ) -> float:
     """Export to ONNX with a dynamic batch size, verify with onnxruntime, keep it."""
@@ -285,9 +292,15 @@ def export_onnx(
 
     def write(path: Path) -> None:
         torch.onnx.export(
-            model, (batch[:2],), str(path), input_names=["image"], output_names=["logits"],
+            model,
+            (batch[:2],),
+            str(path),
+            input_names=["image"],
+            output_names=["logits"],
             dynamic_shapes={argument: {0: torch.export.Dim("batch", min=1, max=4096)}},
-            dynamo=True, external_data=False, verbose=False,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
         )
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         outputs = session.run(None, {"image": batch.numpy()})[0]

@@ -82,9 +82,9 @@ def block_units(model: nn.Module, head_path: str) -> list[tuple[str, ...]]:
     """The network's blocks, in order, each as the module paths it spans.
 
     The block container is the shallowest module (root, a child, a grandchild) with
-    at least ``MIN_BLOCKS`` parameter-holding children other than the head: ``layer1..4`` with the stem in
-    ResNet, ``features.N`` in EfficientNet and ConvNeXt, ``encoder.layers.*`` in
-    ViT. Parameter-holding modules after it (VGG's hidden classifier layers) are
+    at least ``MIN_BLOCKS`` parameter-holding children other than the head: the stem
+    and ``layer1..4`` in ResNet, ``features.N`` in EfficientNet and ConvNeXt,
+    ``encoder.layers.*`` in ViT. Parameter-holding modules after it (VGG's hidden classifier layers) are
     blocks too. A normalisation layer alone joins the block before it.
     """
     head_chain = {head_path} | {
@@ -179,9 +179,7 @@ def hold_frozen_batchnorm(model: nn.Module) -> int:
     """
     held = 0
     for module in model.modules():
-        if isinstance(module, _BatchNorm) and not any(
-            p.requires_grad for p in module.parameters()
-        ):
+        if isinstance(module, _BatchNorm) and not any(p.requires_grad for p in module.parameters()):
             module.eval()
             held += 1
     return held

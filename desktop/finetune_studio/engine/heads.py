@@ -13,7 +13,8 @@ from torch import nn
 
 def find_head_path(model: nn.Module) -> str:
     """Dotted path of the module that produces the class scores."""
-    last_linear = last_pointwise = None
+    last_linear: str | None = None
+    last_pointwise: str | None = None
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             last_linear = name
@@ -43,7 +44,7 @@ def replace_head(model: nn.Module, head_path: str, num_classes: int) -> nn.Modul
         raise TypeError(f"cannot replace a head of type {type(old).__name__}")
     _set_submodule(model, head_path, new)
     if hasattr(model, "num_classes"):
-        model.num_classes = num_classes
+        setattr(model, "num_classes", num_classes)  # noqa: B010 - not a declared attribute
     return new
 
 
@@ -51,7 +52,7 @@ def drop_auxiliary_heads(model: nn.Module) -> None:
     """GoogLeNet and Inception v3 carry ImageNet-only auxiliary classifiers; fine-tuning
     uses the main head alone, and without them forward() returns plain logits."""
     if getattr(model, "aux_logits", False):
-        model.aux_logits = False
+        setattr(model, "aux_logits", False)  # noqa: B010 - not a declared attribute
         for name in ("aux1", "aux2", "AuxLogits"):
             if hasattr(model, name):
                 setattr(model, name, None)

@@ -50,8 +50,11 @@ def parameter_groups(
         group = groups.setdefault(
             (multiplier, decays),
             {
-                "params": [], "names": [], "lr": lr * multiplier,
-                "weight_decay": weight_decay if decays else 0.0, "lr_multiplier": multiplier,
+                "params": [],
+                "names": [],
+                "lr": lr * multiplier,
+                "weight_decay": weight_decay if decays else 0.0,
+                "lr_multiplier": multiplier,
             },
         )
         group["params"].append(parameter)
@@ -60,12 +63,17 @@ def parameter_groups(
 
 
 def make_optimizer(
-    model: nn.Module, name: str, lr: float, weight_decay: float,
+    model: nn.Module,
+    name: str,
+    lr: float,
+    weight_decay: float,
     multipliers: Mapping[str, float],
 ) -> torch.optim.Optimizer:
     groups = parameter_groups(model, lr, weight_decay, multipliers)
     if not groups:
-        raise RecipeError("Nothing to train: every parameter is frozen. Unfreeze at least the head.")
+        raise RecipeError(
+            "Nothing to train: every parameter is frozen. Unfreeze at least the head."
+        )
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":

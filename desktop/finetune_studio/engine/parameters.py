@@ -111,13 +111,15 @@ class ParameterTree:
     def _build(
         self, path: str, name: str, module: nn.Module, parent: ParameterNode | None
     ) -> ParameterNode:
-        node = ParameterNode(path, name or type(module).__name__, type(module).__name__,
-                             parent=parent)
+        node = ParameterNode(
+            path, name or type(module).__name__, type(module).__name__, parent=parent
+        )
         self._by_path[path] = node
         for param_name, parameter in module.named_parameters(recurse=False):
             leaf_path = f"{path}.{param_name}" if path else param_name
-            leaf = ParameterNode(leaf_path, param_name, "Parameter", parameter, node,
-                                 total=parameter.numel())
+            leaf = ParameterNode(
+                leaf_path, param_name, "Parameter", parameter, node, total=parameter.numel()
+            )
             self._by_path[leaf_path] = leaf
             node.children.append(leaf)
         for child_name, child in module.named_children():

@@ -91,12 +91,16 @@ def train_transform(pre: Preprocessing, preset: str) -> T.Compose:
     elif preset == "standard":
         steps = [
             T.RandomResizedCrop(
-                pre.crop_size, scale=(0.35, 1.0), interpolation=pre.interpolation_mode,
+                pre.crop_size,
+                scale=(0.35, 1.0),
+                interpolation=pre.interpolation_mode,
                 antialias=True,
             ),
             T.RandomHorizontalFlip(),
             T.ColorJitter(brightness=0.25, contrast=0.25, saturation=0.25),
         ]
     else:
-        raise ValueError(f"unknown augmentation preset {preset!r}; use one of {AUGMENTATION_PRESETS}")
+        raise ValueError(
+            f"unknown augmentation preset {preset!r}; use one of {AUGMENTATION_PRESETS}"
+        )
     return T.Compose([*steps, *_to_normalized_tensor(pre)])

@@ -77,9 +77,7 @@ def scan_folder(root: str | Path) -> FolderScan:
     if not root.exists():
         raise DatasetError(f"The dataset folder {root} does not exist.")
     if not root.is_dir():
-        raise DatasetError(
-            f"{root} is a file. Choose a folder that holds one subfolder per class."
-        )
+        raise DatasetError(f"{root} is a file. Choose a folder that holds one subfolder per class.")
     try:
         train_dir = _find_child(root, TRAIN_FOLDER_NAMES)
         val_dir = _find_child(root, VAL_FOLDER_NAMES)

@@ -16,16 +16,18 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from .backbones import BackboneSpec, build_model
+from .backbones import BackboneSpec, build_model, get_spec
 from .dataset import DatasetReport, ProgressCallback, inspect_dataset
 from .datasets import Batch, ImageDataset, default_workers, make_loader
 from .devices import autocast_dtype, describe_device, resolve_device
+from .errors import DatasetError, WeightsError
 from .evaluation import Evaluation, evaluate
 from .events import BatchEnd, EpochEnd, Event, FitEnd, Log
 from .freezing import apply_freeze_plan, apply_preset, hold_frozen_batchnorm, set_trainable
@@ -59,7 +61,8 @@ class TrainingResult:
             "val_acc": final.accuracy if final and final.images else None,
             "val_loss": final.loss if final and final.images else None,
             "per_class_val_acc": dict(zip(self.class_names, final.per_class_accuracy))
-            if final else {},
+            if final
+            else {},
             "confusion": final.confusion if final else None,
             "cancelled": self.cancelled,
             "stopped_early": self.stopped_early,
@@ -74,6 +77,18 @@ class TrainingListener(Protocol):
     def log(self, event: Log) -> None: ...
     def finished(self, event: FitEnd) -> None: ...
     def failed(self, error: BaseException) -> None: ...
+
+
+def preflight(recipe: Recipe) -> None:
+    """Cheap checks of a recipe's inputs, so a typo fails in a second, not after a scan."""
+    get_spec(recipe.backbone)
+    if recipe.weights not in ("default", "none") and not Path(recipe.weights).is_file():
+        raise WeightsError(f"The weights file {recipe.weights} does not exist.")
+    dataset = Path(recipe.dataset).expanduser()
+    if not dataset.is_dir():
+        what = "is not a folder" if dataset.exists() else "does not exist"
+        raise DatasetError(f"The dataset folder {dataset} {what}.")
+    resolve_device(recipe.device)
 
 
 def seed_everything(seed: int) -> None:
@@ -103,6 +118,7 @@ class Trainer:
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
         self.result: TrainingResult | None = None
+        self.model: nn.Module | None = None  # the live model; only the run's thread may use it
 
     def cancel(self) -> None:
         """Thread-safe: the run stops after the batch in progress."""
@@ -127,6 +143,7 @@ class Trainer:
     def events(self) -> Iterator[Event]:
         recipe = self.recipe
         cancel = self.cancel_token
+        preflight(recipe)
         seed_everything(recipe.seed)
         device = resolve_device(recipe.device)
         yield Log(f"Device: {describe_device(device)}")
@@ -147,6 +164,7 @@ class Trainer:
 
         built = build_model(recipe.backbone, len(classes), recipe.weights)
         model, head_path, spec = built.model, built.head_path, built.spec
+        self.model = model
         pre = spec.preprocessing
         tree = ParameterTree(model)
 
@@ -168,11 +186,19 @@ class Trainer:
         min_side = pre.resize_size
         train_loader = make_loader(
             ImageDataset(report.train, train_transform(pre, recipe.augmentation), min_side),
-            recipe.batch_size, True, workers, recipe.seed, device.type == "cuda",
+            recipe.batch_size,
+            True,
+            workers,
+            recipe.seed,
+            device.type == "cuda",
         )
         val_loader = make_loader(
             ImageDataset(report.val, eval_transform(pre), min_side),
-            recipe.batch_size, False, workers, recipe.seed, device.type == "cuda",
+            recipe.batch_size,
+            False,
+            workers,
+            recipe.seed,
+            device.type == "cuda",
         )
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
@@ -243,15 +269,21 @@ class Trainer:
             is_best = monitored < best_val
             if is_best:
                 best_val, best_epoch, epochs_without_gain = monitored, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in
-                              model.state_dict().items()}
+                best_state = {
+                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
+                }
             else:
                 epochs_without_gain += 1
             event = EpochEnd(
-                epoch=epoch, epochs=recipe.epochs,
-                train_loss=loss_sum / max(seen, 1), train_acc=correct / max(seen, 1),
-                val_loss=val.loss if has_val else None, val_acc=val.accuracy if has_val else None,
-                lr=self._lr(optimizer), seconds=time.perf_counter() - started, is_best=is_best,
+                epoch=epoch,
+                epochs=recipe.epochs,
+                train_loss=loss_sum / max(seen, 1),
+                train_acc=correct / max(seen, 1),
+                val_loss=val.loss if has_val else None,
+                val_acc=val.accuracy if has_val else None,
+                lr=self._lr(optimizer),
+                seconds=time.perf_counter() - started,
+                is_best=is_best,
             )
             history.append(event)
             yield event
@@ -264,20 +296,32 @@ class Trainer:
         cancelled = cancel.is_set()
         if cancelled:
             yield Log("Stopped by the user; keeping the best model so far.", "warning")
-        model.to("cpu", memory_format=torch.contiguous_format)
+        model.to("cpu")
+        model.to(memory_format=torch.contiguous_format)
         if best_state is not None:
             model.load_state_dict(best_state)
         model.eval()
-        final = evaluate(model, val_loader, torch.device("cpu"), len(classes)) if report.val \
-            else None
+        final = (
+            evaluate(model, val_loader, torch.device("cpu"), len(classes)) if report.val else None
+        )
         self.result = TrainingResult(
-            model=model, spec=spec, head_path=head_path, class_names=classes,
-            preprocessing=pre, recipe=recipe, history=history, best_epoch=best_epoch,
-            evaluation=final, cancelled=cancelled, stopped_early=stopped_early,
+            model=model,
+            spec=spec,
+            head_path=head_path,
+            class_names=classes,
+            preprocessing=pre,
+            recipe=recipe,
+            history=history,
+            best_epoch=best_epoch,
+            evaluation=final,
+            cancelled=cancelled,
+            stopped_early=stopped_early,
         )
         has_final = final is not None and final.images > 0
         yield FitEnd(
-            cancelled=cancelled, stopped_early=stopped_early, epochs_completed=len(history),
+            cancelled=cancelled,
+            stopped_early=stopped_early,
+            epochs_completed=len(history),
             best_epoch=best_epoch,
             val_acc=final.accuracy if has_final and final else None,
             val_loss=final.loss if has_final and final else None,

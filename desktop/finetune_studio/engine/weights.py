@@ -12,9 +12,9 @@ import hashlib
 import os
 import pickle
 import re
-import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,7 +43,7 @@ def hub_checkpoint_dir() -> Path:
 
 
 def cached_file_for(url: str) -> Path:
-    return hub_checkpoint_dir() / os.path.basename(urllib.request.urlparse(url).path)
+    return hub_checkpoint_dir() / os.path.basename(urllib.parse.urlparse(url).path)
 
 
 def download(
@@ -70,7 +70,7 @@ def download(
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
         partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise WeightsError(
@@ -97,9 +97,7 @@ def _unwrap_checkpoint(data: object, path: Path) -> dict[str, torch.Tensor]:
             if isinstance(inner, Mapping):
                 data = inner
                 break
-    if not isinstance(data, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in data.values()
-    ):
+    if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(
             f"{path.name} does not hold a state dict (a mapping of parameter names to tensors)."
         )

@@ -1,0 +1,196 @@
+"""finetune-studio-cli: the exact command-line contract."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from finetune_studio.cli import main
+
+TESTS = Path(__file__).parents[1]
+
+
+def cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def train_tiny(data: Path, out: Path, *extra: str) -> int:
+    return cli(
+        "train",
+        data,
+        "--out",
+        out,
+        "--backbone",
+        "tiny_cnn",
+        "--epochs",
+        "5",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.05",
+        "--workers",
+        "0",
+        *extra,
+    )
+
+
+def test_inspect_json_lists_classes_counts_and_skipped_files(
+    colour_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (colour_dataset / "red" / "broken.png").write_bytes(b"")
+
+    assert cli("inspect", colour_dataset, "--json") == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in report["classes"]] == ["blue", "green", "red"]
+    assert sum(c["train"] + c["val"] for c in report["classes"]) == 36
+    assert report["skipped"] == [
+        {"path": str(colour_dataset / "red" / "broken.png"), "reason": "empty file"}
+    ]
+
+
+def test_backbones_json_is_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli("backbones", "--json") == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["efficientnet_lite0"]["weights"] == "bundled"
+    assert rows["convnext_tiny"]["input_size"] == 224
+
+
+def test_train_writes_a_model_folder_and_per_epoch_metrics(
+    colour_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    assert train_tiny(colour_dataset, out) == 0
+
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    assert set(rows[0]) == {
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "seconds",
+    }
+    assert "epoch 5/5" in capsys.readouterr().err
+
+    assert cli("predict", out, colour_dataset / "red", "--json", "--top-k", "2") == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert len(predictions) == 12 and all(len(p["top"]) == 2 for p in predictions)
+    assert sum(p["top"][0]["class"] == "red" for p in predictions) >= 10
+
+    assert cli("export", out, "--format", "onnx") == 0
+    assert (out / "model.onnx").stat().st_size > 0
+
+
+def test_training_from_a_recipe_file_with_overrides(colour_dataset: Path, tmp_path: Path) -> None:
+    from finetune_studio.engine.recipe import Recipe
+
+    recipe = Recipe(dataset=str(colour_dataset), backbone="tiny_cnn", epochs=5, workers=0)
+    recipe.save(tmp_path / "recipe.json")
+
+    assert (
+        cli("train", "--recipe", tmp_path / "recipe.json", "--epochs", "1", "--out", tmp_path / "m")
+        == 0
+    )
+    saved = json.loads((tmp_path / "m" / "model.json").read_text())["recipe"]
+    assert saved["epochs"] == 1 and saved["backbone"] == "tiny_cnn"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "{missing}", "--out", "{out}"], "does not exist"),
+        (["train", "{data}", "--out", "{out}", "--backbone", "resnet-18"], "Did you mean"),
+        (["train", "{data}", "--out", "{out}", "--freeze", "some"], "Unknown freeze preset"),
+        (["train", "{data}", "--out", "{out}", "--epochs", "zero"], "invalid int value"),
+        (["train", "{data}", "--out", "{out}", "--weights", "{missing}.pt"], "does not exist"),
+        (["predict", "{data}", "x.png"], "not a model folder"),
+        (["bogus"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(
+    args: list[str],
+    message: str,
+    colour_dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    values = {"data": colour_dataset, "out": tmp_path / "out", "missing": tmp_path / "missing"}
+    argv = [a.format(**values) for a in args]
+
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def exit_code(argv: list[str]) -> int:
+    """main()'s return value, or the code argparse exits with."""
+    try:
+        return main(argv)
+    except SystemExit as exit:
+        return int(exit.code or 0)
+
+
+def test_an_existing_export_stops_training_before_it_starts(
+    colour_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model"
+    assert train_tiny(colour_dataset, out) == 0
+    capsys.readouterr()
+    assert train_tiny(colour_dataset, out) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "epoch" not in err
+    assert train_tiny(colour_dataset, out, "--overwrite") == 0
+
+
+def test_ctrl_c_stops_after_the_batch_and_still_saves_the_best_model(
+    colour_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "support.cli_with_tiny",
+            "train",
+            str(colour_dataset),
+            "--out",
+            str(out),
+            "--backbone",
+            "tiny_cnn",
+            "--epochs",
+            "500",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("epoch 2/500"):
+            process.send_signal(signal.SIGINT)
+            break
+    rest = process.communicate(timeout=120)[1]
+    assert process.returncode == 0, rest
+    assert "Stopping after this batch" in rest
+    metrics = (out / "metrics.jsonl").read_text().splitlines()
+    assert 2 <= len(metrics) < 500
+    assert json.loads((out / "model.json").read_text())["metrics"]["cancelled"] is True

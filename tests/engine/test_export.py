@@ -1,0 +1,140 @@
+"""Model folders, TorchScript and ONNX exports."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune_studio.engine import export
+from finetune_studio.engine.errors import ExportError
+from finetune_studio.engine.export import (
+    export_onnx,
+    export_torchscript,
+    load_model_folder,
+    save_model_folder,
+)
+from finetune_studio.engine.predict import Predictor
+from finetune_studio.engine.recipe import Recipe
+from finetune_studio.engine.training import Trainer, TrainingResult
+
+
+@pytest.fixture
+def trained(tiny_recipe: Recipe) -> TrainingResult:
+    trainer = Trainer(tiny_recipe.replace(epochs=1))
+    assert trainer.run(_Quiet()) is not None
+    assert trainer.result is not None
+    return trainer.result
+
+
+class _Quiet:
+    def batch_ended(self, event: object) -> None: ...
+    def epoch_ended(self, event: object) -> None: ...
+    def log(self, event: object) -> None: ...
+    def finished(self, event: object) -> None: ...
+
+    def failed(self, error: BaseException) -> None:
+        raise error
+
+
+def pictures(dataset: Path) -> list[Path]:
+    return sorted(dataset.rglob("*.png"))[::5]
+
+
+def test_a_model_folder_describes_itself_and_reloads_identically(
+    trained: TrainingResult,
+    tmp_path: Path,
+    colour_dataset: Path,
+) -> None:
+    folder = save_model_folder(trained, tmp_path / "model")
+
+    meta = json.loads((folder / "model.json").read_text())
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    assert meta["class_names"] == ["blue", "green", "red"]
+    assert meta["backbone"] == "tiny_cnn" and meta["num_classes"] == 3
+    assert meta["preprocessing"]["crop_size"] == 32
+    assert meta["recipe"]["dataset"] == str(colour_dataset)
+    assert set(meta["versions"]) >= {"torch", "torchvision", "finetune_studio"}
+    assert 0 <= meta["metrics"]["val_acc"] <= 1
+
+    loaded = load_model_folder(folder)
+    original = Predictor(trained.model, trained.class_names, trained.preprocessing)
+    again = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)
+    batch = torch.stack([original.tensor_for(p) for p in pictures(colour_dataset)])
+    assert torch.equal(original.probabilities(batch), again.probabilities(batch))
+    assert original.predict(pictures(colour_dataset)) == again.predict(pictures(colour_dataset))
+
+
+def test_an_existing_export_is_kept_unless_overwrite_is_asked(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    folder = save_model_folder(trained, tmp_path / "model")
+    stamp = (folder / "model.json").read_text()
+
+    with pytest.raises(ExportError, match="already exists"):
+        save_model_folder(trained, folder)
+    assert (folder / "model.json").read_text() == stamp
+
+    save_model_folder(trained, folder, overwrite=True)
+    assert load_model_folder(folder).class_names == ("blue", "green", "red")
+
+
+def test_a_folder_of_other_files_is_never_replaced(trained: TrainingResult, tmp_path: Path) -> None:
+    (tmp_path / "holiday").mkdir()
+    (tmp_path / "holiday" / "photo.jpg").write_bytes(b"precious")
+    with pytest.raises(ExportError, match="not a Finetune Studio export"):
+        save_model_folder(trained, tmp_path / "holiday", overwrite=True)
+    assert (tmp_path / "holiday" / "photo.jpg").read_bytes() == b"precious"
+
+
+def test_a_full_disk_leaves_the_previous_export_intact(
+    trained: TrainingResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = save_model_folder(trained, tmp_path / "model")
+    before = (folder / "model.safetensors").read_bytes()
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export, "save_file", disk_full)
+    with pytest.raises(ExportError, match="No space left on device"):
+        save_model_folder(trained, folder, overwrite=True)
+
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_torchscript_and_onnx_exports_match_the_model(
+    trained: TrainingResult,
+    tmp_path: Path,
+    colour_dataset: Path,
+) -> None:
+    folder = save_model_folder(trained, tmp_path / "model")
+    loaded = load_model_folder(folder)
+    predictor = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)
+    images = torch.stack([predictor.tensor_for(p) for p in pictures(colour_dataset)])
+
+    assert export_torchscript(loaded, tmp_path / "m.pt", images) <= 1e-4
+    assert export_onnx(loaded, tmp_path / "m.onnx", images) <= 1e-4
+
+    scripted = torch.jit.load(str(tmp_path / "m.pt"))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    with torch.no_grad():
+        expected = loaded.model(images).argmax(1)
+    assert torch.equal(scripted(images).argmax(1), expected)
+    onnx_top = session.run(None, {"image": images.numpy()})[0].argmax(1)
+    assert onnx_top.tolist() == expected.tolist()
+    with pytest.raises(ExportError, match="already exists"):
+        export_onnx(loaded, tmp_path / "m.onnx", images)
+
+
+def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="not a model folder"):
+        load_model_folder(tmp_path)
