@@ -84,8 +84,9 @@ def block_units(model: nn.Module, head_path: str) -> list[tuple[str, ...]]:
     The block container is the shallowest module (root, a child, a grandchild) with
     at least ``MIN_BLOCKS`` parameter-holding children other than the head: the stem
     and ``layer1..4`` in ResNet, ``features.N`` in EfficientNet and ConvNeXt,
-    ``encoder.layers.*`` in ViT. Parameter-holding modules after it (VGG's hidden classifier layers) are
-    blocks too. A normalisation layer alone joins the block before it.
+    ``encoder.layers.*`` in ViT. Parameter-holding modules after it (VGG's hidden
+    classifier layers) are blocks too. A normalisation layer alone joins the block
+    before it.
     """
     head_chain = {head_path} | {
         head_path.rsplit(".", i)[0] for i in range(1, head_path.count(".") + 1)
