@@ -10,7 +10,8 @@ import torch
 from finetune_studio.engine.backbones import build_model
 from finetune_studio.engine.errors import RecipeError
 from finetune_studio.engine.freezing import FreezePlan, apply_freeze_plan
-from finetune_studio.engine.optim import make_optimizer, make_scheduler, multiplier_for
+from finetune_studio.engine.optim import make_optimizer, make_scheduler
+from finetune_studio.engine.parameters import multiplier_for
 from support.tiny import TINY
 
 

@@ -16,20 +16,11 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from .errors import RecipeError
+from .parameters import multiplier_for
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
 _NO_DECAY_NAMES = ("token", "pos_embed", "position", "relative_position")
-
-
-def multiplier_for(name: str, multipliers: Mapping[str, float]) -> float:
-    """The multiplier of the deepest node on ``name``'s path that has one, else 1."""
-    parts = name.split(".")
-    for depth in range(len(parts), -1, -1):
-        prefix = ".".join(parts[:depth])
-        if prefix in multipliers:
-            return float(multipliers[prefix])
-    return 1.0
 
 
 def _decays(name: str, parameter: nn.Parameter) -> bool:

@@ -9,11 +9,13 @@ over this class.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # importable without torch, so the window can show before torch loads
+    from torch import nn
 
 
 class TrainState(Enum):
@@ -90,6 +92,16 @@ class TrainableSummary:
             f"Trainable: {self.trainable:,} of {human_count(self.total)} parameters "
             f"({self.fraction:.2%})"
         )
+
+
+def multiplier_for(path: str, multipliers: Mapping[str, float]) -> float:
+    """The learning-rate multiplier of the deepest node on ``path`` that has one, else 1."""
+    parts = path.split(".") if path else []
+    for depth in range(len(parts), -1, -1):
+        prefix = ".".join(parts[:depth])
+        if prefix in multipliers:
+            return float(multipliers[prefix])
+    return 1.0
 
 
 def human_count(n: int) -> str:
