@@ -249,8 +249,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result is not None
-    metrics = "".join(json.dumps(epoch.to_metrics()) + "\n" for epoch in result.history)
-    folder = save_model_folder(result, out, args.overwrite, {"metrics.jsonl": metrics})
+    folder = save_model_folder(result, out, args.overwrite)
     final = result.evaluation
     accuracy = f"validation accuracy {final.accuracy:.2%}, " if final and final.images else ""
     print(
@@ -284,11 +283,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .engine.export import export_onnx, export_torchscript, load_model_folder
+    from .engine.export import FORMAT_FILES, export_onnx, export_torchscript, load_model_folder
 
     loaded = load_model_folder(args.model)
-    suffix = ".onnx" if args.format == "onnx" else ".torchscript.pt"
-    out = Path(args.out) if args.out else Path(args.model) / f"model{suffix}"
+    out = Path(args.out) if args.out else Path(args.model) / FORMAT_FILES[args.format]
     exporter = export_onnx if args.format == "onnx" else export_torchscript
     difference = exporter(loaded, out, overwrite=args.overwrite)
     print(f"Wrote {out} (checked: max probability difference {difference:.1e})", file=sys.stderr)

@@ -52,7 +52,8 @@ def test_a_model_folder_describes_itself_and_reloads_identically(
     folder = save_model_folder(trained, tmp_path / "model")
 
     meta = json.loads((folder / "model.json").read_text())
-    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "metrics.jsonl", "model.json", "model.safetensors"]
     assert meta["class_names"] == ["blue", "green", "red"]
     assert meta["backbone"] == "tiny_cnn" and meta["num_classes"] == 3
     assert meta["preprocessing"]["crop_size"] == 32

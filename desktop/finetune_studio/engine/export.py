@@ -149,13 +149,22 @@ def model_metadata(result: TrainingResult) -> dict[str, Any]:
     }
 
 
+EXPORT_FORMATS = ("torchscript", "onnx")
+FORMAT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+
+
 def save_model_folder(
     result: TrainingResult,
     destination: str | Path,
     overwrite: bool = False,
-    extra_files: Mapping[str, str] | None = None,
+    formats: tuple[str, ...] = (),
+    images: torch.Tensor | None = None,
 ) -> Path:
-    """Write ``model.safetensors`` + ``model.json`` (+ ``extra_files``) atomically."""
+    """Write the model folder atomically: ``model.safetensors``, ``model.json``,
+    ``metrics.jsonl``, and any of ``formats`` (each verified) inside it."""
+    unknown = set(formats) - set(EXPORT_FORMATS)
+    if unknown:
+        raise ExportError(f"Unknown export format {sorted(unknown)[0]!r}; use torchscript or onnx.")
 
     def write(folder: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
@@ -163,8 +172,13 @@ def save_model_folder(
         (folder / METADATA_FILE).write_text(
             json.dumps(model_metadata(result), indent=2) + "\n", encoding="utf-8"
         )
-        for name, text in (extra_files or {}).items():
-            (folder / Path(name).name).write_text(text, encoding="utf-8")
+        metrics = "".join(json.dumps(epoch.to_metrics()) + "\n" for epoch in result.history)
+        (folder / "metrics.jsonl").write_text(metrics, encoding="utf-8")
+        loaded = LoadedModel(result.model.eval(), result.class_names, result.preprocessing, {})
+        if "torchscript" in formats:
+            export_torchscript(loaded, folder / FORMAT_FILES["torchscript"], images)
+        if "onnx" in formats:
+            export_onnx(loaded, folder / FORMAT_FILES["onnx"], images)
 
     return write_folder_atomically(Path(destination), write, overwrite)
 

@@ -1,33 +1,171 @@
-"""UI layer: the ``finetune-studio`` entry point.
+"""UI layer: the ``finetune-studio`` entry point and scripted runs.
 
-A placeholder window until the desktop window lands (issue 3), so the installed
-entry point is real; ``finetune-studio-cli`` does the work meanwhile.
+The window is shown before torch is imported (that takes seconds); the engine
+loads in the background. Scripted flags drive the real widgets, for demos,
+screenshots and end-to-end checks.
 """
 
 from __future__ import annotations
 
+import argparse
+import multiprocessing
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+from PySide6.QtCore import QCoreApplication, QObject, QSettings, QTimer, Slot
+from PySide6.QtWidgets import QApplication
 
 from .. import __version__
+from .main_window import MainWindow
+from .resources import app_icon
 
 
-def create_window() -> QMainWindow:
-    window = QMainWindow()
-    window.setWindowTitle(f"Finetune Studio {__version__}")
-    label = QLabel(
-        "The Finetune Studio window is being built.\n"
-        "Meanwhile, finetune-studio-cli trains, predicts and exports."
-    )
-    label.setMargin(24)
-    window.setCentralWidget(label)
-    return window
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="finetune-studio",
+                                     description="Finetune Studio: transfer learning on images.")
+    parser.add_argument("folder", nargs="?", help="a dataset folder to open")
+    parser.add_argument("--dataset", help="a dataset folder to open")
+    parser.add_argument("--backbone")
+    parser.add_argument("--freeze", help="head, last:N or none")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--train", action="store_true", help="start training once loaded")
+    parser.add_argument("--export", metavar="DIR", help="export the model here after training")
+    parser.add_argument("--screenshot", metavar="FILE.png",
+                        help="save a screenshot of the window when done")
+    parser.add_argument("--quit-when-done", action="store_true")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(list(argv))
+
+
+class ScriptedRun(QObject):
+    """Performs the scripted flags through the window's own widgets, in order:
+    dataset -> backbone -> freeze -> train -> export -> screenshot -> quit."""
+
+    def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
+        super().__init__(window)
+        self.window = window
+        self.args = args
+        self.dataset = args.dataset or args.folder
+        self.failed = False
+        self.exit_code: int | None = None
+        window.engine_ready.connect(self._on_window_engine_ready)
+
+    @property
+    def wants_training(self) -> bool:
+        return bool(self.args.train)
+
+    @Slot()
+    def _on_window_engine_ready(self) -> None:
+        window, args = self.window, self.args
+        if args.epochs:
+            window.train_panel.epochs.setValue(args.epochs)
+        if args.backbone and not window.model_panel.select_backbone(args.backbone):
+            self.finish(failed=True)
+            return
+        if self.dataset:
+            window.data_panel.dataset_loaded.connect(self._on_dataset_loaded)
+            window.data_panel.loading_changed.connect(self._on_loading_changed)
+            window.data_panel.load_folder(self.dataset)
+        else:
+            self._when_model_ready(self._after_setup)
+
+    @Slot(bool)
+    def _on_loading_changed(self, loading: bool) -> None:
+        if not loading and self.window.data_panel.report is None:
+            self.finish(failed=True)  # the folder could not be read
+
+    @Slot(object)
+    def _on_dataset_loaded(self, report: object) -> None:
+        self._when_model_ready(self._after_setup)
+
+    def _when_model_ready(self, then: object) -> None:
+        panel = self.window.model_panel
+        self._then = then
+        if panel.ready and panel.num_classes == self._expected_classes():
+            QTimer.singleShot(0, self._run_then)
+        else:
+            panel.model_ready.connect(self._on_model_ready)
+
+    def _expected_classes(self) -> int:
+        report = self.window.data_panel.report
+        return len(report.classes) if report is not None else self.window.model_panel.num_classes
+
+    @Slot(str)
+    def _on_model_ready(self, _: str) -> None:
+        if self.window.model_panel.num_classes != self._expected_classes():
+            return
+        self.window.model_panel.model_ready.disconnect(self._on_model_ready)
+        self._run_then()
+
+    def _run_then(self) -> None:
+        self._then()  # type: ignore[operator]
+
+    def _after_setup(self) -> None:
+        window, args = self.window, self.args
+        if args.freeze:
+            window.model_panel.set_preset(args.freeze)
+        if self.wants_training:
+            window.training_finished.connect(self._on_training_finished)
+            if not window.start_training():
+                self.finish(failed=True)
+            return
+        self.finish()
+
+    @Slot(bool)
+    def _on_training_finished(self, ok: bool) -> None:
+        if not ok:
+            self.finish(failed=True)
+        elif self.args.export:
+            panel = self.window.results_panel
+            panel.exported.connect(self._on_exported)
+            panel.export_failed.connect(self._on_export_failed)
+            panel.export_to(self.args.export)
+        else:
+            self.finish()
+
+    @Slot(str)
+    def _on_exported(self, _: str) -> None:
+        self.finish()
+
+    @Slot(str)
+    def _on_export_failed(self, _: str) -> None:
+        self.finish(failed=True)
+
+    def finish(self, failed: bool = False) -> None:
+        self.failed = failed
+        if self.args.screenshot:
+            # Let pending repaints and the plots' redraw timer run first.
+            QTimer.singleShot(300, self._take_screenshot)
+        else:
+            self._quit_if_asked()
+
+    @Slot()
+    def _take_screenshot(self) -> None:
+        path = Path(self.args.screenshot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.window.grab().save(str(path)):
+            print(f"finetune-studio: could not save the screenshot to {path}", file=sys.stderr)
+            self.failed = True
+        self._quit_if_asked()
+
+    def _quit_if_asked(self) -> None:
+        self.exit_code = 1 if self.failed else 0
+        if self.args.quit_when_done:
+            self.window.close()
+            QCoreApplication.exit(self.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    app = QApplication.instance() or QApplication(list(argv or sys.argv))
-    window = create_window()
+    multiprocessing.freeze_support()  # DataLoader workers in a frozen app
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    QCoreApplication.setOrganizationName("Finetune Studio")
+    QCoreApplication.setApplicationName("Finetune Studio")
+    QCoreApplication.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    window = MainWindow(QSettings())
+    ScriptedRun(window, args)
     window.show()
+    QTimer.singleShot(0, window.start_engine)
     return int(app.exec())

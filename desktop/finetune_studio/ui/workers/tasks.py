@@ -57,7 +57,7 @@ class _Task:
     on_success: Callable[[Any], None] | None
     on_failure: Callable[[str, str], None] | None
     on_progress: Callable[[int, int], None] | None
-    done: bool = field(default=False)
+    on_cancelled: Callable[[], None] | None = field(default=None)
 
 
 class TaskRunner(QObject):
@@ -76,7 +76,10 @@ class TaskRunner(QObject):
         on_success: Callable[[Any], None] | None = None,
         on_failure: Callable[[str, str], None] | None = None,
         on_progress: Callable[[int, int], None] | None = None,
+        on_cancelled: Callable[[], None] | None = None,
     ) -> int:
+        """Run ``function(progress, cancel)`` in a new thread. Exactly one of the callbacks
+        ``on_success``, ``on_failure`` or (after ``cancel``) ``on_cancelled`` follows."""
         task_id = next(self._ids)
         cancel = threading.Event()
         thread = QThread()
@@ -86,7 +89,9 @@ class TaskRunner(QObject):
         worker.progressed.connect(self._on_worker_progressed)
         worker.succeeded.connect(self._on_worker_succeeded)
         worker.failed.connect(self._on_worker_failed)
-        self._tasks[task_id] = _Task(thread, worker, cancel, on_success, on_failure, on_progress)
+        self._tasks[task_id] = _Task(
+            thread, worker, cancel, on_success, on_failure, on_progress, on_cancelled
+        )
         thread.start()
         if len(self._tasks) == 1:
             self.busy_changed.emit(True)
@@ -128,11 +133,19 @@ class TaskRunner(QObject):
     @Slot(int, object)
     def _on_worker_succeeded(self, task_id: int, result: object) -> None:
         task = self._finish(task_id)
-        if task is not None and task.on_success is not None and not task.cancel.is_set():
+        if task is not None and not self._report_cancelled(task) and task.on_success:
             task.on_success(result)
 
     @Slot(int, str, str)
     def _on_worker_failed(self, task_id: int, message: str, details: str) -> None:
         task = self._finish(task_id)
-        if task is not None and task.on_failure is not None and not task.cancel.is_set():
+        if task is not None and not self._report_cancelled(task) and task.on_failure:
             task.on_failure(message, details)
+
+    @staticmethod
+    def _report_cancelled(task: _Task) -> bool:
+        if not task.cancel.is_set():
+            return False
+        if task.on_cancelled is not None:
+            task.on_cancelled()
+        return True

@@ -1,0 +1,259 @@
+"""UI layer: step 4, how good the model is, what it says about new pictures, export."""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..models.table_models import ConfusionMatrixModel, RowsModel
+from ..workers.tasks import TaskRunner
+from .banner import Banner
+from .dataset_panel import icon_from_rgb
+
+PREVIEW_SIZE = 96
+PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
+
+
+def predict_with_previews(result: Any, paths: list[str], cancel: threading.Event) -> list[Any]:
+    """Runs in a worker thread: top-3 predictions and a small preview of each picture."""
+    from ...engine.images import ImageProblem, load_rgb
+    from ...engine.predict import Predictor, expand_paths
+
+    predictor = Predictor(result.model, result.class_names, result.preprocessing)
+    files = expand_paths(paths)
+    outcome = []
+    for prediction in predictor.predict(files, top_k=3):
+        if cancel.is_set():
+            break
+        preview = None
+        try:
+            image = load_rgb(prediction.path, PREVIEW_SIZE)
+            image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+            preview = (image.tobytes(), image.width, image.height)
+        except ImageProblem:
+            pass
+        outcome.append((prediction, preview))
+    return outcome
+
+
+def suggested_export_name(result: Any) -> str:
+    dataset = Path(result.recipe.dataset).name or "model"
+    return re.sub(r"[^\w.-]+", "-", f"{dataset}-{result.spec.name}")
+
+
+class ResultsPanel(QWidget):
+    exported = Signal(str)  # the folder written
+    export_failed = Signal(str)  # the message shown
+
+    def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.result: Any = None
+        self._export_task: int | None = None
+
+        self.banner = Banner()
+        self.summary = QLabel("Train a model to see its results here.")
+        self.summary.setWordWrap(True)
+        self.per_class_model = RowsModel(["Class", "Validation pictures", "Accuracy"], self)
+        self.per_class_view = QTableView()
+        self.per_class_view.setModel(self.per_class_model)
+        self.confusion_model = ConfusionMatrixModel(self)
+        self.confusion_view = QTableView()
+        self.confusion_view.setModel(self.confusion_model)
+        for view in (self.per_class_view, self.confusion_view):
+            view.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
+            view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.per_class_view.verticalHeader().hide()
+
+        self.open_pictures = QPushButton("Open pictures…")
+        self.predictions = QListWidget()
+        self.predictions.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
+        self.predictions.setWordWrap(True)
+        prediction_box = QGroupBox("Try it: drop pictures here or open them")
+        prediction_layout = QVBoxLayout(prediction_box)
+        prediction_layout.addWidget(self.open_pictures, alignment=Qt.AlignmentFlag.AlignLeft)
+        prediction_layout.addWidget(self.predictions)
+
+        self.torchscript = QCheckBox("TorchScript")
+        self.onnx = QCheckBox("ONNX")
+        self.export_button = QPushButton("Export…")
+        self.export_status = QLabel("The model folder always holds model.safetensors and "
+                                    "model.json (classes and preprocessing).")
+        self.export_status.setWordWrap(True)
+        self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        export_box = QGroupBox("Export")
+        export_layout = QHBoxLayout(export_box)
+        export_layout.addWidget(QLabel("Also as:"))
+        export_layout.addWidget(self.torchscript)
+        export_layout.addWidget(self.onnx)
+        export_layout.addWidget(self.export_button)
+        export_layout.addWidget(self.export_status, stretch=1)
+
+        metrics = QSplitter(Qt.Orientation.Vertical)
+        per_class_box = QGroupBox("Accuracy per class (validation)")
+        QVBoxLayout(per_class_box).addWidget(self.per_class_view)
+        confusion_box = QGroupBox("Confusion matrix: true class per row, predicted per column")
+        QVBoxLayout(confusion_box).addWidget(self.confusion_view)
+        metrics.addWidget(per_class_box)
+        metrics.addWidget(confusion_box)
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(metrics)
+        body.addWidget(prediction_box)
+        body.setSizes([600, 500])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.summary)
+        layout.addWidget(body, stretch=1)
+        layout.addWidget(export_box)
+
+        self.open_pictures.clicked.connect(self._on_open_pictures_clicked)
+        self.export_button.clicked.connect(self.choose_export_folder)
+        self.set_result(None)
+
+    # --- results ---------------------------------------------------------------------------
+    def set_result(self, result: Any) -> None:
+        self.result = result
+        has_model = result is not None
+        for widget in (self.open_pictures, self.export_button, self.torchscript, self.onnx):
+            widget.setEnabled(has_model)
+        self.predictions.clear()
+        if result is None:
+            self.per_class_model.set_rows([])
+            self.confusion_model.set_matrix([], [])
+            return
+        evaluation = result.evaluation
+        if evaluation is None or not evaluation.images:
+            self.summary.setText("The model is trained, but there were no validation pictures.")
+            self.per_class_model.set_rows([])
+            self.confusion_model.set_matrix([], [])
+            return
+        stopped = " (stopped early)" if result.stopped_early else (
+            " (stopped by you)" if result.cancelled else "")
+        self.summary.setText(
+            f"<b>Validation accuracy {evaluation.accuracy:.1%}</b> on {evaluation.images} "
+            f"pictures · best epoch {result.best_epoch} of {len(result.history)}{stopped} · "
+            f"{result.spec.name}"
+        )
+        counts = [sum(row) for row in evaluation.confusion]
+        self.per_class_model.set_rows(
+            list(zip(result.class_names, counts, evaluation.per_class_accuracy))
+        )
+        self.confusion_model.set_matrix(result.class_names, evaluation.confusion)
+
+    # --- predictions -----------------------------------------------------------------------
+    def predict(self, paths: list[str]) -> None:
+        if self.result is None:
+            self.banner.show_warning("Train a model first, then drop pictures here.")
+            return
+        result = self.result
+        self.banner.clear()
+        self.runner.start(
+            lambda progress, cancel: predict_with_previews(result, paths, cancel),
+            on_success=self._predictions_arrived,
+            on_failure=self._task_failed,
+        )
+
+    def _predictions_arrived(self, outcome: list[Any]) -> None:
+        if not outcome:
+            self.banner.show_warning("No pictures found there.")
+        for prediction, preview in outcome:
+            name = Path(prediction.path).name
+            if prediction.error:
+                text = f"{name}\nskipped: {prediction.error}"
+            else:
+                text = name + "\n" + "\n".join(f"{label}  {p:.1%}" for label, p in prediction.top)
+            item = QListWidgetItem(text)
+            item.setToolTip(prediction.path)
+            if preview is not None:
+                item.setIcon(icon_from_rgb(*preview))
+            self.predictions.insertItem(0, item)
+
+    @Slot()
+    def _on_open_pictures_clicked(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open pictures", "", PICTURE_FILTER)
+        if paths:
+            self.predict(paths)
+
+    # --- export ---------------------------------------------------------------------------
+    def selected_formats(self) -> tuple[str, ...]:
+        return tuple(name for name, box in (("torchscript", self.torchscript),
+                                             ("onnx", self.onnx)) if box.isChecked())
+
+    @Slot()
+    def choose_export_folder(self) -> None:
+        if self.result is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export the model as a folder", suggested_export_name(self.result))
+        if path:
+            self.export_to(path)
+
+    def confirm_overwrite(self, folder: Path) -> bool:
+        answer = QMessageBox.question(
+            self, "Replace the export?",
+            f"{folder} already holds an export. Replace it?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def export_to(self, folder: str | Path, formats: tuple[str, ...] | None = None) -> None:
+        from ...engine.export import METADATA_FILE
+
+        folder = Path(folder)
+        overwrite = False
+        if (folder / METADATA_FILE).exists():
+            if not self.confirm_overwrite(folder):
+                return
+            overwrite = True
+        formats = self.selected_formats() if formats is None else formats
+        result = self.result
+        self.export_button.setEnabled(False)
+        self.export_status.setText(f"Exporting to {folder}…")
+
+        def export(progress: Any, cancel: threading.Event) -> str:
+            from ...engine.export import save_model_folder
+
+            return str(save_model_folder(result, folder, overwrite, formats))
+
+        self._export_task = self.runner.start(export, self._export_succeeded,
+                                              self._export_failed)
+
+    def _export_succeeded(self, folder: str) -> None:
+        self._export_task = None
+        self.export_button.setEnabled(True)
+        self.export_status.setText(f"Exported to <b>{folder}</b>")
+        self.banner.show_info(f"Exported the model to {folder}")
+        self.exported.emit(folder)
+
+    def _export_failed(self, message: str, details: str) -> None:
+        self._export_task = None
+        self.export_button.setEnabled(True)
+        self.export_status.setText("Export failed; nothing was written.")
+        self.banner.show_error(message, details)
+        self.export_failed.emit(message)
+
+    def _task_failed(self, message: str, details: str) -> None:
+        self.banner.show_error(message, details)
+
+    @property
+    def exporting(self) -> bool:
+        return self._export_task is not None

@@ -1,0 +1,241 @@
+"""UI layer: step 3, hyper-parameters, Start and Stop, live curves and the log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .banner import Banner
+from .training_plots import TrainingPlots
+
+SETTINGS_GROUP = "training"
+LOG_LINES = 5000
+
+
+def _combo(items: dict[str, str]) -> QComboBox:
+    combo = QComboBox()
+    for value, label in items.items():
+        combo.addItem(label, value)
+    return combo
+
+
+def _format_duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class TrainPanel(QWidget):
+    start_requested = Signal()
+    stop_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(10)
+        self.batch_size = QSpinBox()
+        self.batch_size.setRange(1, 4096)
+        self.batch_size.setValue(32)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(6)
+        self.lr.setRange(1e-6, 10.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-3)
+        self.optimizer = _combo({"adamw": "AdamW", "sgd": "SGD with momentum"})
+        self.schedule = _combo({"cosine": "Cosine with warm-up", "onecycle": "One-cycle",
+                                "constant": "Constant with warm-up"})
+        self.augmentation = _combo({"light": "Light (crop, flip)",
+                                    "standard": "Standard (+ scale, colour)", "none": "None"})
+        self.device = _combo({"auto": "Automatic (GPU if available)", "cpu": "CPU",
+                              "cuda": "NVIDIA GPU (CUDA)", "mps": "Apple GPU (MPS)"})
+        self.mixed_precision = QCheckBox("Mixed precision (CUDA)")
+        self.mixed_precision.setChecked(True)
+        self.patience = QSpinBox()
+        self.patience.setRange(0, 100)
+        self.patience.setSpecialValueText("off")
+        self.patience.setSuffix(" epochs")
+
+        form = QFormLayout()
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Batch size", self.batch_size)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Schedule", self.schedule)
+        form.addRow("Augmentation", self.augmentation)
+        form.addRow("Device", self.device)
+        form.addRow("", self.mixed_precision)
+        form.addRow("Early stopping", self.patience)
+        self.settings_box = QGroupBox("Settings")
+        self.settings_box.setLayout(form)
+
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(True)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+
+        self.banner = Banner()
+        self.progress = QProgressBar()
+        self.progress.setFormat("Not started")
+        self.progress.setValue(0)
+        self.plots = TrainingPlots()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(LOG_LINES)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.settings_box)
+        left_layout.addLayout(buttons)
+        left_layout.addStretch()
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.plots)
+        right.addWidget(self.log)
+        right.setSizes([420, 160])
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(left)
+        body.addWidget(right)
+        body.setStretchFactor(1, 1)
+        body.setSizes([300, 900])
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.progress)
+        layout.addWidget(body, stretch=1)
+
+        self.start_button.clicked.connect(self.start_requested)
+        self.stop_button.clicked.connect(self.stop_requested)
+        self._started_at = 0.0
+
+    # --- recipe fields and settings ----------------------------------------------------------
+    def recipe_fields(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs.value(),
+            "batch_size": self.batch_size.value(),
+            "lr": self.lr.value(),
+            "optimizer": self.optimizer.currentData(),
+            "schedule": self.schedule.currentData(),
+            "augmentation": self.augmentation.currentData(),
+            "device": self.device.currentData(),
+            "mixed_precision": self.mixed_precision.isChecked(),
+            "early_stopping_patience": self.patience.value(),
+        }
+
+    def apply_recipe(self, recipe: Any) -> None:
+        self.epochs.setValue(recipe.epochs)
+        self.batch_size.setValue(recipe.batch_size)
+        self.lr.setValue(recipe.lr)
+        for combo, value in ((self.optimizer, recipe.optimizer), (self.schedule, recipe.schedule),
+                             (self.augmentation, recipe.augmentation),
+                             (self.device, recipe.device)):
+            combo.setCurrentIndex(max(combo.findData(value), 0))
+        self.mixed_precision.setChecked(recipe.mixed_precision)
+        self.patience.setValue(recipe.early_stopping_patience)
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.beginGroup(SETTINGS_GROUP)
+        for key, value in self.recipe_fields().items():
+            settings.setValue(key, value)
+        settings.endGroup()
+
+    def restore_settings(self, settings: QSettings) -> None:
+        settings.beginGroup(SETTINGS_GROUP)
+        try:
+            spins = {"epochs": self.epochs, "batch_size": self.batch_size,
+                     "early_stopping_patience": self.patience}
+            for key, spin in spins.items():
+                if settings.contains(key):
+                    spin.setValue(int(settings.value(key)))  # type: ignore[call-overload]
+            if settings.contains("lr"):
+                self.lr.setValue(float(settings.value("lr")))  # type: ignore[arg-type]
+            combos = {"optimizer": self.optimizer, "schedule": self.schedule,
+                      "augmentation": self.augmentation, "device": self.device}
+            for key, combo in combos.items():
+                index = combo.findData(settings.value(key))
+                if index >= 0:
+                    combo.setCurrentIndex(index)
+            if settings.contains("mixed_precision"):
+                self.mixed_precision.setChecked(
+                    str(settings.value("mixed_precision")).lower() == "true")
+        except (TypeError, ValueError):
+            pass  # settings from another version: keep the defaults
+        finally:
+            settings.endGroup()
+
+    # --- run state -------------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        self.settings_box.setEnabled(not running)
+        if running:
+            self.banner.clear()
+            self.plots.clear_curves()
+            self.log.clear()
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(0)
+            self.progress.setFormat("Starting…")
+            self._started_at = time.monotonic()
+
+    @Slot(list)
+    def add_batches(self, events: list[Any]) -> None:
+        for event in events:
+            self.plots.add_batch(event.epoch - 1 + event.batch / event.batches, event.loss,
+                                 event.lr)
+        last = events[-1]
+        done = ((last.epoch - 1) * last.batches + last.batch) / (last.epochs * last.batches)
+        elapsed = time.monotonic() - self._started_at
+        remaining = elapsed * (1 - done) / done if done > 0 else 0.0
+        self.progress.setValue(int(done * 1000))
+        self.progress.setFormat(
+            f"Epoch {last.epoch}/{last.epochs} · batch {last.batch}/{last.batches} · "
+            f"about {_format_duration(remaining)} left"
+        )
+
+    @Slot(object)
+    def add_epoch(self, event: Any) -> None:
+        self.plots.add_epoch(event.epoch, event.train_loss, event.val_loss, event.train_acc,
+                             event.val_acc)
+        val = (f"validation loss {event.val_loss:.4f}, accuracy {event.val_acc:.1%}"
+               if event.val_loss is not None else "no validation pictures")
+        best = "  ★ best so far" if event.is_best else ""
+        self.append_log(f"Epoch {event.epoch}/{event.epochs}: training loss "
+                        f"{event.train_loss:.4f}, accuracy {event.train_acc:.1%}; {val} "
+                        f"({event.seconds:.1f} s){best}")
+
+    @Slot(str, str)
+    def append_log(self, message: str, level: str = "info") -> None:
+        prefix = "⚠ " if level == "warning" else ""
+        self.log.appendPlainText(prefix + message)
+
+    def show_finished(self, event: Any) -> None:
+        elapsed = _format_duration(time.monotonic() - self._started_at)
+        if event.cancelled:
+            text = f"Stopped after {event.epochs_completed} epochs ({elapsed})"
+        elif event.stopped_early:
+            text = f"Stopped early after {event.epochs_completed} epochs ({elapsed})"
+        else:
+            self.progress.setValue(self.progress.maximum())
+            text = f"Done: {event.epochs_completed} epochs in {elapsed}"
+        if event.val_acc is not None:
+            text += f" · validation accuracy {event.val_acc:.1%}"
+        self.progress.setFormat(text)

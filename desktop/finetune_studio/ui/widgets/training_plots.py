@@ -1,0 +1,126 @@
+"""UI layer: live training curves with pyqtgraph.
+
+Points go into growable numpy buffers as they arrive; a 15 Hz timer redraws only
+when something changed. Calling ``setData`` per batch costs ~40x the GUI time of
+buffered redraws (measured for DESIGN.md), and would stall the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtWidgets import QWidget
+
+REDRAW_INTERVAL_MS = 66
+SMOOTHING = 0.9  # exponential moving average of the batch loss
+
+
+class Series:
+    """An append-only (x, y) buffer that doubles its capacity when full."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._data = np.empty((capacity, 2), dtype=np.float64)
+        self.size = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.size == len(self._data):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+        self._data[self.size] = (x, y)
+        self.size += 1
+
+    @property
+    def x(self) -> np.ndarray:
+        return self._data[: self.size, 0]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self._data[: self.size, 1]
+
+    def clear(self) -> None:
+        self.size = 0
+
+
+class TrainingPlots(pg.GraphicsLayoutWidget):
+    """Loss (per batch, smoothed, and per epoch), accuracy, and learning rate."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        pens = {
+            "batch": pg.mkPen((160, 190, 230), width=1),
+            "smooth": pg.mkPen((31, 119, 180), width=2),
+            "train": pg.mkPen((31, 119, 180), width=2),
+            "val": pg.mkPen((255, 127, 14), width=2),
+            "lr": pg.mkPen((44, 160, 44), width=2),
+        }
+        self.loss_plot = self._plot(0, "Loss", "epoch")
+        self.acc_plot = self._plot(1, "Accuracy", "epoch")
+        self.lr_plot = self._plot(2, "Learning rate", "epoch")
+        self.acc_plot.setYRange(0, 1)
+        self.series = {name: Series() for name in (
+            "batch_loss", "smooth_loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr")}
+        symbol = {"symbol": "o", "symbolSize": 6}
+        self.curves = {
+            "batch_loss": self.loss_plot.plot(pen=pens["batch"], name="batch"),
+            "smooth_loss": self.loss_plot.plot(pen=pens["smooth"], name="batch (smoothed)"),
+            "train_loss": self.loss_plot.plot(pen=pens["train"], symbolBrush=(31, 119, 180),
+                                              name="train (epoch)", **symbol),
+            "val_loss": self.loss_plot.plot(pen=pens["val"], symbolBrush=(255, 127, 14),
+                                            name="validation", **symbol),
+            "train_acc": self.acc_plot.plot(pen=pens["train"], symbolBrush=(31, 119, 180),
+                                            name="train", **symbol),
+            "val_acc": self.acc_plot.plot(pen=pens["val"], symbolBrush=(255, 127, 14),
+                                          name="validation", **symbol),
+            "lr": self.lr_plot.plot(pen=pens["lr"]),
+        }
+        for curve in self.curves.values():
+            curve.setClipToView(True)
+            curve.setDownsampling(auto=True, method="peak")
+        self._smoothed: float | None = None
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_INTERVAL_MS)
+        self._timer.timeout.connect(self._on_timer_timeout)
+        self._timer.start()
+
+    def _plot(self, column: int, title: str, x_label: str) -> pg.PlotItem:
+        plot = self.addPlot(row=0, col=column, title=title)
+        plot.showGrid(x=True, y=True, alpha=0.25)
+        plot.setLabel("bottom", x_label)
+        if column != 2:
+            plot.addLegend(offset=(-5, 5))
+        return plot
+
+    def clear_curves(self) -> None:
+        for series in self.series.values():
+            series.clear()
+        self._smoothed = None
+        self._dirty = True
+
+    def add_batch(self, position: float, loss: float, lr: float) -> None:
+        """``position`` is in epochs (epoch - 1 + batch / batches)."""
+        self._smoothed = loss if self._smoothed is None else (
+            SMOOTHING * self._smoothed + (1 - SMOOTHING) * loss)
+        self.series["batch_loss"].append(position, loss)
+        self.series["smooth_loss"].append(position, self._smoothed)
+        self.series["lr"].append(position, lr)
+        self._dirty = True
+
+    def add_epoch(self, epoch: int, train_loss: float, val_loss: float | None,
+                  train_acc: float, val_acc: float | None) -> None:
+        self.series["train_loss"].append(epoch, train_loss)
+        self.series["train_acc"].append(epoch, train_acc)
+        if val_loss is not None and val_acc is not None:
+            self.series["val_loss"].append(epoch, val_loss)
+            self.series["val_acc"].append(epoch, val_acc)
+        self._dirty = True
+
+    @Slot()
+    def _on_timer_timeout(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        for name, curve in self.curves.items():
+            series = self.series[name]
+            curve.setData(series.x, series.y)

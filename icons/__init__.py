@@ -1,0 +1,1 @@
+"""Application icons, installed as the package ``finetune_studio.icons``."""

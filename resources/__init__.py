@@ -1,0 +1,1 @@
+"""Application resources, installed as the package ``finetune_studio.resources``."""
