@@ -1,6 +1,11 @@
-"""The GUI entry point and the PySide6 release it runs on."""
+"""The entry point: fast start, scripted runs, and the PySide6 release it runs on."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
@@ -20,11 +25,42 @@ def test_thousands_of_signal_emits_do_not_abort_python(qtbot) -> None:
     assert len(received) == 5000
 
 
-def test_the_window_opens_with_the_app_name(qtbot) -> None:
-    from finetune_studio.ui.app import create_window
+def run_app(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    return subprocess.run([sys.executable, "-m", "finetune_studio", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
-    window = create_window()
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    assert window.windowTitle().startswith("Finetune Studio")
+
+def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from finetune_studio.ui.main_window import MainWindow\n"
+        "app = QApplication([])\n"
+        "window = MainWindow()\n"
+        "window.show()\n"
+        "app.processEvents()\n"
+        "print('visible' if window.isVisible() else 'hidden', 'torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.split() == ["visible", "False"], done.stderr
+
+
+def test_a_scripted_run_trains_exports_and_saves_a_screenshot(photo_dataset: Path,
+                                                              tmp_path: Path) -> None:
+    out, shot = tmp_path / "model", tmp_path / "shot.png"
+    done = run_app("--dataset", str(photo_dataset), "--epochs", "1", "--train",
+                   "--export", str(out), "--screenshot", str(shot), "--quit-when-done",
+                   tmp_path=tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_scripted_run_with_a_bad_folder_exits_1(tmp_path: Path) -> None:
+    done = run_app(str(tmp_path / "missing"), "--quit-when-done", tmp_path=tmp_path)
+    assert done.returncode == 1

@@ -124,9 +124,8 @@ class MainWindow(QMainWindow):
         self.device_label.setText(engine["device"])
         self.statusBar().showMessage("Ready", 3000)
         backbone = self.settings.value("model/backbone")
-        if isinstance(backbone, str) and backbone:
-            self.model_panel.backbone = backbone
-        self.model_panel.set_backbones(engine["backbones"])
+        self.model_panel.set_backbones(engine["backbones"],
+                                       backbone if isinstance(backbone, str) else None)
         self._update_start_button()
         self.engine_ready.emit()
 

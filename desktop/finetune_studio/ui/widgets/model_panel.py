@@ -148,8 +148,9 @@ class ModelPanel(QWidget):
         self._set_layer_controls_enabled(False)
 
     # --- backbones -----------------------------------------------------------------------
-    def set_backbones(self, infos: list[Any]) -> None:
-        """Fill the picker (once the engine is loaded) and select the default."""
+    def set_backbones(self, infos: list[Any], preferred: str | None = None) -> None:
+        """Fill the picker (once the engine is loaded) and select ``preferred`` or the
+        default backbone."""
         from ...engine.freezing import FreezePlan
 
         if self.plan is None:
@@ -162,7 +163,8 @@ class ModelPanel(QWidget):
         header = self.backbone_view.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         default = next((i.name for i in infos if i.default), infos[0].name)
-        self.select_backbone(self.backbone or default)
+        names = {info.name for info in infos}
+        self.select_backbone(preferred if preferred in names else default)
 
     def select_backbone(self, name: str) -> bool:
         matches = self.backbone_filter.match(
@@ -175,8 +177,8 @@ class ModelPanel(QWidget):
         self.backbone_view.expand(matches[0].parent())
         self.backbone_view.setCurrentIndex(matches[0])
         self.backbone_view.scrollTo(matches[0])
-        if name != self.backbone:  # currentChanged did not fire for the same row
-            self._choose(name)
+        if name != self.backbone or (self.built is None and self._build_task is None):
+            self._choose(name)  # currentChanged does not fire for the row already current
         return True
 
     @Slot(QModelIndex, QModelIndex)

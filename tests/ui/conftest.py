@@ -1,0 +1,56 @@
+"""Fixtures for the window tests: isolated settings, a shown window, thread checks."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSettings, QThread
+
+from support.tiny import TINY
+
+_started: list[weakref.ref[QThread]] = []
+_original_start = QThread.start
+
+
+def _tracking_start(self: QThread, *args: object) -> None:
+    _started.append(weakref.ref(self))
+    _original_start(self, *args)
+
+
+QThread.start = _tracking_start  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_running() -> Iterator[None]:
+    """Fail any test that leaves a QThread running (it would crash at exit)."""
+    _started.clear()
+    yield
+    running = [t for ref in _started if (t := ref()) is not None and t.isRunning()]
+    for thread in running:
+        thread.quit()
+        thread.wait(5000)
+    assert not running, f"{len(running)} QThread(s) left running"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, settings: QSettings):
+    from finetune_studio.ui.main_window import MainWindow
+
+    settings.setValue("model/backbone", TINY)
+    win = MainWindow(settings)
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.engine_ready, timeout=60_000):
+        win.start_engine()
+    qtbot.waitUntil(lambda: win.model_panel.ready, timeout=30_000)
+    yield win
+    win.confirm_stop_training = lambda: True  # type: ignore[method-assign]
+    win.close()

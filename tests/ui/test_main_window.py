@@ -1,0 +1,250 @@
+"""The window, driven through its real widgets (offscreen)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QTimer
+
+from finetune_studio.ui.main_window import RESULTS_TAB, MainWindow
+from helpers import check_indicator_position, drop_paths
+from support.tiny import TINY
+
+
+def load(qtbot, window: MainWindow, folder: Path) -> None:
+    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000):
+        window.data_panel.load_folder(folder)
+    qtbot.waitUntil(lambda: window.model_panel.ready and window.model_panel.num_classes
+                    == len(window.data_panel.report.classes), timeout=30_000)
+
+
+def test_dropping_a_folder_on_the_window_loads_the_dataset(qtbot, window, colour_dataset):
+    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000) as loaded:
+        drop_paths(window, [colour_dataset])
+
+    assert loaded.args[0].classes == ("blue", "green", "red")
+    model = window.data_panel.classes_model
+    assert [model.index(r, 0).data() for r in range(model.rowCount())] == ["blue", "green", "red"]
+    assert model.index(0, 0).data(Qt.ItemDataRole.DecorationRole) is not None  # a thumbnail
+    assert "36 pictures" in window.data_panel.summary.text()
+    qtbot.waitUntil(lambda: window.train_panel.start_button.isEnabled())
+    assert str(colour_dataset) in window.data_panel.recent_folders()
+
+
+def test_bad_input_shows_what_to_do_and_the_window_stays_usable(qtbot, window, tmp_path,
+                                                               colour_dataset):
+    (tmp_path / "notes.txt").write_text("hello")
+    drop_paths(window, [tmp_path / "notes.txt"])
+    assert "Drop a folder" in window.data_panel.banner.text
+
+    with qtbot.waitSignal(window.data_panel.loading_changed, timeout=30_000,
+                          check_params_cb=lambda loading: not loading):
+        window.data_panel.load_folder(tmp_path / "missing")
+    assert "does not exist" in window.data_panel.banner.text
+
+    (colour_dataset / "red" / "broken.png").write_bytes(b"")
+    load(qtbot, window, colour_dataset)
+    skipped = window.data_panel.skipped_model
+    assert skipped.rowCount() == 1 and skipped.index(0, 1).data() == "empty file"
+
+
+def test_tree_check_boxes_freeze_layers_and_show_partial_state(qtbot, window, colour_dataset):
+    load(qtbot, window, colour_dataset)
+    panel = window.model_panel
+    view, model = panel.layer_view, panel.tree_model
+    features = model.index_of(panel.tree["features"])
+    conv = model.index_of(panel.tree["features.0"])
+    view.expand(features)
+    view.scrollTo(conv)
+    parameter = panel.built.model.features[0][0].weight
+    assert not parameter.requires_grad  # "head only" by default
+    before = panel.summary.text()
+
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=check_indicator_position(view, conv))
+
+    assert parameter.requires_grad
+    assert conv.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+    assert features.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.PartiallyChecked
+    assert panel.summary.text() != before and panel.summary.text().startswith("Trainable: ")
+    assert panel.plan.overrides == (("features.0", True),)
+
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=check_indicator_position(view, conv))
+    assert not parameter.requires_grad
+    assert features.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Unchecked
+
+    qtbot.mouseClick(panel.all_button, Qt.MouseButton.LeftButton)
+    assert features.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+    assert "(100.00%)" in panel.summary.text()
+
+
+def test_item_models_pass_the_qt_model_tester(qtmodeltester, window, colour_dataset, qtbot):
+    load(qtbot, window, colour_dataset)
+    qtmodeltester.check(window.model_panel.tree_model)
+    qtmodeltester.check(window.model_panel.backbone_filter)
+    qtmodeltester.check(window.data_panel.classes_model)
+
+
+def start_training(qtbot, window: MainWindow, dataset: Path, epochs: int) -> None:
+    load(qtbot, window, dataset)
+    window.train_panel.epochs.setValue(epochs)
+    window.train_panel.batch_size.setValue(4)
+    window.train_panel.lr.setValue(0.05)
+    qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
+    assert window.training.running
+
+
+def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, window,
+                                                                     colour_dataset):
+    start_training(qtbot, window, colour_dataset, epochs=200)
+    plots = window.train_panel.plots
+    qtbot.waitUntil(lambda: plots.series["val_loss"].size >= 2, timeout=60_000)
+    qtbot.waitUntil(lambda: plots.curves["batch_loss"].getData()[0] is not None
+                    and len(plots.curves["batch_loss"].getData()[0]) > 0, timeout=5_000)
+    assert window.train_panel.progress.value() > 0
+    assert "Epoch" in window.train_panel.progress.text()
+
+    with qtbot.waitSignal(window.training_finished, timeout=30_000):
+        qtbot.mouseClick(window.train_panel.stop_button, Qt.MouseButton.LeftButton)
+
+    result = window.training.last_result
+    assert result is not None and result.cancelled and 2 <= len(result.history) < 200
+    assert window.results_panel.result is result
+    assert window.train_panel.start_button.isEnabled()
+
+
+def test_the_event_loop_never_stalls_while_training(qtbot, window, colour_dataset):
+    start_training(qtbot, window, colour_dataset, epochs=6)
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    timer.start()
+    with qtbot.waitSignal(window.training_finished, timeout=120_000):
+        pass
+    timer.stop()
+    assert len(gaps) > 20
+    assert max(gaps) < 0.1, f"longest stall {max(gaps) * 1000:.0f} ms"
+
+
+def test_results_show_the_confusion_matrix_predictions_and_export(qtbot, window, colour_dataset,
+                                                                 tmp_path):
+    start_training(qtbot, window, colour_dataset, epochs=4)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        pass
+    assert window.tabs.currentIndex() == RESULTS_TAB
+    panel = window.results_panel
+    assert panel.confusion_model.rowCount() == 3
+    assert sum(sum(row) for row in panel.confusion_model.counts) == 6
+    assert panel.per_class_model.rowCount() == 3
+    assert "Validation accuracy" in panel.summary.text()
+
+    drop_paths(window, [colour_dataset / "red" / "red_000.png", colour_dataset / "blue"])
+    qtbot.waitUntil(lambda: panel.predictions.count() == 13, timeout=30_000)
+    texts = [panel.predictions.item(i).text() for i in range(13)]
+    assert all(len(text.splitlines()) == 4 for text in texts)  # name + top 3
+
+    out = tmp_path / "exported"
+    panel.torchscript.setChecked(True)
+    with qtbot.waitSignal(panel.exported, timeout=60_000):
+        panel.export_to(out)
+    from finetune_studio.engine.export import load_model_folder
+
+    loaded = load_model_folder(out)
+    assert loaded.class_names == ("blue", "green", "red")
+    assert (out / "model.torchscript.pt").is_file()
+    assert str(out) in panel.export_status.text()
+
+    panel.confirm_overwrite = lambda folder: False  # the user says "no"
+    stamp = (out / "model.json").read_text()
+    panel.export_to(out)
+    assert (out / "model.json").read_text() == stamp
+
+
+def test_an_export_error_is_shown_and_nothing_is_left_behind(qtbot, window, colour_dataset,
+                                                            tmp_path):
+    start_training(qtbot, window, colour_dataset, epochs=1)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        pass
+    holiday = tmp_path / "holiday"
+    holiday.mkdir()
+    (holiday / "photo.jpg").write_bytes(b"precious")
+    with qtbot.waitSignal(window.results_panel.export_failed, timeout=30_000):
+        window.results_panel.export_to(holiday)
+    assert "not a Finetune Studio export" in window.results_panel.banner.text
+    assert sorted(p.name for p in holiday.iterdir()) == ["photo.jpg"]
+
+
+def test_closing_during_training_asks_then_stops_cleanly(qtbot, window, colour_dataset):
+    start_training(qtbot, window, colour_dataset, epochs=500)
+    qtbot.waitUntil(lambda: window.train_panel.plots.series["batch_loss"].size > 0,
+                    timeout=60_000)
+    asked: list[bool] = []
+
+    window.confirm_stop_training = lambda: asked.append(True) or False
+    window.close()
+    assert asked and window.isVisible() and window.training.running
+
+    window.confirm_stop_training = lambda: True
+    window.close()
+    assert not window.isVisible()
+    assert not window.training.running  # the thread was stopped and joined
+
+
+def test_a_project_restores_the_setup_including_the_tree(qtbot, window, colour_dataset,
+                                                         tmp_path, settings):
+    load(qtbot, window, colour_dataset)
+    panel = window.model_panel
+    panel.set_preset("last:1")
+    index = panel.tree_model.index_of(panel.tree["features.0.0"])
+    panel.tree_model.setData(index, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
+    lr_index = panel.tree_model.index_of(panel.tree["features"], 4)
+    assert panel.tree_model.setData(lr_index, 0.1, Qt.ItemDataRole.EditRole)
+    window.train_panel.epochs.setValue(7)
+    window.save_project(tmp_path / "project.json")
+
+    other = MainWindow(settings)
+    qtbot.addWidget(other)
+    with qtbot.waitSignal(other.engine_ready, timeout=30_000):
+        other.start_engine()
+    with qtbot.waitSignal(other.data_panel.dataset_loaded, timeout=30_000):
+        other.open_project(tmp_path / "project.json")
+    qtbot.waitUntil(lambda: other.model_panel.ready and other.model_panel.num_classes == 3,
+                    timeout=30_000)
+
+    restored = other.model_panel
+    assert restored.plan == panel.plan
+    assert restored.multipliers == {"features": 0.1}
+    assert other.train_panel.epochs.value() == 7
+    for path in ("features.0.0", "features.3", "features.5", "fc"):
+        assert restored.tree[path].state() == panel.tree[path].state(), path
+    other.close()
+
+
+def test_settings_persist_between_sessions(qtbot, window, settings):
+    window.train_panel.epochs.setValue(13)
+    window.train_panel.lr.setValue(0.0025)
+    window.close()
+
+    again = MainWindow(settings)
+    qtbot.addWidget(again)
+    assert again.train_panel.epochs.value() == 13
+    assert again.train_panel.lr.value() == pytest.approx(0.0025)
+    assert settings.value("model/backbone") == TINY
+    again.close()
+
+
+def test_about_names_the_versions_and_device(window):
+    text = window.about_text()
+    assert "PyTorch" in text and "PySide6" in text and "CPU" in text
+    assert window.windowIcon().isNull() is False
