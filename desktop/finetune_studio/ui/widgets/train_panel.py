@@ -189,7 +189,7 @@ class TrainPanel(QWidget):
         self.settings_box.setEnabled(not running)
         if running:
             self.banner.clear()
-            self.plots.clear_curves()
+            self.plots.clear_curves(self.epochs.value())
             self.log.clear()
             self.progress.setRange(0, 1000)
             self.progress.setValue(0)
