@@ -112,8 +112,12 @@ class Trainer:
         recipe: Recipe,
         dataset: DatasetReport | None = None,
         scan_progress: ProgressCallback | None = None,
+        cpu_threads: int | None = None,
     ) -> None:
+        """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
+        leaves a core to its event loop this way."""
         self.recipe = recipe
+        self.cpu_threads = cpu_threads
         self._dataset = dataset
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
@@ -144,6 +148,8 @@ class Trainer:
         recipe = self.recipe
         cancel = self.cancel_token
         preflight(recipe)
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
         seed_everything(recipe.seed)
         device = resolve_device(recipe.device)
         yield Log(f"Device: {describe_device(device)}")

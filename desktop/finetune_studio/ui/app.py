@@ -18,6 +18,8 @@ from PySide6.QtWidgets import QApplication
 
 from .. import __version__
 from .main_window import MainWindow
+
+STEPS = ("data", "model", "train", "results")
 from .resources import app_icon
 
 
@@ -33,6 +35,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--export", metavar="DIR", help="export the model here after training")
     parser.add_argument("--screenshot", metavar="FILE.png",
                         help="save a screenshot of the window when done")
+    parser.add_argument("--step", choices=STEPS, help="the step to show at the end (for screenshots)")
     parser.add_argument("--quit-when-done", action="store_true")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(list(argv))
@@ -134,6 +137,8 @@ class ScriptedRun(QObject):
 
     def finish(self, failed: bool = False) -> None:
         self.failed = failed
+        if self.args.step:
+            self.window.tabs.setCurrentIndex(STEPS.index(self.args.step))
         if self.args.screenshot:
             # Let pending repaints and the plots' redraw timer run first.
             QTimer.singleShot(300, self._take_screenshot)
@@ -165,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     QCoreApplication.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
     window = MainWindow(QSettings())
+    if args.screenshot:
+        window.resize(1280, 800)  # the same frame for every screenshot
     ScriptedRun(window, args)
     window.show()
     QTimer.singleShot(0, window.start_engine)

@@ -10,10 +10,16 @@ from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 WEIGHTS_LABELS = {
-    "bundled": "bundled, offline",
-    "cached": "downloaded",
-    "download": "downloads on first use",
-    "none": "no pretrained weights",
+    "bundled": "bundled",
+    "cached": "cached",
+    "download": "download",
+    "none": "none",
+}
+WEIGHTS_TOOLTIPS = {
+    "bundled": "Weights ship with Finetune Studio: works offline.",
+    "cached": "Weights were downloaded before and are in torch's cache.",
+    "download": "Weights are downloaded on first use.",
+    "none": "No pretrained weights: trains from scratch.",
 }
 
 
@@ -28,13 +34,14 @@ def _row(info: Any) -> list[QStandardItem]:
         item.setEditable(False)
         item.setData(info.name, NAME_ROLE)
     items[0].setToolTip(f"{info.name}: {info.family}, input {info.input_size} px")
+    items[3].setToolTip(WEIGHTS_TOOLTIPS.get(info.weights, ""))
     return items
 
 
 def build_backbone_model(infos: Sequence[Any], parent: Any = None) -> QStandardItemModel:
     """Families as top-level rows (default first), backbones below them."""
     model = QStandardItemModel(parent)
-    model.setHorizontalHeaderLabels(["Backbone", "Parameters", "ImageNet top-1", "Weights"])
+    model.setHorizontalHeaderLabels(["Backbone", "Params", "Top-1", "Weights"])
     families: dict[str, QStandardItem] = {}
     for info in sorted(infos, key=lambda i: (not i.default, i.family, i.num_params)):
         family = families.get(info.family)

@@ -162,6 +162,7 @@ class ModelPanel(QWidget):
         )
         header = self.backbone_view.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
         default = next((i.name for i in infos if i.default), infos[0].name)
         names = {info.name for info in infos}
         self.select_backbone(preferred if preferred in names else default)

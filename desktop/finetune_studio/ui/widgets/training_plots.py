@@ -17,7 +17,7 @@ from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QGraphicsItem, QWidget
 
 REDRAW_INTERVAL_MS = 66
-SMOOTHING = 0.9  # exponential moving average of the batch loss
+SMOOTHING = 0.9  # exponential moving average of the batch loss, bias-corrected
 
 
 class Series:
@@ -58,9 +58,9 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
             "val": pg.mkPen((255, 127, 14), width=2),
             "lr": pg.mkPen((44, 160, 44), width=2),
         }
-        self.loss_plot = self._plot(0, "Loss", "epoch")
-        self.acc_plot = self._plot(1, "Accuracy", "epoch")
-        self.lr_plot = self._plot(2, "Learning rate", "epoch")
+        self.loss_plot = self._plot(0, "Loss", legend_offset=(-5, 5))
+        self.acc_plot = self._plot(1, "Accuracy", legend_offset=(-5, -5))
+        self.lr_plot = self._plot(2, "Learning rate")
         self.acc_plot.setYRange(0, 1)
         self.series = {name: Series() for name in (
             "batch_loss", "smooth_loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr")}
@@ -81,21 +81,23 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
         for curve in self.curves.values():
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")
-        self._smoothed: float | None = None
+        self._average = 0.0
+        self._batches = 0
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_INTERVAL_MS)
         self._timer.timeout.connect(self._on_timer_timeout)
         self._timer.start()
 
-    def _plot(self, column: int, title: str, x_label: str) -> pg.PlotItem:
+    def _plot(self, column: int, title: str,
+              legend_offset: tuple[int, int] | None = None) -> pg.PlotItem:
         plot = self.addPlot(row=0, col=column, title=title)
         plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setLabel("bottom", x_label)
+        plot.setLabel("bottom", "epoch")
         for side in ("left", "bottom"):
             plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        if column != 2:
-            plot.addLegend(offset=(-5, 5))
+        if legend_offset is not None:
+            plot.addLegend(offset=legend_offset)
         return plot
 
     def clear_curves(self, epochs: int | None = None) -> None:
@@ -108,15 +110,16 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
                 plot.enableAutoRange(x=False)
             else:
                 plot.enableAutoRange(x=True)
-        self._smoothed = None
+        self._average, self._batches = 0.0, 0
         self._dirty = True
 
     def add_batch(self, position: float, loss: float, lr: float) -> None:
         """``position`` is in epochs (epoch - 1 + batch / batches)."""
-        self._smoothed = loss if self._smoothed is None else (
-            SMOOTHING * self._smoothed + (1 - SMOOTHING) * loss)
+        self._average = SMOOTHING * self._average + (1 - SMOOTHING) * loss
+        self._batches += 1
+        smoothed = self._average / (1 - SMOOTHING**self._batches)  # no lag from a zero start
         self.series["batch_loss"].append(position, loss)
-        self.series["smooth_loss"].append(position, self._smoothed)
+        self.series["smooth_loss"].append(position, smoothed)
         self.series["lr"].append(position, lr)
         self._dirty = True
 
