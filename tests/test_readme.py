@@ -10,11 +10,27 @@ from finetune_studio.cli import main
 README = Path(__file__).parents[1] / "README.md"
 
 
-def test_the_loading_snippet_runs_and_predicts(colour_dataset: Path, tmp_path: Path,
-                                               capsys) -> None:
+def test_the_loading_snippet_runs_and_predicts(
+    colour_dataset: Path, tmp_path: Path, capsys
+) -> None:
     model_dir = tmp_path / "model"
-    assert main(["train", str(colour_dataset), "--out", str(model_dir), "--backbone",
-                 "tiny_cnn", "--epochs", "1", "--workers", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(colour_dataset),
+                "--out",
+                str(model_dir),
+                "--backbone",
+                "tiny_cnn",
+                "--epochs",
+                "1",
+                "--workers",
+                "0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     snippets = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
     assert snippets

@@ -74,6 +74,11 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true")
 
+    sample = commands.add_parser("sample", help="draw a small practice dataset of shapes")
+    sample.add_argument("folder", help="new folder to create")
+    sample.add_argument("--per-class", type=int, default=60)
+    sample.add_argument("--seed", type=int, default=0)
+
     export = commands.add_parser("export", help="write TorchScript or ONNX, verified")
     export.add_argument("model", help="model folder written by train")
     export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
@@ -293,12 +298,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from .engine.sample_data import generate_sample_dataset
+
+    folder = generate_sample_dataset(args.folder, args.per_class, seed=args.seed,
+                                     progress=_StderrProgress("Drawing pictures", every=100))
+    print(f"Wrote a sample dataset to {folder}", file=sys.stderr)
+    return EXIT_OK
+
+
 _COMMANDS = {
     "inspect": _cmd_inspect,
     "backbones": _cmd_backbones,
     "train": _cmd_train,
     "predict": _cmd_predict,
     "export": _cmd_export,
+    "sample": _cmd_sample,
 }
 
 

@@ -17,8 +17,22 @@ def test_efficientnet_lite0_head_only_on_real_photos(
     photo_dataset: Path, tmp_path: Path, capsys
 ) -> None:
     out = tmp_path / "model"
-    code = main(["train", str(photo_dataset), "--out", str(out), "--epochs", "3",
-                 "--batch-size", "12", "--lr", "0.01", "--workers", "0"])
+    code = main(
+        [
+            "train",
+            str(photo_dataset),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "12",
+            "--lr",
+            "0.01",
+            "--workers",
+            "0",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
 
     meta = json.loads((out / "model.json").read_text())

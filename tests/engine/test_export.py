@@ -53,7 +53,10 @@ def test_a_model_folder_describes_itself_and_reloads_identically(
 
     meta = json.loads((folder / "model.json").read_text())
     assert sorted(p.name for p in folder.iterdir()) == [
-        "metrics.jsonl", "model.json", "model.safetensors"]
+        "metrics.jsonl",
+        "model.json",
+        "model.safetensors",
+    ]
     assert meta["class_names"] == ["blue", "green", "red"]
     assert meta["backbone"] == "tiny_cnn" and meta["num_classes"] == 3
     assert meta["preprocessing"]["crop_size"] == 32

@@ -26,10 +26,19 @@ def test_thousands_of_signal_emits_do_not_abort_python(qtbot) -> None:
 
 
 def run_app(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "HOME": str(tmp_path),
-           "XDG_CONFIG_HOME": str(tmp_path / "config")}
-    return subprocess.run([sys.executable, "-m", "finetune_studio", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": "offscreen",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "finetune_studio", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
@@ -44,17 +53,29 @@ def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
         "print('visible' if window.isVisible() else 'hidden', 'torch' in sys.modules)\n"
     )
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.stdout.split() == ["visible", "False"], done.stderr
 
 
-def test_a_scripted_run_trains_exports_and_saves_a_screenshot(photo_dataset: Path,
-                                                              tmp_path: Path) -> None:
+def test_a_scripted_run_trains_exports_and_saves_a_screenshot(
+    photo_dataset: Path, tmp_path: Path
+) -> None:
     out, shot = tmp_path / "model", tmp_path / "shot.png"
-    done = run_app("--dataset", str(photo_dataset), "--epochs", "1", "--train",
-                   "--export", str(out), "--screenshot", str(shot), "--quit-when-done",
-                   tmp_path=tmp_path)
+    done = run_app(
+        "--dataset",
+        str(photo_dataset),
+        "--epochs",
+        "1",
+        "--train",
+        "--export",
+        str(out),
+        "--screenshot",
+        str(shot),
+        "--quit-when-done",
+        tmp_path=tmp_path,
+    )
 
     assert done.returncode == 0, done.stderr
     assert (out / "model.safetensors").is_file() and (out / "model.json").is_file()

@@ -6,18 +6,23 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import check_indicator_position, drop_paths
 from PySide6.QtCore import Qt, QTimer
 
 from finetune_studio.ui.main_window import RESULTS_TAB, MainWindow
-from helpers import check_indicator_position, drop_paths
 from support.tiny import TINY
 
 
 def load(qtbot, window: MainWindow, folder: Path) -> None:
     with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000):
         window.data_panel.load_folder(folder)
-    qtbot.waitUntil(lambda: window.model_panel.ready and window.model_panel.num_classes
-                    == len(window.data_panel.report.classes), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: (
+            window.model_panel.ready
+            and window.model_panel.num_classes == len(window.data_panel.report.classes)
+        ),
+        timeout=30_000,
+    )
 
 
 def test_dropping_a_folder_on_the_window_loads_the_dataset(qtbot, window, colour_dataset):
@@ -33,14 +38,18 @@ def test_dropping_a_folder_on_the_window_loads_the_dataset(qtbot, window, colour
     assert str(colour_dataset) in window.data_panel.recent_folders()
 
 
-def test_bad_input_shows_what_to_do_and_the_window_stays_usable(qtbot, window, tmp_path,
-                                                               colour_dataset):
+def test_bad_input_shows_what_to_do_and_the_window_stays_usable(
+    qtbot, window, tmp_path, colour_dataset
+):
     (tmp_path / "notes.txt").write_text("hello")
     drop_paths(window, [tmp_path / "notes.txt"])
     assert "Drop a folder" in window.data_panel.banner.text
 
-    with qtbot.waitSignal(window.data_panel.loading_changed, timeout=30_000,
-                          check_params_cb=lambda loading: not loading):
+    with qtbot.waitSignal(
+        window.data_panel.loading_changed,
+        timeout=30_000,
+        check_params_cb=lambda loading: not loading,
+    ):
         window.data_panel.load_folder(tmp_path / "missing")
     assert "does not exist" in window.data_panel.banner.text
 
@@ -62,8 +71,9 @@ def test_tree_check_boxes_freeze_layers_and_show_partial_state(qtbot, window, co
     assert not parameter.requires_grad  # "head only" by default
     before = panel.summary.text()
 
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
-                     pos=check_indicator_position(view, conv))
+    qtbot.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, pos=check_indicator_position(view, conv)
+    )
 
     assert parameter.requires_grad
     assert conv.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
@@ -71,8 +81,9 @@ def test_tree_check_boxes_freeze_layers_and_show_partial_state(qtbot, window, co
     assert panel.summary.text() != before and panel.summary.text().startswith("Trainable: ")
     assert panel.plan.overrides == (("features.0", True),)
 
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
-                     pos=check_indicator_position(view, conv))
+    qtbot.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, pos=check_indicator_position(view, conv)
+    )
     assert not parameter.requires_grad
     assert features.data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Unchecked
 
@@ -97,13 +108,17 @@ def start_training(qtbot, window: MainWindow, dataset: Path, epochs: int) -> Non
     assert window.training.running
 
 
-def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, window,
-                                                                     colour_dataset):
+def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, window, colour_dataset):
     start_training(qtbot, window, colour_dataset, epochs=200)
     plots = window.train_panel.plots
     qtbot.waitUntil(lambda: plots.series["val_loss"].size >= 2, timeout=60_000)
-    qtbot.waitUntil(lambda: plots.curves["batch_loss"].getData()[0] is not None
-                    and len(plots.curves["batch_loss"].getData()[0]) > 0, timeout=5_000)
+    qtbot.waitUntil(
+        lambda: (
+            plots.curves["batch_loss"].getData()[0] is not None
+            and len(plots.curves["batch_loss"].getData()[0]) > 0
+        ),
+        timeout=5_000,
+    )
     assert window.train_panel.progress.value() > 0
     assert "Epoch" in window.train_panel.progress.text()
 
@@ -120,10 +135,14 @@ def test_the_event_loop_never_stalls_while_training(qtbot, window, colour_datase
     start_training(qtbot, window, colour_dataset, epochs=6)
     gaps: list[float] = []
     last = [time.perf_counter()]
+    started = last[0]
+    where: list[tuple[float, float]] = []
 
     def tick() -> None:
         now = time.perf_counter()
         gaps.append(now - last[0])
+        if now - last[0] > 0.05:
+            where.append((round(now - started, 2), round((now - last[0]) * 1000)))
         last[0] = now
 
     timer = QTimer()
@@ -134,11 +153,12 @@ def test_the_event_loop_never_stalls_while_training(qtbot, window, colour_datase
         pass
     timer.stop()
     assert len(gaps) > 20
-    assert max(gaps) < 0.1, f"longest stall {max(gaps) * 1000:.0f} ms"
+    assert max(gaps) < 0.1, f"stalls (s after start, ms): {where}"
 
 
-def test_results_show_the_confusion_matrix_predictions_and_export(qtbot, window, colour_dataset,
-                                                                 tmp_path):
+def test_results_show_the_confusion_matrix_predictions_and_export(
+    qtbot, window, colour_dataset, tmp_path
+):
     start_training(qtbot, window, colour_dataset, epochs=4)
     with qtbot.waitSignal(window.training_finished, timeout=60_000):
         pass
@@ -171,8 +191,9 @@ def test_results_show_the_confusion_matrix_predictions_and_export(qtbot, window,
     assert (out / "model.json").read_text() == stamp
 
 
-def test_an_export_error_is_shown_and_nothing_is_left_behind(qtbot, window, colour_dataset,
-                                                            tmp_path):
+def test_an_export_error_is_shown_and_nothing_is_left_behind(
+    qtbot, window, colour_dataset, tmp_path
+):
     start_training(qtbot, window, colour_dataset, epochs=1)
     with qtbot.waitSignal(window.training_finished, timeout=60_000):
         pass
@@ -187,8 +208,7 @@ def test_an_export_error_is_shown_and_nothing_is_left_behind(qtbot, window, colo
 
 def test_closing_during_training_asks_then_stops_cleanly(qtbot, window, colour_dataset):
     start_training(qtbot, window, colour_dataset, epochs=500)
-    qtbot.waitUntil(lambda: window.train_panel.plots.series["batch_loss"].size > 0,
-                    timeout=60_000)
+    qtbot.waitUntil(lambda: window.train_panel.plots.series["batch_loss"].size > 0, timeout=60_000)
     asked: list[bool] = []
 
     window.confirm_stop_training = lambda: asked.append(True) or False
@@ -201,8 +221,9 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, window, colour_d
     assert not window.training.running  # the thread was stopped and joined
 
 
-def test_a_project_restores_the_setup_including_the_tree(qtbot, window, colour_dataset,
-                                                         tmp_path, settings):
+def test_a_project_restores_the_setup_including_the_tree(
+    qtbot, window, colour_dataset, tmp_path, settings
+):
     load(qtbot, window, colour_dataset)
     panel = window.model_panel
     panel.set_preset("last:1")
@@ -219,8 +240,9 @@ def test_a_project_restores_the_setup_including_the_tree(qtbot, window, colour_d
         other.start_engine()
     with qtbot.waitSignal(other.data_panel.dataset_loaded, timeout=30_000):
         other.open_project(tmp_path / "project.json")
-    qtbot.waitUntil(lambda: other.model_panel.ready and other.model_panel.num_classes == 3,
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: other.model_panel.ready and other.model_panel.num_classes == 3, timeout=30_000
+    )
 
     restored = other.model_panel
     assert restored.plan == panel.plan
@@ -248,3 +270,13 @@ def test_about_names_the_versions_and_device(window):
     text = window.about_text()
     assert "PyTorch" in text and "PySide6" in text and "CPU" in text
     assert window.windowIcon().isNull() is False
+
+
+def test_try_a_sample_dataset_draws_and_loads_it(qtbot, window, tmp_path, monkeypatch):
+    from PySide6.QtCore import QStandardPaths
+
+    monkeypatch.setattr(QStandardPaths, "writableLocation", lambda location: str(tmp_path))
+    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=60_000) as loaded:
+        qtbot.mouseClick(window.data_panel.drop_zone.sample_button, Qt.MouseButton.LeftButton)
+    assert len(loaded.args[0].classes) == 6
+    assert (tmp_path / "sample-shapes" / "star").is_dir()

@@ -18,14 +18,15 @@ from PySide6.QtWidgets import QApplication
 
 from .. import __version__
 from .main_window import MainWindow
+from .resources import app_icon
 
 STEPS = ("data", "model", "train", "results")
-from .resources import app_icon
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="finetune-studio",
-                                     description="Finetune Studio: transfer learning on images.")
+    parser = argparse.ArgumentParser(
+        prog="finetune-studio", description="Finetune Studio: transfer learning on images."
+    )
     parser.add_argument("folder", nargs="?", help="a dataset folder to open")
     parser.add_argument("--dataset", help="a dataset folder to open")
     parser.add_argument("--backbone")
@@ -33,9 +34,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", action="store_true", help="start training once loaded")
     parser.add_argument("--export", metavar="DIR", help="export the model here after training")
-    parser.add_argument("--screenshot", metavar="FILE.png",
-                        help="save a screenshot of the window when done")
-    parser.add_argument("--step", choices=STEPS, help="the step to show at the end (for screenshots)")
+    parser.add_argument("--predict", metavar="PATH", nargs="+",
+                        help="classify these pictures (or folders) after training")
+    parser.add_argument(
+        "--screenshot", metavar="FILE.png", help="save a screenshot of the window when done"
+    )
+    parser.add_argument(
+        "--step", choices=STEPS, help="the step to show at the end (for screenshots)"
+    )
     parser.add_argument("--quit-when-done", action="store_true")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(list(argv))
@@ -119,7 +125,21 @@ class ScriptedRun(QObject):
     def _on_training_finished(self, ok: bool) -> None:
         if not ok:
             self.finish(failed=True)
-        elif self.args.export:
+        elif self.args.predict:
+            panel = self.window.results_panel
+            panel.predictions_shown.connect(self._on_predictions_shown)
+            panel.predict(self.args.predict)
+        else:
+            self._export_or_finish()
+
+    @Slot(int)
+    def _on_predictions_shown(self, count: int) -> None:
+        if count == 0:
+            self.failed = True
+        self._export_or_finish()
+
+    def _export_or_finish(self) -> None:
+        if self.args.export:
             panel = self.window.results_panel
             panel.exported.connect(self._on_exported)
             panel.export_failed.connect(self._on_export_failed)
@@ -136,7 +156,7 @@ class ScriptedRun(QObject):
         self.finish(failed=True)
 
     def finish(self, failed: bool = False) -> None:
-        self.failed = failed
+        self.failed = self.failed or failed
         if self.args.step:
             self.window.tabs.setCurrentIndex(STEPS.index(self.args.step))
         if self.args.screenshot:

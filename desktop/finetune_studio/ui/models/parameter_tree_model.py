@@ -36,8 +36,9 @@ class ParameterTreeModel(QAbstractItemModel):
     trainable_changed = Signal(str, bool)  # path, trainable: a user edit to record in the plan
     multiplier_changed = Signal(str, float)  # path, multiplier
 
-    def __init__(self, tree: ParameterTree, multipliers: dict[str, float] | None = None,
-                 parent: Any = None) -> None:
+    def __init__(
+        self, tree: ParameterTree, multipliers: dict[str, float] | None = None, parent: Any = None
+    ) -> None:
         super().__init__(parent)
         self.tree = tree
         self.multipliers: dict[str, float] = dict(multipliers or {})
@@ -77,8 +78,9 @@ class ParameterTreeModel(QAbstractItemModel):
     def columnCount(self, parent: Index = QModelIndex()) -> int:
         return len(COLUMNS)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         return None
@@ -149,8 +151,9 @@ class ParameterTreeModel(QAbstractItemModel):
                 return False
             if multiplier < 0:
                 return False
-            self.multipliers = {p: m for p, m in self.multipliers.items()
-                                if not p.startswith(node.path + ".")}
+            self.multipliers = {
+                p: m for p, m in self.multipliers.items() if not p.startswith(node.path + ".")
+            }
             self.multipliers[node.path] = multiplier
             self.refresh_subtree(node)
             self.multiplier_changed.emit(node.path, multiplier)

@@ -21,8 +21,12 @@ class RowsModel(QAbstractTableModel):
         self.icons: list[QIcon | None] = []
         self.tooltips: list[str | None] = []
 
-    def set_rows(self, rows: Sequence[tuple[Any, ...]], icons: Sequence[QIcon | None] = (),
-                 tooltips: Sequence[str | None] = ()) -> None:
+    def set_rows(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        icons: Sequence[QIcon | None] = (),
+        tooltips: Sequence[str | None] = (),
+    ) -> None:
         self.beginResetModel()
         self.rows = [tuple(row) for row in rows]
         self.icons = list(icons) or [None] * len(self.rows)
@@ -35,8 +39,9 @@ class RowsModel(QAbstractTableModel):
     def columnCount(self, parent: Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.headers)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.headers[section]
         return None
@@ -80,8 +85,9 @@ class ConfusionMatrixModel(QAbstractTableModel):
     def columnCount(self, parent: Index = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.class_names)
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         name = self.class_names[section]
@@ -106,6 +112,8 @@ class ConfusionMatrixModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole:
             return int(Qt.AlignmentFlag.AlignCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return (f"{self.counts[row][column]} pictures of {self.class_names[row]} predicted "
-                    f"as {self.class_names[column]} ({self.share(row, column):.0%})")
+            return (
+                f"{self.counts[row][column]} pictures of {self.class_names[row]} predicted "
+                f"as {self.class_names[column]} ({self.share(row, column):.0%})"
+            )
         return None

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
@@ -65,9 +65,7 @@ class DropZone(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("dropZone")
-        self.setStyleSheet(
-            "#dropZone { border: 2px dashed palette(mid); border-radius: 10px; }"
-        )
+        self.setStyleSheet("#dropZone { border: 2px dashed palette(mid); border-radius: 10px; }")
         self.setMinimumHeight(120)
         layout = QVBoxLayout(self)
         title = QLabel("Drop a folder of class subfolders here")
@@ -79,12 +77,16 @@ class DropZone(QFrame):
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setEnabled(False)
         self.open_button = QPushButton("Open folder…")
+        self.sample_button = QPushButton("Try a sample dataset")
+        self.sample_button.setToolTip(
+            "Draw 360 pictures of shapes and textures in 6 classes and load them")
         self.recent = QComboBox()
         self.recent.setMinimumWidth(260)
         self.recent.setPlaceholderText("Recent folders")
         buttons = QHBoxLayout()
         buttons.addStretch()
         buttons.addWidget(self.open_button)
+        buttons.addWidget(self.sample_button)
         buttons.addWidget(self.recent)
         buttons.addStretch()
         layout.addStretch()
@@ -98,8 +100,9 @@ class DatasetPanel(QWidget):
     dataset_loaded = Signal(object)  # DatasetReport
     loading_changed = Signal(bool)
 
-    def __init__(self, runner: TaskRunner, settings: QSettings,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, runner: TaskRunner, settings: QSettings, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.runner = runner
         self.settings = settings
@@ -146,6 +149,7 @@ class DatasetPanel(QWidget):
         layout.addWidget(lists, stretch=1)
 
         self.drop_zone.open_button.clicked.connect(self.choose_folder)
+        self.drop_zone.sample_button.clicked.connect(self.load_sample)
         self.drop_zone.recent.activated.connect(self._on_recent_activated)
         self._refresh_recent()
 
@@ -184,6 +188,30 @@ class DatasetPanel(QWidget):
             on_progress=self._scan_progressed,
         )
 
+    @Slot()
+    def load_sample(self) -> None:
+        """Draw the practice dataset into the user's data folder (once), then load it."""
+        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+        folder = Path(base) / "sample-shapes"
+        self.banner.clear()
+        self.progress.setFormat("Drawing sample pictures… %v of %m")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.loading_changed.emit(True)
+
+        def draw(progress: Any, cancel: threading.Event) -> str:
+            from ...engine.sample_data import generate_sample_dataset
+
+            return str(generate_sample_dataset(folder, progress=progress))
+
+        self._task = self.runner.start(draw, self._sample_drawn, self._scan_failed,
+                                       self._scan_progressed)
+
+    def _sample_drawn(self, folder: str) -> None:
+        self._task = None
+        self.progress.setFormat("Checking pictures… %v of %m")
+        self.load_folder(folder)
+
     def _scan_progressed(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
@@ -208,20 +236,26 @@ class DatasetPanel(QWidget):
     def show_report(self, report: Any, thumbnails: dict[str, tuple[bytes, int, int]]) -> None:
         self.report = report
         total = len(report.train) + len(report.val)
-        split = ("the train/ and val/ folders" if report.split_source == "folders"
-                 else "a random 80/20 split per class")
+        split = (
+            "the train/ and val/ folders"
+            if report.split_source == "folders"
+            else "a random 80/20 split per class"
+        )
         self.summary.setText(
             f"<b>{report.root}</b><br>{len(report.classes)} classes, {total:,} pictures: "
             f"{len(report.train):,} for training and {len(report.val):,} for validation "
             f"({split})."
         )
-        icons = [icon_from_rgb(*thumbnails[name]) if name in thumbnails else None
-                 for name in report.classes]
+        icons = [
+            icon_from_rgb(*thumbnails[name]) if name in thumbnails else None
+            for name in report.classes
+        ]
         self.classes_model.set_rows(
             list(zip(report.classes, report.train_counts, report.val_counts)), icons
         )
-        self.skipped_model.set_rows([(s.path, s.reason) for s in report.skipped],
-                                    tooltips=[s.path for s in report.skipped])
+        self.skipped_model.set_rows(
+            [(s.path, s.reason) for s in report.skipped], tooltips=[s.path for s in report.skipped]
+        )
         self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")
         if report.errors:
             self.banner.show_error(" ".join(report.errors))

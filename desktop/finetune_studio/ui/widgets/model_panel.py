@@ -66,8 +66,9 @@ class ModelPanel(QWidget):
         self.backbone_view.setUniformRowHeights(True)
         self.backbone_view.setAlternatingRowColors(True)
         self.weights_combo = QComboBox()
-        self.weights_combo.addItems(["ImageNet weights", "Random initialisation",
-                                     "Weights from a file…"])
+        self.weights_combo.addItems(
+            ["ImageNet weights", "Random initialisation", "Weights from a file…"]
+        )
         self.weights_label = QLabel()
         self.download_progress = QProgressBar()
         self.download_progress.hide()
@@ -169,7 +170,10 @@ class ModelPanel(QWidget):
 
     def select_backbone(self, name: str) -> bool:
         matches = self.backbone_filter.match(
-            self.backbone_filter.index(0, 0), NAME_ROLE, name, 1,
+            self.backbone_filter.index(0, 0),
+            NAME_ROLE,
+            name,
+            1,
             Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive,
         )
         if not matches:
@@ -210,8 +214,8 @@ class ModelPanel(QWidget):
         choice = WEIGHT_CHOICES[index]
         if choice == "file":
             path, _ = QFileDialog.getOpenFileName(
-                self, "Choose a weights file", "",
-                "Weights (*.safetensors *.pt *.pth *.bin *.ckpt)")
+                self, "Choose a weights file", "", "Weights (*.safetensors *.pt *.pth *.bin *.ckpt)"
+            )
             if not path:
                 self._show_weights()
                 return
@@ -254,7 +258,10 @@ class ModelPanel(QWidget):
             return build_model(name, classes, weights, progress, cancel)
 
         self._build_task = self.runner.start(
-            build, self._build_succeeded, self._build_failed, self._download_progressed,
+            build,
+            self._build_succeeded,
+            self._build_failed,
+            self._download_progressed,
             self._build_cancelled,
         )
 
@@ -264,7 +271,8 @@ class ModelPanel(QWidget):
         self.download_progress.setRange(0, max(total, 1))
         self.download_progress.setValue(done)
         self.download_progress.setFormat(
-            f"Downloading weights… {done / 2**20:.0f} of {total / 2**20:.0f} MB")
+            f"Downloading weights… {done / 2**20:.0f} of {total / 2**20:.0f} MB"
+        )
 
     def _build_finished(self) -> bool:
         """Common end of a build; True when a newer request has to run now."""
@@ -331,13 +339,15 @@ class ModelPanel(QWidget):
         if self.built is None or self.tree_model is None:
             return
         try:
-            apply_freeze_plan(self.built.model, self.built.head_path, self.plan,
-                              self.train_batchnorm.isChecked())
+            apply_freeze_plan(
+                self.built.model, self.built.head_path, self.plan, self.train_batchnorm.isChecked()
+            )
         except RecipeError as error:  # a plan saved for another network
             self.banner.show_warning(f"{error} Using the {self.plan.preset} preset instead.")
             self.plan = FreezePlan(self.plan.preset)
-            apply_freeze_plan(self.built.model, self.built.head_path, self.plan,
-                              self.train_batchnorm.isChecked())
+            apply_freeze_plan(
+                self.built.model, self.built.head_path, self.plan, self.train_batchnorm.isChecked()
+            )
         self.tree_model.refresh_all()
         self._update_summary()
 
@@ -378,15 +388,26 @@ class ModelPanel(QWidget):
             self.multipliers = dict(self.tree_model.multipliers)
 
     def _set_layer_controls_enabled(self, enabled: bool) -> None:
-        for widget in (self.layer_view, self.head_button, self.last_button, self.last_blocks,
-                       self.all_button, self.train_batchnorm):
+        for widget in (
+            self.layer_view,
+            self.head_button,
+            self.last_button,
+            self.last_blocks,
+            self.all_button,
+            self.train_batchnorm,
+        ):
             widget.setEnabled(enabled)
 
     def set_editable(self, editable: bool) -> None:
         """Lock the choices while a run is going."""
         self._set_layer_controls_enabled(editable and self.built is not None)
-        for widget in (self.backbone_view, self.search, self.weights_combo, self.gradual,
-                       self.gradual_epochs):
+        for widget in (
+            self.backbone_view,
+            self.search,
+            self.weights_combo,
+            self.gradual,
+            self.gradual_epochs,
+        ):
             widget.setEnabled(editable)
 
     # --- recipes --------------------------------------------------------------------------
@@ -400,7 +421,8 @@ class ModelPanel(QWidget):
             "lr_multipliers": dict(self.multipliers),
             "train_batchnorm": self.train_batchnorm.isChecked(),
             "gradual_unfreeze": GradualUnfreeze(self.gradual_epochs.value())
-            if self.gradual.isChecked() else None,
+            if self.gradual.isChecked()
+            else None,
         }
 
     def apply_recipe(self, recipe: Any) -> None:

@@ -64,6 +64,7 @@ def suggested_export_name(result: Any) -> str:
 class ResultsPanel(QWidget):
     exported = Signal(str)  # the folder written
     export_failed = Signal(str)  # the message shown
+    predictions_shown = Signal(int)  # how many pictures were classified or skipped
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -97,8 +98,10 @@ class ResultsPanel(QWidget):
         self.torchscript = QCheckBox("TorchScript")
         self.onnx = QCheckBox("ONNX")
         self.export_button = QPushButton("Export…")
-        self.export_status = QLabel("The model folder always holds model.safetensors and "
-                                    "model.json (classes and preprocessing).")
+        self.export_status = QLabel(
+            "The model folder always holds model.safetensors and "
+            "model.json (classes and preprocessing)."
+        )
         self.export_status.setWordWrap(True)
         self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         export_box = QGroupBox("Export")
@@ -147,8 +150,11 @@ class ResultsPanel(QWidget):
             self.per_class_model.set_rows([])
             self.confusion_model.set_matrix([], [])
             return
-        stopped = " (stopped early)" if result.stopped_early else (
-            " (stopped by you)" if result.cancelled else "")
+        stopped = (
+            " (stopped early)"
+            if result.stopped_early
+            else (" (stopped by you)" if result.cancelled else "")
+        )
         self.summary.setText(
             f"<b>Validation accuracy {evaluation.accuracy:.1%}</b> on {evaluation.images} "
             f"pictures · best epoch {result.best_epoch} of {len(result.history)}{stopped} · "
@@ -187,6 +193,7 @@ class ResultsPanel(QWidget):
             if preview is not None:
                 item.setIcon(icon_from_rgb(*preview))
             self.predictions.insertItem(0, item)
+        self.predictions_shown.emit(len(outcome))
 
     @Slot()
     def _on_open_pictures_clicked(self) -> None:
@@ -196,21 +203,26 @@ class ResultsPanel(QWidget):
 
     # --- export ---------------------------------------------------------------------------
     def selected_formats(self) -> tuple[str, ...]:
-        return tuple(name for name, box in (("torchscript", self.torchscript),
-                                             ("onnx", self.onnx)) if box.isChecked())
+        return tuple(
+            name
+            for name, box in (("torchscript", self.torchscript), ("onnx", self.onnx))
+            if box.isChecked()
+        )
 
     @Slot()
     def choose_export_folder(self) -> None:
         if self.result is None:
             return
         path, _ = QFileDialog.getSaveFileName(
-            self, "Export the model as a folder", suggested_export_name(self.result))
+            self, "Export the model as a folder", suggested_export_name(self.result)
+        )
         if path:
             self.export_to(path)
 
     def confirm_overwrite(self, folder: Path) -> bool:
         answer = QMessageBox.question(
-            self, "Replace the export?",
+            self,
+            "Replace the export?",
             f"{folder} already holds an export. Replace it?",
         )
         return answer == QMessageBox.StandardButton.Yes
@@ -234,8 +246,7 @@ class ResultsPanel(QWidget):
 
             return str(save_model_folder(result, folder, overwrite, formats))
 
-        self._export_task = self.runner.start(export, self._export_succeeded,
-                                              self._export_failed)
+        self._export_task = self.runner.start(export, self._export_succeeded, self._export_failed)
 
     def _export_succeeded(self, folder: str) -> None:
         self._export_task = None
@@ -253,6 +264,7 @@ class ResultsPanel(QWidget):
 
     def _task_failed(self, message: str, details: str) -> None:
         self.banner.show_error(message, details)
+        self.predictions_shown.emit(0)
 
     @property
     def exporting(self) -> bool:

@@ -60,12 +60,28 @@ class TrainPanel(QWidget):
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
         self.optimizer = _combo({"adamw": "AdamW", "sgd": "SGD with momentum"})
-        self.schedule = _combo({"cosine": "Cosine with warm-up", "onecycle": "One-cycle",
-                                "constant": "Constant with warm-up"})
-        self.augmentation = _combo({"light": "Light (crop, flip)",
-                                    "standard": "Standard (+ scale, colour)", "none": "None"})
-        self.device = _combo({"auto": "Automatic (GPU if available)", "cpu": "CPU",
-                              "cuda": "NVIDIA GPU (CUDA)", "mps": "Apple GPU (MPS)"})
+        self.schedule = _combo(
+            {
+                "cosine": "Cosine with warm-up",
+                "onecycle": "One-cycle",
+                "constant": "Constant with warm-up",
+            }
+        )
+        self.augmentation = _combo(
+            {
+                "light": "Light (crop, flip)",
+                "standard": "Standard (+ scale, colour)",
+                "none": "None",
+            }
+        )
+        self.device = _combo(
+            {
+                "auto": "Automatic (GPU if available)",
+                "cpu": "CPU",
+                "cuda": "NVIDIA GPU (CUDA)",
+                "mps": "Apple GPU (MPS)",
+            }
+        )
         self.mixed_precision = QCheckBox("Mixed precision (CUDA)")
         self.mixed_precision.setChecked(True)
         self.patience = QSpinBox()
@@ -145,9 +161,12 @@ class TrainPanel(QWidget):
         self.epochs.setValue(recipe.epochs)
         self.batch_size.setValue(recipe.batch_size)
         self.lr.setValue(recipe.lr)
-        for combo, value in ((self.optimizer, recipe.optimizer), (self.schedule, recipe.schedule),
-                             (self.augmentation, recipe.augmentation),
-                             (self.device, recipe.device)):
+        for combo, value in (
+            (self.optimizer, recipe.optimizer),
+            (self.schedule, recipe.schedule),
+            (self.augmentation, recipe.augmentation),
+            (self.device, recipe.device),
+        ):
             combo.setCurrentIndex(max(combo.findData(value), 0))
         self.mixed_precision.setChecked(recipe.mixed_precision)
         self.patience.setValue(recipe.early_stopping_patience)
@@ -161,22 +180,30 @@ class TrainPanel(QWidget):
     def restore_settings(self, settings: QSettings) -> None:
         settings.beginGroup(SETTINGS_GROUP)
         try:
-            spins = {"epochs": self.epochs, "batch_size": self.batch_size,
-                     "early_stopping_patience": self.patience}
+            spins = {
+                "epochs": self.epochs,
+                "batch_size": self.batch_size,
+                "early_stopping_patience": self.patience,
+            }
             for key, spin in spins.items():
                 if settings.contains(key):
                     spin.setValue(int(settings.value(key)))  # type: ignore[call-overload]
             if settings.contains("lr"):
                 self.lr.setValue(float(settings.value("lr")))  # type: ignore[arg-type]
-            combos = {"optimizer": self.optimizer, "schedule": self.schedule,
-                      "augmentation": self.augmentation, "device": self.device}
+            combos = {
+                "optimizer": self.optimizer,
+                "schedule": self.schedule,
+                "augmentation": self.augmentation,
+                "device": self.device,
+            }
             for key, combo in combos.items():
                 index = combo.findData(settings.value(key))
                 if index >= 0:
                     combo.setCurrentIndex(index)
             if settings.contains("mixed_precision"):
                 self.mixed_precision.setChecked(
-                    str(settings.value("mixed_precision")).lower() == "true")
+                    str(settings.value("mixed_precision")).lower() == "true"
+                )
         except (TypeError, ValueError):
             pass  # settings from another version: keep the defaults
         finally:
@@ -199,8 +226,9 @@ class TrainPanel(QWidget):
     @Slot(list)
     def add_batches(self, events: list[Any]) -> None:
         for event in events:
-            self.plots.add_batch(event.epoch - 1 + event.batch / event.batches, event.loss,
-                                 event.lr)
+            self.plots.add_batch(
+                event.epoch - 1 + event.batch / event.batches, event.loss, event.lr
+            )
         last = events[-1]
         done = ((last.epoch - 1) * last.batches + last.batch) / (last.epochs * last.batches)
         elapsed = time.monotonic() - self._started_at
@@ -213,14 +241,20 @@ class TrainPanel(QWidget):
 
     @Slot(object)
     def add_epoch(self, event: Any) -> None:
-        self.plots.add_epoch(event.epoch, event.train_loss, event.val_loss, event.train_acc,
-                             event.val_acc)
-        val = (f"validation loss {event.val_loss:.4f}, accuracy {event.val_acc:.1%}"
-               if event.val_loss is not None else "no validation pictures")
+        self.plots.add_epoch(
+            event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc
+        )
+        val = (
+            f"validation loss {event.val_loss:.4f}, accuracy {event.val_acc:.1%}"
+            if event.val_loss is not None
+            else "no validation pictures"
+        )
         best = "  ★ best so far" if event.is_best else ""
-        self.append_log(f"Epoch {event.epoch}/{event.epochs}: training loss "
-                        f"{event.train_loss:.4f}, accuracy {event.train_acc:.1%}; {val} "
-                        f"({event.seconds:.1f} s){best}")
+        self.append_log(
+            f"Epoch {event.epoch}/{event.epochs}: training loss "
+            f"{event.train_loss:.4f}, accuracy {event.train_acc:.1%}; {val} "
+            f"({event.seconds:.1f} s){best}"
+        )
 
     @Slot(str, str)
     def append_log(self, message: str, level: str = "info") -> None:

@@ -62,20 +62,34 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
         self.acc_plot = self._plot(1, "Accuracy", legend_offset=(-5, -5))
         self.lr_plot = self._plot(2, "Learning rate")
         self.acc_plot.setYRange(0, 1)
-        self.series = {name: Series() for name in (
-            "batch_loss", "smooth_loss", "train_loss", "val_loss", "train_acc", "val_acc", "lr")}
+        self.series = {
+            name: Series()
+            for name in (
+                "batch_loss",
+                "smooth_loss",
+                "train_loss",
+                "val_loss",
+                "train_acc",
+                "val_acc",
+                "lr",
+            )
+        }
         symbol = {"symbol": "o", "symbolSize": 6}
         self.curves = {
             "batch_loss": self.loss_plot.plot(pen=pens["batch"], name="batch"),
             "smooth_loss": self.loss_plot.plot(pen=pens["smooth"], name="batch (smoothed)"),
-            "train_loss": self.loss_plot.plot(pen=pens["train"], symbolBrush=(31, 119, 180),
-                                              name="train (epoch)", **symbol),
-            "val_loss": self.loss_plot.plot(pen=pens["val"], symbolBrush=(255, 127, 14),
-                                            name="validation", **symbol),
-            "train_acc": self.acc_plot.plot(pen=pens["train"], symbolBrush=(31, 119, 180),
-                                            name="train", **symbol),
-            "val_acc": self.acc_plot.plot(pen=pens["val"], symbolBrush=(255, 127, 14),
-                                          name="validation", **symbol),
+            "train_loss": self.loss_plot.plot(
+                pen=pens["train"], symbolBrush=(31, 119, 180), name="train (epoch)", **symbol
+            ),
+            "val_loss": self.loss_plot.plot(
+                pen=pens["val"], symbolBrush=(255, 127, 14), name="validation", **symbol
+            ),
+            "train_acc": self.acc_plot.plot(
+                pen=pens["train"], symbolBrush=(31, 119, 180), name="train", **symbol
+            ),
+            "val_acc": self.acc_plot.plot(
+                pen=pens["val"], symbolBrush=(255, 127, 14), name="validation", **symbol
+            ),
             "lr": self.lr_plot.plot(pen=pens["lr"]),
         }
         for curve in self.curves.values():
@@ -89,8 +103,9 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
         self._timer.timeout.connect(self._on_timer_timeout)
         self._timer.start()
 
-    def _plot(self, column: int, title: str,
-              legend_offset: tuple[int, int] | None = None) -> pg.PlotItem:
+    def _plot(
+        self, column: int, title: str, legend_offset: tuple[int, int] | None = None
+    ) -> pg.PlotItem:
         plot = self.addPlot(row=0, col=column, title=title)
         plot.showGrid(x=True, y=True, alpha=0.25)
         plot.setLabel("bottom", "epoch")
@@ -123,8 +138,14 @@ class TrainingPlots(pg.GraphicsLayoutWidget):
         self.series["lr"].append(position, lr)
         self._dirty = True
 
-    def add_epoch(self, epoch: int, train_loss: float, val_loss: float | None,
-                  train_acc: float, val_acc: float | None) -> None:
+    def add_epoch(
+        self,
+        epoch: int,
+        train_loss: float,
+        val_loss: float | None,
+        train_acc: float,
+        val_acc: float | None,
+    ) -> None:
         self.series["train_loss"].append(epoch, train_loss)
         self.series["train_acc"].append(epoch, train_acc)
         if val_loss is not None and val_acc is not None:
