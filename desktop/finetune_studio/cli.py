@@ -301,8 +301,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_sample(args: argparse.Namespace) -> int:
     from .engine.sample_data import generate_sample_dataset
 
-    folder = generate_sample_dataset(args.folder, args.per_class, seed=args.seed,
-                                     progress=_StderrProgress("Drawing pictures", every=100))
+    folder = generate_sample_dataset(
+        args.folder,
+        args.per_class,
+        seed=args.seed,
+        progress=_StderrProgress("Drawing pictures", every=100),
+    )
     print(f"Wrote a sample dataset to {folder}", file=sys.stderr)
     return EXIT_OK
 

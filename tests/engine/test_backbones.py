@@ -112,14 +112,18 @@ def tiny_download_spec(tmp_path: Path, corrupt: bool = False) -> BackboneSpec:
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:8]
     named = tmp_path / f"tiny-{'00000000' if corrupt else digest}.pth"
     source.rename(named)
+    return downloadable_tiny("tiny_download", named.as_uri())
+
+
+def downloadable_tiny(name: str, url: str) -> BackboneSpec:
     return BackboneSpec(
-        name="tiny_download",
+        name=name,
         family="Tiny",
         build=TinyNet,
         preprocessing=TINY_PREPROCESSING,
         num_params=0,
         imagenet_top1=None,
-        weights_url=named.as_uri(),
+        weights_url=url,
     )
 
 
@@ -146,15 +150,7 @@ def test_corrupt_download_is_rejected_and_not_cached(tmp_path: Path) -> None:
 
 
 def test_no_network_says_where_to_put_the_file() -> None:
-    spec = BackboneSpec(
-        name="offline",
-        family="Tiny",
-        build=TinyNet,
-        preprocessing=TINY_PREPROCESSING,
-        num_params=0,
-        imagenet_top1=None,
-        weights_url="http://127.0.0.1:9/tiny-abcdef12.pth",
-    )
+    spec = downloadable_tiny("offline", "http://127.0.0.1:9/tiny-abcdef12.pth")
     with pytest.raises(WeightsError) as caught:
         backbones.pretrained_state_dict(spec)
     message = str(caught.value)

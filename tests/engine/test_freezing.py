@@ -10,7 +10,7 @@ from finetune_studio.engine.freezing import (
     FreezePlan,
     apply_freeze_plan,
     block_units,
-    hold_frozen_batchnorm,
+    hold_frozen_modules,
 )
 from finetune_studio.engine.parameters import ParameterTree, TrainState
 from support.tiny import TINY
@@ -103,10 +103,10 @@ def test_frozen_batchnorm_is_held_in_eval_mode() -> None:
     plan = FreezePlan("head").with_override("features.5", True)
     apply_freeze_plan(built.model, built.head_path, plan)
     built.model.train()
-    held = hold_frozen_batchnorm(built.model)
+    held = hold_frozen_modules(built.model)
 
     batchnorms = [m for m in built.model.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert held == 3
+    assert held == 3  # features.0, .2 and .4
     assert [bn.training for bn in batchnorms] == [False, False, False, True]
 
 
@@ -114,9 +114,23 @@ def test_train_batchnorm_option_trains_every_batchnorm() -> None:
     built = build_model(TINY, 3)
     apply_freeze_plan(built.model, built.head_path, FreezePlan("head"), train_batchnorm=True)
     built.model.train()
-    assert hold_frozen_batchnorm(built.model) == 0
+    hold_frozen_modules(built.model)
+    assert all(m.training for m in built.model.modules() if isinstance(m, nn.BatchNorm2d))
     assert "features.0.1.weight" in trainable_names(built.model)
     assert "features.0.0.weight" not in trainable_names(built.model)
     before = built.model.features[0][1].running_mean.clone()
     built.model(torch.randn(4, 3, 32, 32))
     assert not torch.equal(before, built.model.features[0][1].running_mean)
+
+
+def test_stochastic_depth_in_frozen_blocks_stays_off() -> None:
+    built = build_model("efficientnet_b0", 3, weights="none")
+    apply_freeze_plan(built.model, built.head_path, FreezePlan("head"))
+    built.model.train()
+    hold_frozen_modules(built.model)
+
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        first, second = built.model.features(images), built.model.features(images)
+    assert torch.equal(first, second)  # no branch dropped at random
+    assert built.model.classifier[0].training  # the head's own dropout still works

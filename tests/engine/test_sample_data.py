@@ -15,8 +15,9 @@ from finetune_studio.engine.sample_data import SAMPLE_CLASSES, generate_sample_d
 
 def test_the_sample_is_a_valid_varied_dataset(tmp_path: Path) -> None:
     progress: list[tuple[int, int]] = []
-    folder = generate_sample_dataset(tmp_path / "shapes", per_class=6,
-                                     progress=lambda d, t: progress.append((d, t)))
+    folder = generate_sample_dataset(
+        tmp_path / "shapes", per_class=6, progress=lambda d, t: progress.append((d, t))
+    )
 
     report = inspect_dataset(folder)
     assert report.classes == tuple(sorted(SAMPLE_CLASSES))

@@ -4,9 +4,9 @@ A ``FreezePlan`` is a preset (``head``, ``last:N``, ``none``) followed by per-no
 overrides applied in order, so whatever a user clicks in the tree is reproducible
 from JSON. "Blocks" for ``last:N`` are found generically (see ``block_units``).
 
-BatchNorm policy, on purpose: BN layers inside frozen parts are held in eval mode
-(statistics and affine fixed), re-applied after every ``model.train()``. With
-``train_batchnorm`` every BN layer trains instead.
+Policy, on purpose: frozen parts are held in eval mode (BatchNorm statistics and
+affine fixed, no dropout or stochastic depth), re-applied after every
+``model.train()``. With ``train_batchnorm`` every BN layer trains instead.
 """
 
 from __future__ import annotations
@@ -173,14 +173,22 @@ def apply_freeze_plan(
                 module.requires_grad_(True)
 
 
-def hold_frozen_batchnorm(model: nn.Module) -> int:
-    """Put BN layers with no trainable parameter in eval mode; call after ``model.train()``.
+def hold_frozen_modules(model: nn.Module) -> int:
+    """Put every frozen part in eval mode; call after ``model.train()``.
 
-    Returns how many were held, for the log.
+    A module whose parameters are all frozen is a fixed function: its BatchNorm
+    statistics must not move, and its dropout and stochastic depth must not fire
+    (torchvision's EfficientNet and ConvNeXt drop whole residual branches at random
+    in train mode). Returns how many subtrees were held, for the log.
     """
     held = 0
-    for module in model.modules():
-        if isinstance(module, _BatchNorm) and not any(p.requires_grad for p in module.parameters()):
+    pending = [model]
+    while pending:
+        module = pending.pop()
+        parameters = list(module.parameters())
+        if parameters and not any(p.requires_grad for p in parameters):
             module.eval()
             held += 1
+        else:
+            pending.extend(module.children())
     return held

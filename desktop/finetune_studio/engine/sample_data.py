@@ -26,8 +26,9 @@ def _colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(c) for c in rng.integers(0, 256, 3))  # type: ignore[return-value]
 
 
-def _polygon(cx: float, cy: float, radius: float, corners: int, rotation: float,
-             inner: float | None = None) -> list[tuple[float, float]]:
+def _polygon(
+    cx: float, cy: float, radius: float, corners: int, rotation: float, inner: float | None = None
+) -> list[tuple[float, float]]:
     points = []
     steps = corners * (2 if inner else 1)
     for i in range(steps):
@@ -43,8 +44,12 @@ def _centre(rng: np.random.Generator, size: int, radius: float) -> tuple[float, 
 
 
 def _shape(corners: int, inner: float | None = None) -> Drawer:
-    def draw(canvas: ImageDraw.ImageDraw, rng: np.random.Generator, size: int,
-             colour: tuple[int, int, int]) -> None:
+    def draw(
+        canvas: ImageDraw.ImageDraw,
+        rng: np.random.Generator,
+        size: int,
+        colour: tuple[int, int, int],
+    ) -> None:
         radius = size * float(rng.uniform(0.18, 0.38))
         cx, cy = _centre(rng, size, radius)
         if corners == 0:
@@ -56,19 +61,24 @@ def _shape(corners: int, inner: float | None = None) -> Drawer:
     return draw
 
 
-def _stripes(canvas: ImageDraw.ImageDraw, rng: np.random.Generator, size: int,
-             colour: tuple[int, int, int]) -> None:
+def _stripes(
+    canvas: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, colour: tuple[int, int, int]
+) -> None:
     width = int(rng.integers(4, 12))
     angle = float(rng.uniform(0, math.pi))
     dx, dy = math.cos(angle), math.sin(angle)
     for offset in range(-2 * size, 2 * size, 2 * width):
         cx, cy = size / 2 + offset * -dy, size / 2 + offset * dx
-        canvas.line((cx - 2 * size * dx, cy - 2 * size * dy, cx + 2 * size * dx,
-                     cy + 2 * size * dy), fill=colour, width=width)
+        canvas.line(
+            (cx - 2 * size * dx, cy - 2 * size * dy, cx + 2 * size * dx, cy + 2 * size * dy),
+            fill=colour,
+            width=width,
+        )
 
 
-def _dots(canvas: ImageDraw.ImageDraw, rng: np.random.Generator, size: int,
-          colour: tuple[int, int, int]) -> None:
+def _dots(
+    canvas: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, colour: tuple[int, int, int]
+) -> None:
     radius = float(rng.uniform(3, 7))
     for _ in range(int(rng.integers(15, 40))):
         cx, cy = _centre(rng, size, radius)
@@ -123,8 +133,9 @@ def generate_sample_dataset(
     for kind in SAMPLE_CLASSES:
         (folder / kind).mkdir(parents=True, exist_ok=True)
         for index in range(per_class):
-            draw_picture(kind, rng, size).save(folder / kind / f"{kind}_{index:03d}.jpg",
-                                               quality=90)
+            draw_picture(kind, rng, size).save(
+                folder / kind / f"{kind}_{index:03d}.jpg", quality=90
+            )
             done += 1
             if progress:
                 progress(done, total)

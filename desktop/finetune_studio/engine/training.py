@@ -30,7 +30,7 @@ from .devices import autocast_dtype, describe_device, resolve_device
 from .errors import DatasetError, WeightsError
 from .evaluation import Evaluation, evaluate
 from .events import BatchEnd, EpochEnd, Event, FitEnd, Log
-from .freezing import apply_freeze_plan, apply_preset, hold_frozen_batchnorm, set_trainable
+from .freezing import apply_freeze_plan, apply_preset, hold_frozen_modules, set_trainable
 from .optim import make_optimizer, make_scheduler
 from .parameters import ParameterTree
 from .preprocessing import Preprocessing, eval_transform, train_transform
@@ -236,7 +236,7 @@ class Trainer:
                 yield Log(f"Epoch {epoch}: unfroze the planned layers. {tree.summary()}")
             started = time.perf_counter()
             model.train()
-            hold_frozen_batchnorm(model)
+            hold_frozen_modules(model)
             loss_sum, correct, seen = 0.0, 0, 0
             batch: Batch
             for index, batch in enumerate(train_loader, start=1):

@@ -34,8 +34,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", action="store_true", help="start training once loaded")
     parser.add_argument("--export", metavar="DIR", help="export the model here after training")
-    parser.add_argument("--predict", metavar="PATH", nargs="+",
-                        help="classify these pictures (or folders) after training")
+    parser.add_argument(
+        "--predict",
+        metavar="PATH",
+        nargs="+",
+        help="classify these pictures (or folders) after training",
+    )
     parser.add_argument(
         "--screenshot", metavar="FILE.png", help="save a screenshot of the window when done"
     )

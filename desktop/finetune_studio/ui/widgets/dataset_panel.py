@@ -79,7 +79,8 @@ class DropZone(QFrame):
         self.open_button = QPushButton("Open folder…")
         self.sample_button = QPushButton("Try a sample dataset")
         self.sample_button.setToolTip(
-            "Draw 360 pictures of shapes and textures in 6 classes and load them")
+            "Draw 360 pictures of shapes and textures in 6 classes and load them"
+        )
         self.recent = QComboBox()
         self.recent.setMinimumWidth(260)
         self.recent.setPlaceholderText("Recent folders")
@@ -204,8 +205,9 @@ class DatasetPanel(QWidget):
 
             return str(generate_sample_dataset(folder, progress=progress))
 
-        self._task = self.runner.start(draw, self._sample_drawn, self._scan_failed,
-                                       self._scan_progressed)
+        self._task = self.runner.start(
+            draw, self._sample_drawn, self._scan_failed, self._scan_progressed
+        )
 
     def _sample_drawn(self, folder: str) -> None:
         self._task = None
