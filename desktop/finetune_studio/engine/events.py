@@ -50,6 +50,15 @@ class Log:
 
 
 @dataclass(frozen=True)
+class StageProgress:
+    """Work before or between epochs: decoding pictures, computing cached features."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class FitEnd:
     cancelled: bool
     stopped_early: bool
@@ -59,4 +68,4 @@ class FitEnd:
     val_loss: float | None
 
 
-Event = BatchEnd | EpochEnd | Log | FitEnd
+Event = BatchEnd | EpochEnd | StageProgress | Log | FitEnd

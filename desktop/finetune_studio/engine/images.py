@@ -161,3 +161,24 @@ def inspect_image(path: str | Path) -> ImageInfo:
         info = ImageInfo(image.width, image.height, image.format or "?")
         _decode(image, MIN_SIDE * 8)
     return info
+
+
+def load_for_model(
+    path: str | Path, short_side: int, interpolation: str = "bilinear"
+) -> Image.Image:
+    """A picture as the model's preprocessing first sees it: decoded at reduced scale
+    where possible, then resized so its short side is ``short_side`` (never enlarged).
+
+    Done the same way with or without the decoded-picture cache, so caching cannot
+    change a result. Raises ``ImageProblem``.
+    """
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as F
+
+    image = load_rgb(path, short_side)
+    if min(image.size) > short_side:
+        resized: Image.Image = F.resize(
+            image, [short_side], InterpolationMode(interpolation), antialias=True
+        )
+        return resized
+    return image

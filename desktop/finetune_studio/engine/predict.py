@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .images import ImageProblem, is_candidate_image, load_rgb
+from .images import ImageProblem, is_candidate_image, load_for_model
 from .preprocessing import Preprocessing, eval_transform
 from .scan import walk_files
 
@@ -52,7 +52,8 @@ class Predictor:
         self.device = device or torch.device("cpu")
 
     def tensor_for(self, path: str | Path) -> torch.Tensor:
-        image = load_rgb(path, self.preprocessing.resize_size)
+        pre = self.preprocessing
+        image = load_for_model(path, pre.resize_size, pre.interpolation)
         tensor: torch.Tensor = self.transform(image)
         return tensor
 

@@ -47,6 +47,8 @@ class Recipe:
     mixed_precision: bool = True
     early_stopping_patience: int = 0  # 0: off
     workers: int | None = None  # DataLoader workers; None picks for the machine
+    feature_cache: bool = True  # head-only runs train on features computed once
+    cached_views: int = 1  # pictures' views cached per image: 1 plain + augmented ones
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +75,7 @@ class Recipe:
         require(self.device in DEVICES, f"device must be one of {DEVICES}.")
         require(self.early_stopping_patience >= 0, "patience must not be negative.")
         require(self.workers is None or self.workers >= 0, "workers must not be negative.")
+        require(1 <= self.cached_views <= 64, "cached views must be between 1 and 64.")
         require(
             all(m >= 0 for m in self.lr_multipliers.values()),
             "learning-rate multipliers must not be negative.",

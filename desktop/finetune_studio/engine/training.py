@@ -13,7 +13,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,20 +21,32 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .backbones import BackboneSpec, build_model, get_spec
-from .dataset import DatasetReport, ProgressCallback, inspect_dataset
-from .datasets import Batch, ImageDataset, default_workers, make_loader
+from .dataset import DatasetReport, ProgressCallback, Sample, inspect_dataset
+from .datasets import Batch, ImageDataset, decode_pictures, default_workers, make_loader
 from .devices import autocast_dtype, describe_device, resolve_device
 from .errors import DatasetError, WeightsError
 from .evaluation import Evaluation, evaluate
-from .events import BatchEnd, EpochEnd, Event, FitEnd, Log
+from .events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
+from .features import (
+    FeatureSplit,
+    cache_blocker,
+    extract_features,
+    feature_batches,
+    find_feature_split,
+)
 from .freezing import apply_freeze_plan, apply_preset, hold_frozen_modules, set_trainable
 from .optim import make_optimizer, make_scheduler
 from .parameters import ParameterTree
 from .preprocessing import Preprocessing, eval_transform, train_transform
 from .recipe import Recipe
+
+DECODE_BUDGET_BYTES = 2 * 2**30
+"""Decoded pictures kept in memory for a run (about 8,000 pictures at 256x341)."""
 
 
 @dataclass
@@ -74,9 +86,38 @@ class TrainingListener(Protocol):
 
     def batch_ended(self, event: BatchEnd) -> None: ...
     def epoch_ended(self, event: EpochEnd) -> None: ...
+    def stage_progressed(self, event: StageProgress) -> None: ...
     def log(self, event: Log) -> None: ...
     def finished(self, event: FitEnd) -> None: ...
     def failed(self, error: BaseException) -> None: ...
+
+
+@dataclass
+class _RunData:
+    """What the epochs train and validate on: pictures through the whole model, or
+    cached features through the head block (one loader per cached view)."""
+
+    train: list[DataLoader[object]]
+    val: DataLoader[object]
+    forward: nn.Module
+    channels_last: bool
+
+
+def _drops_last(count: int, batch_size: int) -> bool:
+    # Mirrors make_loader: a final training batch of one is dropped.
+    return count > batch_size and count % batch_size == 1
+
+
+def changing_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of what training can change (trainable parameters and all buffers); the
+    frozen weights need no copy, which matters for large backbones."""
+    state = {
+        name: p.detach().to("cpu", copy=True)
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+    state.update({name: b.detach().to("cpu", copy=True) for name, b in model.named_buffers()})
+    return state
 
 
 def preflight(recipe: Recipe) -> None:
@@ -113,11 +154,13 @@ class Trainer:
         dataset: DatasetReport | None = None,
         scan_progress: ProgressCallback | None = None,
         cpu_threads: int | None = None,
+        decode_budget_bytes: int = DECODE_BUDGET_BYTES,
     ) -> None:
         """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
         leaves a core to its event loop this way."""
         self.recipe = recipe
         self.cpu_threads = cpu_threads
+        self.decode_budget_bytes = decode_budget_bytes
         self._dataset = dataset
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
@@ -133,6 +176,7 @@ class Trainer:
         dispatch: dict[type, Callable[[object], None]] = {
             BatchEnd: listener.batch_ended,  # type: ignore[dict-item]
             EpochEnd: listener.epoch_ended,  # type: ignore[dict-item]
+            StageProgress: listener.stage_progressed,  # type: ignore[dict-item]
             Log: listener.log,  # type: ignore[dict-item]
             FitEnd: listener.finished,  # type: ignore[dict-item]
         }
@@ -171,9 +215,7 @@ class Trainer:
         built = build_model(recipe.backbone, len(classes), recipe.weights)
         model, head_path, spec = built.model, built.head_path, built.spec
         self.model = model
-        pre = spec.preprocessing
         tree = ParameterTree(model)
-
         phase_two_epoch = None
         if recipe.gradual_unfreeze is not None:
             apply_preset(model, head_path, "head")
@@ -187,24 +229,11 @@ class Trainer:
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
+        model.train()
+        hold_frozen_modules(model)
 
-        workers = default_workers() if recipe.workers is None else recipe.workers
-        min_side = pre.resize_size
-        train_loader = make_loader(
-            ImageDataset(report.train, train_transform(pre, recipe.augmentation), min_side),
-            recipe.batch_size,
-            True,
-            workers,
-            recipe.seed,
-            device.type == "cuda",
-        )
-        val_loader = make_loader(
-            ImageDataset(report.val, eval_transform(pre), min_side),
-            recipe.batch_size,
-            False,
-            workers,
-            recipe.seed,
-            device.type == "cuda",
+        data = yield from self._prepare_data(
+            model, head_path, spec.preprocessing, report, device, channels_last
         )
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
@@ -213,7 +242,7 @@ class Trainer:
         if amp_dtype is not None:
             yield Log(f"Mixed precision: {amp_dtype}.")
 
-        steps = len(train_loader)
+        steps = len(data.train[0])
         first_phase_epochs = (phase_two_epoch - 1) if phase_two_epoch else recipe.epochs
         optimizer, scheduler = self._optimizer_and_schedule(model, steps * first_phase_epochs)
 
@@ -239,7 +268,8 @@ class Trainer:
             hold_frozen_modules(model)
             loss_sum, correct, seen = 0.0, 0, 0
             batch: Batch
-            for index, batch in enumerate(train_loader, start=1):
+            loader = data.train[(epoch - 1) % len(data.train)]
+            for index, batch in enumerate(loader, start=1):
                 if cancel.is_set():
                     break
                 for failure in batch.failures:
@@ -248,12 +278,12 @@ class Trainer:
                         yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
                 if batch.images is None or batch.labels is None:
                     continue
-                images = batch.images.to(device, non_blocking=True)
-                if channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
+                inputs = batch.images.to(device, non_blocking=True)
+                if data.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 labels = batch.labels.to(device, non_blocking=True)
                 with self._autocast(device, amp_dtype):
-                    logits = model(images)
+                    logits = data.forward(inputs)
                     loss = criterion(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -267,7 +297,9 @@ class Trainer:
                 yield BatchEnd(epoch, recipe.epochs, index, steps, batch_loss, self._lr(optimizer))
             if cancel.is_set():
                 break  # a partial epoch is neither evaluated nor reported
-            val = evaluate(model, val_loader, device, len(classes), None, channels_last, cancel)
+            val = evaluate(
+                data.forward, data.val, device, len(classes), None, data.channels_last, cancel
+            )
             if cancel.is_set():
                 break
             has_val = val.images > 0
@@ -275,9 +307,7 @@ class Trainer:
             is_best = monitored < best_val
             if is_best:
                 best_val, best_epoch, epochs_without_gain = monitored, epoch, 0
-                best_state = {
-                    k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()
-                }
+                best_state = changing_state(model)
             else:
                 epochs_without_gain += 1
             event = EpochEnd(
@@ -305,17 +335,19 @@ class Trainer:
         model.to("cpu")
         model.to(memory_format=torch.contiguous_format)
         if best_state is not None:
-            model.load_state_dict(best_state)
+            model.load_state_dict(best_state, strict=False)
         model.eval()
         final = (
-            evaluate(model, val_loader, torch.device("cpu"), len(classes)) if report.val else None
+            evaluate(data.forward, data.val, torch.device("cpu"), len(classes))
+            if report.val
+            else None
         )
         self.result = TrainingResult(
             model=model,
             spec=spec,
             head_path=head_path,
             class_names=classes,
-            preprocessing=pre,
+            preprocessing=spec.preprocessing,
             recipe=recipe,
             history=history,
             best_epoch=best_epoch,
@@ -332,6 +364,138 @@ class Trainer:
             val_acc=final.accuracy if has_final and final else None,
             val_loss=final.loss if has_final and final else None,
         )
+
+    def _prepare_data(
+        self,
+        model: nn.Module,
+        head_path: str,
+        pre: Preprocessing,
+        report: DatasetReport,
+        device: torch.device,
+        channels_last: bool,
+    ) -> Generator[Event, None, _RunData]:
+        """Cached features when the run allows it, else decoded pictures."""
+        recipe = self.recipe
+        split = find_feature_split(model, head_path)
+        if not recipe.feature_cache:
+            blocker: str | None = "the feature cache is turned off"
+        elif recipe.gradual_unfreeze is not None:
+            blocker = "gradual unfreezing trains more than the head"
+        else:
+            blocker = cache_blocker(model, split)
+        workers = default_workers() if recipe.workers is None else recipe.workers
+        pin = device.type == "cuda"
+        if blocker is None:
+            return (
+                yield from self._feature_data(
+                    model, split, pre, report, device, channels_last, workers, pin
+                )
+            )
+        yield Log(f"Running the whole network every epoch: {blocker}.")
+        decoded_train = yield from self._decode(report.train, pre, "Decoding pictures")
+        decoded_val = yield from self._decode(report.val, pre, "Decoding validation pictures")
+        train_set = ImageDataset(
+            report.train, train_transform(pre, recipe.augmentation), pre, decoded_train
+        )
+        val_set = ImageDataset(report.val, eval_transform(pre), pre, decoded_val)
+        return _RunData(
+            train=[make_loader(train_set, recipe.batch_size, True, workers, recipe.seed, pin)],
+            val=make_loader(val_set, recipe.batch_size, False, workers, recipe.seed, pin),
+            forward=model,
+            channels_last=channels_last,
+        )
+
+    def _decode(
+        self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str
+    ) -> Generator[Event, None, dict[int, Image.Image]]:
+        """Decode every picture once (within the memory budget), reporting progress."""
+        decoded: dict[int, Image.Image] = {}
+        work = decode_pictures(samples, pre, self.decode_budget_bytes, decoded, self.cancel_token)
+        for done, total in work:
+            yield StageProgress(stage, done, total)
+        return decoded
+
+    def _feature_data(
+        self,
+        model: nn.Module,
+        split: FeatureSplit,
+        pre: Preprocessing,
+        report: DatasetReport,
+        device: torch.device,
+        channels_last: bool,
+        workers: int,
+        pin: bool,
+    ) -> Generator[Event, None, _RunData]:
+        recipe = self.recipe
+        views = max(1, recipe.cached_views)
+        if recipe.augmentation != "none" and views == 1:
+            yield Log(
+                "Training the head on cached features of each picture, without "
+                "augmentation (cache augmented views with cached_views > 1)."
+            )
+        else:
+            yield Log(f"Training the head on cached features ({views} view(s) per picture).")
+        transforms = [eval_transform(pre)]
+        transforms += [train_transform(pre, recipe.augmentation)] * (views - 1)
+        train_views = []
+        for view, transform in enumerate(transforms, start=1):
+            stage = "Computing features" + (f" (view {view} of {views})" if views > 1 else "")
+            features, labels = yield from self._extract(
+                model,
+                split,
+                ImageDataset(report.train, transform, pre),
+                device,
+                channels_last,
+                workers,
+                pin,
+                stage,
+            )
+            train_views.append(
+                feature_batches(
+                    features,
+                    labels,
+                    recipe.batch_size,
+                    True,
+                    recipe.seed,
+                    _drops_last(len(labels), recipe.batch_size),
+                )
+            )
+        features, labels = yield from self._extract(
+            model,
+            split,
+            ImageDataset(report.val, eval_transform(pre), pre),
+            device,
+            channels_last,
+            workers,
+            pin,
+            "Computing validation features",
+        )
+        val = feature_batches(features, labels, recipe.batch_size, False, recipe.seed, False)
+        return _RunData(train_views, val, split.head_block(model), channels_last=False)
+
+    def _extract(
+        self,
+        model: nn.Module,
+        split: FeatureSplit,
+        dataset: ImageDataset,
+        device: torch.device,
+        channels_last: bool,
+        workers: int,
+        pin: bool,
+        stage: str,
+    ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor]]:
+        loader = make_loader(dataset, self.recipe.batch_size, False, workers, self.recipe.seed, pin)
+        work = extract_features(model, split, loader, device, channels_last, self.cancel_token)
+        while True:
+            try:
+                done, total = next(work)
+            except StopIteration as finished:
+                features, labels, failures = finished.value
+                break
+            yield StageProgress(stage, done, total)
+        for failure in failures:
+            yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
+        return features, labels
 
     def _apply_full_plan(self, model: nn.Module, head_path: str) -> None:
         recipe = self.recipe

@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.train_panel.stop_requested.connect(self._on_train_panel_stop_requested)
         self.training.batches_arrived.connect(self.train_panel.add_batches)
         self.training.epoch_ended.connect(self.train_panel.add_epoch)
+        self.training.stage_progressed.connect(self.train_panel.show_stage)
         self.training.log_added.connect(self.train_panel.append_log)
         self.training.running_changed.connect(self._on_training_running_changed)
         self.training.run_finished.connect(self._on_training_run_finished)

@@ -239,6 +239,12 @@ class TrainPanel(QWidget):
             f"about {_format_duration(remaining)} left"
         )
 
+    @Slot(str, int, int)
+    def show_stage(self, stage: str, done: int, total: int) -> None:
+        """Work outside the epochs (decoding, computing cached features)."""
+        self.progress.setValue(0)
+        self.progress.setFormat(f"{stage}… {done} of {total}")
+
     @Slot(object)
     def add_epoch(self, event: Any) -> None:
         self.plots.add_epoch(

@@ -28,6 +28,7 @@ def threads_leaving_one_core() -> int:
 class TrainingWorker(QObject):
     batches_arrived = Signal(list)  # list[BatchEnd]
     epoch_ended = Signal(object)  # EpochEnd
+    stage_progressed = Signal(str, int, int)  # stage, done, total
     log_added = Signal(str, str)  # message, level
     run_finished = Signal(object)  # FitEnd
     run_failed = Signal(str, str)  # message, traceback ("" for a user-facing error)
@@ -46,7 +47,7 @@ class TrainingWorker(QObject):
     @Slot()
     def run(self) -> None:
         from ...engine.errors import UserFacingError
-        from ...engine.events import BatchEnd, EpochEnd, FitEnd, Log
+        from ...engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
 
         pending: list[BatchEnd] = []
         last_flush = time.monotonic()
@@ -68,6 +69,8 @@ class TrainingWorker(QObject):
                 flush()
                 if isinstance(event, EpochEnd):
                     self.epoch_ended.emit(event)
+                elif isinstance(event, StageProgress):
+                    self.stage_progressed.emit(event.stage, event.done, event.total)
                 elif isinstance(event, Log):
                     self.log_added.emit(event.message, event.level)
                 elif isinstance(event, FitEnd):
@@ -91,6 +94,7 @@ class TrainingController(QObject):
 
     batches_arrived = Signal(list)
     epoch_ended = Signal(object)
+    stage_progressed = Signal(str, int, int)
     log_added = Signal(str, str)
     run_finished = Signal(object)  # FitEnd; the result is then in ``last_result``
     run_failed = Signal(str, str)
@@ -119,6 +123,7 @@ class TrainingController(QObject):
         # Signal-to-signal relays and bound slots only: both run in the GUI thread.
         self._worker.batches_arrived.connect(self.batches_arrived)
         self._worker.epoch_ended.connect(self.epoch_ended)
+        self._worker.stage_progressed.connect(self.stage_progressed)
         self._worker.log_added.connect(self.log_added)
         self._worker.run_finished.connect(self._on_worker_run_finished)
         self._worker.run_failed.connect(self._on_worker_run_failed)

@@ -1,0 +1,94 @@
+"""The fast paths (cached features, decoded pictures) change nothing but the speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from finetune_studio.engine.backbones import build_model
+from finetune_studio.engine.events import BatchEnd, EpochEnd, Log
+from finetune_studio.engine.features import cache_blocker, find_feature_split
+from finetune_studio.engine.freezing import FreezePlan, apply_freeze_plan, hold_frozen_modules
+from finetune_studio.engine.recipe import Recipe
+from finetune_studio.engine.training import Trainer
+
+
+def run(recipe: Recipe, **options: object) -> tuple[list[float], list[EpochEnd], list[str]]:
+    trainer = Trainer(recipe, **options)  # type: ignore[arg-type]
+    events = list(trainer.events())
+    losses = [e.loss for e in events if isinstance(e, BatchEnd)]
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    logs = [e.message for e in events if isinstance(e, Log)]
+    return losses, epochs, logs
+
+
+def assert_same_run(a: tuple, b: tuple) -> None:
+    assert a[0] == pytest.approx(b[0], abs=1e-4)
+    for first, second in zip(a[1], b[1]):
+        assert first.val_loss == pytest.approx(second.val_loss, abs=1e-4)
+        assert first.val_acc == second.val_acc
+        assert first.train_acc == second.train_acc
+
+
+def test_cached_features_give_the_same_run_as_the_whole_network(tiny_recipe: Recipe) -> None:
+    cached = run(tiny_recipe.replace(epochs=3))
+    plain = run(tiny_recipe.replace(epochs=3, feature_cache=False))
+
+    assert any("cached features" in m for m in cached[2])
+    assert any("whole network" in m for m in plain[2])
+    assert_same_run(cached, plain)
+
+
+def test_cached_features_match_with_real_weights_and_head_dropout(photo_dataset: Path) -> None:
+    # EfficientNet-Lite0's head block is Dropout + Linear: dropout must act the same way.
+    recipe = Recipe(dataset=str(photo_dataset), epochs=2, batch_size=8, workers=0,
+                    augmentation="none", lr=0.01)
+    assert_same_run(run(recipe), run(recipe.replace(feature_cache=False)))
+
+
+def test_decoding_ahead_gives_the_same_run(tiny_recipe: Recipe) -> None:
+    recipe = tiny_recipe.replace(feature_cache=False, freeze=FreezePlan("none"), epochs=2)
+    assert_same_run(run(recipe), run(recipe, decode_budget_bytes=0))
+
+
+@pytest.mark.parametrize(
+    ("name", "capture", "block"),
+    [
+        ("efficientnet_lite0", "classifier.0", ("classifier.0", "classifier.1")),
+        ("resnet18", "fc", ("fc",)),
+        ("mobilenet_v3_small", "classifier.1",
+         ("classifier.1", "classifier.2", "classifier.3")),
+        ("vit_b_16", "heads.head", ("heads.head",)),
+    ],
+)
+def test_the_cut_keeps_the_heads_own_dropout(name: str, capture: str, block: tuple) -> None:
+    built = build_model(name, 3, weights="none")
+    split = find_feature_split(built.model, built.head_path)
+    assert (split.capture_path, split.head_block_paths) == (capture, block)
+    apply_freeze_plan(built.model, built.head_path, FreezePlan("head"))
+    built.model.train()
+    hold_frozen_modules(built.model)
+    assert cache_blocker(built.model, split) is None
+
+
+def test_runs_the_cache_would_change_are_not_cached() -> None:
+    vgg = build_model("vgg11", 3, weights="none")
+    apply_freeze_plan(vgg.model, vgg.head_path, FreezePlan("head"))
+    vgg.model.train()
+    hold_frozen_modules(vgg.model)
+    split = find_feature_split(vgg.model, vgg.head_path)
+    assert "classifier.2 (Dropout)" in cache_blocker(vgg.model, split)
+
+    resnet = build_model("resnet18", 3, weights="none")
+    apply_freeze_plan(resnet.model, resnet.head_path, FreezePlan("last:1"))
+    split = find_feature_split(resnet.model, resnet.head_path)
+    assert cache_blocker(resnet.model, split) == "layers other than the head are trainable"
+
+
+def test_augmented_views_are_cached_and_cycled(tiny_recipe: Recipe) -> None:
+    losses, epochs, logs = run(tiny_recipe.replace(augmentation="light", cached_views=3,
+                                                   epochs=3))
+    assert any("3 view(s) per picture" in m for m in logs)
+    assert len(epochs) == 3 and all(torch.isfinite(torch.tensor(losses)))
