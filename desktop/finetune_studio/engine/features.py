@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .datasets import Batch, LoadFailure
+from .devices import autocast
 
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -89,6 +90,7 @@ def extract_features(
     device: torch.device,
     channels_last: bool,
     cancel: threading.Event | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> Generator[tuple[int, int], None, tuple[torch.Tensor, torch.Tensor, list[LoadFailure]]]:
     """Run the frozen network over ``loader`` (unshuffled) and keep the head block's
     input. Yields (done, total) after each batch; returns features, labels, and the
@@ -116,7 +118,11 @@ def extract_features(
                 images = batch.images.to(device, non_blocking=True)
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with torch.inference_mode(), contextlib.suppress(_Captured):
+                with (
+                    torch.inference_mode(),
+                    autocast(device, amp_dtype),
+                    contextlib.suppress(_Captured),
+                ):
                     model(images)
                 labels.append(batch.labels)
             yield done, total

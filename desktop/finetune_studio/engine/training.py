@@ -14,7 +14,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +27,7 @@ from torch.utils.data import DataLoader
 from .backbones import BackboneSpec, build_model, get_spec
 from .dataset import DatasetReport, ProgressCallback, Sample, inspect_dataset
 from .datasets import Batch, ImageDataset, decode_pictures, default_workers, make_loader
-from .devices import autocast_dtype, describe_device, resolve_device
+from .devices import autocast, autocast_dtype, describe_device, resolve_device
 from .errors import DatasetError, WeightsError
 from .evaluation import Evaluation, evaluate
 from .events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
@@ -165,7 +164,10 @@ class Trainer:
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
         self.result: TrainingResult | None = None
-        self.model: nn.Module | None = None  # the live model; only the run's thread may use it
+        self.model: nn.Module | None = None
+        self._amp_dtype: torch.dtype | None = (
+            None  # the live model; only the run's thread may use it
+        )
 
     def cancel(self) -> None:
         """Thread-safe: the run stops after the batch in progress."""
@@ -232,15 +234,16 @@ class Trainer:
         model.train()
         hold_frozen_modules(model)
 
+        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
+        self._amp_dtype = amp_dtype
+        if amp_dtype is not None:
+            yield Log(f"Mixed precision: {str(amp_dtype).removeprefix('torch.')}.")
         data = yield from self._prepare_data(
             model, head_path, spec.preprocessing, report, device, channels_last
         )
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
-        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        if amp_dtype is not None:
-            yield Log(f"Mixed precision: {amp_dtype}.")
 
         steps = len(data.train[0])
         first_phase_epochs = (phase_two_epoch - 1) if phase_two_epoch else recipe.epochs
@@ -282,7 +285,7 @@ class Trainer:
                 if data.channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 labels = batch.labels.to(device, non_blocking=True)
-                with self._autocast(device, amp_dtype):
+                with autocast(device, amp_dtype):
                     logits = data.forward(inputs)
                     loss = criterion(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
@@ -298,7 +301,14 @@ class Trainer:
             if cancel.is_set():
                 break  # a partial epoch is neither evaluated nor reported
             val = evaluate(
-                data.forward, data.val, device, len(classes), None, data.channels_last, cancel
+                data.forward,
+                data.val,
+                device,
+                len(classes),
+                None,
+                data.channels_last,
+                cancel,
+                amp_dtype,
             )
             if cancel.is_set():
                 break
@@ -338,7 +348,13 @@ class Trainer:
             model.load_state_dict(best_state, strict=False)
         model.eval()
         final = (
-            evaluate(data.forward, data.val, torch.device("cpu"), len(classes))
+            evaluate(
+                data.forward,
+                data.val,
+                torch.device("cpu"),
+                len(classes),
+                amp_dtype=autocast_dtype(torch.device("cpu"), recipe.mixed_precision),
+            )
             if report.val
             else None
         )
@@ -485,7 +501,9 @@ class Trainer:
         stage: str,
     ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor]]:
         loader = make_loader(dataset, self.recipe.batch_size, False, workers, self.recipe.seed, pin)
-        work = extract_features(model, split, loader, device, channels_last, self.cancel_token)
+        work = extract_features(
+            model, split, loader, device, channels_last, self.cancel_token, self._amp_dtype
+        )
         while True:
             try:
                 done, total = next(work)
@@ -513,14 +531,6 @@ class Trainer:
         )
         warmup = int(total_steps * recipe.warmup_fraction)
         return optimizer, make_scheduler(optimizer, recipe.schedule, total_steps, warmup)
-
-    @staticmethod
-    def _autocast(
-        device: torch.device, dtype: torch.dtype | None
-    ) -> AbstractContextManager[object]:
-        if dtype is None:
-            return nullcontext()
-        return torch.autocast(device.type, dtype=dtype)
 
     @staticmethod
     def _lr(optimizer: torch.optim.Optimizer) -> float:
