@@ -25,9 +25,10 @@ register_tiny()
 def isolated_torch_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Never read or write the user's real weights cache."""
+    """Never read or write the user's real weights or feature caches."""
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     return home
 
 

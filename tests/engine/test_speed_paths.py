@@ -92,3 +92,37 @@ def test_augmented_views_are_cached_and_cycled(tiny_recipe: Recipe) -> None:
                                                    epochs=3))
     assert any("3 view(s) per picture" in m for m in logs)
     assert len(epochs) == 3 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_features_come_from_the_disk_cache_the_second_time(tiny_recipe: Recipe,
+                                                           colour_dataset: Path,
+                                                           tmp_path: Path) -> None:
+    from finetune_studio.engine.feature_store import FeatureStore
+
+    store = FeatureStore(tmp_path / "cache")
+    first = run(tiny_recipe, feature_store=store)
+    second = run(tiny_recipe, feature_store=store)
+    assert not any("from the cache" in m for m in first[2])
+    assert any("Computing features: 30 of 30 from the cache" in m for m in second[2])
+    assert_same_run(first, second)
+
+    touched = next((colour_dataset / "red").iterdir())
+    touched.write_bytes(touched.read_bytes())  # a new modification time: a new key
+    third = run(tiny_recipe, feature_store=store)
+    cached = [m for m in third[2] if "Computing features:" in m and "from the cache" in m]
+    assert cached and "of 30" in cached[0] and not cached[0].startswith(
+        "Computing features: 30 of 30")
+
+    other = run(tiny_recipe.replace(seed=1), feature_store=store)  # another head, new key
+    assert not any("from the cache" in m for m in other[2])
+
+
+def test_the_store_keeps_within_its_budget(tmp_path: Path) -> None:
+    from finetune_studio.engine.feature_store import FeatureStore
+
+    store = FeatureStore(tmp_path, budget_bytes=10_000)
+    assert store.save("a", {"x": torch.zeros(1000)})  # 4,000 bytes
+    assert store.save("b", {"y": torch.zeros(1500)})  # 6,000 bytes: evicts "a"
+    assert not (tmp_path / "a.safetensors").exists()
+    assert not store.save("c", {"z": torch.zeros(3000)})  # 12,000 bytes: never fits
+    assert store.load("b", ["y"])["y"].shape == (1500,)

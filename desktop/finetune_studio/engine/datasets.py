@@ -48,6 +48,7 @@ class ImageDataset(Dataset[Item]):
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.preprocessing = preprocessing
         self.short_side = preprocessing.resize_size
         self.interpolation = preprocessing.interpolation
         self.decoded = decoded or {}

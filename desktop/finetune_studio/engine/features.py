@@ -79,6 +79,12 @@ def cache_blocker(model: nn.Module, split: FeatureSplit) -> str | None:
     return None
 
 
+@dataclass
+class Extracted:
+    features: dict[int, torch.Tensor]  # dataset index -> feature
+    failures: list[LoadFailure]
+
+
 class _Captured(Exception):
     """Raised by the hook to stop the forward pass once the features are in hand."""
 
@@ -91,10 +97,10 @@ def extract_features(
     channels_last: bool,
     cancel: threading.Event | None = None,
     amp_dtype: torch.dtype | None = None,
-) -> Generator[tuple[int, int], None, tuple[torch.Tensor, torch.Tensor, list[LoadFailure]]]:
+) -> Generator[tuple[int, int], None, Extracted]:
     """Run the frozen network over ``loader`` (unshuffled) and keep the head block's
-    input. Yields (done, total) after each batch; returns features, labels, and the
-    pictures that failed to load (left out)."""
+    input. Yields (done, total) after each batch; returns the features of the pictures
+    that loaded, and the failures."""
     captured: list[torch.Tensor] = []
 
     def hook(_: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
@@ -104,7 +110,7 @@ def extract_features(
     handle = model.get_submodule(split.capture_path).register_forward_pre_hook(hook)
     was_training = model.training
     model.eval()
-    labels: list[torch.Tensor] = []
+    indices: list[int] = []
     failures: list[LoadFailure] = []
     done, total = 0, len(loader.dataset)  # type: ignore[arg-type]
     batch: Batch
@@ -124,14 +130,13 @@ def extract_features(
                     contextlib.suppress(_Captured),
                 ):
                     model(images)
-                labels.append(batch.labels)
+                indices += batch.indices
             yield done, total
     finally:
         handle.remove()
         model.train(was_training)
-    if not captured:
-        return torch.empty(0), torch.empty(0, dtype=torch.long), failures
-    return torch.cat(captured), torch.cat(labels), failures
+    features = torch.cat(captured) if captured else torch.empty(0)
+    return Extracted(dict(zip(indices, features)), failures)
 
 
 def feature_batches(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -31,7 +31,9 @@ from .devices import autocast, autocast_dtype, describe_device, resolve_device
 from .errors import DatasetError, WeightsError
 from .evaluation import Evaluation, evaluate
 from .events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
+from .feature_store import FeatureStore, file_key, weights_identity
 from .features import (
+    Extracted,
     FeatureSplit,
     cache_blocker,
     extract_features,
@@ -119,6 +121,83 @@ def changing_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
+class _Extractor:
+    """Features for a dataset: from the disk store where present, computed otherwise
+    (and then stored), with progress and skipped-picture events."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        model: nn.Module,
+        split: FeatureSplit,
+        device: torch.device,
+        channels_last: bool,
+        workers: int,
+        pin: bool,
+    ) -> None:
+        self.trainer, self.model, self.split = trainer, model, split
+        self.device, self.channels_last, self.workers, self.pin = (
+            device,
+            channels_last,
+            workers,
+            pin,
+        )
+
+    def __call__(
+        self, dataset: ImageDataset, stage: str, store_key: str | None
+    ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor]]:
+        store = self.trainer.feature_store if store_key else None
+        keys = [file_key(s.path) for s in dataset.samples]
+        stored = store.load(store_key, keys) if store and store_key else {}
+        missing = [i for i, key in enumerate(keys) if key is None or key not in stored]
+        computed: dict[int, torch.Tensor] = {}
+        if missing:
+            computed = yield from self._compute(dataset, missing, stage)
+        if stored:
+            yield Log(f"{stage}: {len(stored)} of {len(keys)} from the cache.")
+        if store and store_key and computed and not self.trainer.cancel_token.is_set():
+            store.save(
+                store_key,
+                {k: computed[i] for i, k in enumerate(keys) if k is not None and i in computed},
+            )
+        rows = [i for i, key in enumerate(keys) if i in computed or key in stored]
+        if not rows:
+            return torch.empty(0), torch.empty(0, dtype=torch.long)
+        features = torch.stack(
+            [computed[i] if i in computed else stored[str(keys[i])] for i in rows]
+        )
+        labels = torch.tensor([dataset.samples[i].label for i in rows], dtype=torch.long)
+        return features, labels
+
+    def _compute(
+        self, dataset: ImageDataset, indices: list[int], stage: str
+    ) -> Generator[Event, None, dict[int, torch.Tensor]]:
+        subset = ImageDataset(
+            [dataset.samples[i] for i in indices], dataset.transform, dataset.preprocessing
+        )
+        recipe = self.trainer.recipe
+        loader = make_loader(subset, recipe.batch_size, False, self.workers, recipe.seed, self.pin)
+        work = extract_features(
+            self.model,
+            self.split,
+            loader,
+            self.device,
+            self.channels_last,
+            self.trainer.cancel_token,
+            self.trainer._amp_dtype,
+        )
+        while True:
+            try:
+                done, total = next(work)
+            except StopIteration as finished:
+                extracted: Extracted = finished.value
+                break
+            yield StageProgress(stage, done, total)
+        for failure in extracted.failures:
+            yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
+        return {indices[i]: feature for i, feature in extracted.features.items()}
+
+
 def preflight(recipe: Recipe) -> None:
     """Cheap checks of a recipe's inputs, so a typo fails in a second, not after a scan."""
     get_spec(recipe.backbone)
@@ -154,12 +233,14 @@ class Trainer:
         scan_progress: ProgressCallback | None = None,
         cpu_threads: int | None = None,
         decode_budget_bytes: int = DECODE_BUDGET_BYTES,
+        feature_store: FeatureStore | Literal["default"] | None = "default",
     ) -> None:
         """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
         leaves a core to its event loop this way."""
         self.recipe = recipe
         self.cpu_threads = cpu_threads
         self.decode_budget_bytes = decode_budget_bytes
+        self.feature_store = FeatureStore() if feature_store == "default" else feature_store
         self._dataset = dataset
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
@@ -238,9 +319,7 @@ class Trainer:
         self._amp_dtype = amp_dtype
         if amp_dtype is not None:
             yield Log(f"Mixed precision: {str(amp_dtype).removeprefix('torch.')}.")
-        data = yield from self._prepare_data(
-            model, head_path, spec.preprocessing, report, device, channels_last
-        )
+        data = yield from self._prepare_data(model, head_path, spec, report, device, channels_last)
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -385,13 +464,14 @@ class Trainer:
         self,
         model: nn.Module,
         head_path: str,
-        pre: Preprocessing,
+        spec: BackboneSpec,
         report: DatasetReport,
         device: torch.device,
         channels_last: bool,
     ) -> Generator[Event, None, _RunData]:
         """Cached features when the run allows it, else decoded pictures."""
         recipe = self.recipe
+        pre = spec.preprocessing
         split = find_feature_split(model, head_path)
         if not recipe.feature_cache:
             blocker: str | None = "the feature cache is turned off"
@@ -404,7 +484,7 @@ class Trainer:
         if blocker is None:
             return (
                 yield from self._feature_data(
-                    model, split, pre, report, device, channels_last, workers, pin
+                    model, split, spec, report, device, channels_last, workers, pin
                 )
             )
         yield Log(f"Running the whole network every epoch: {blocker}.")
@@ -435,7 +515,7 @@ class Trainer:
         self,
         model: nn.Module,
         split: FeatureSplit,
-        pre: Preprocessing,
+        spec: BackboneSpec,
         report: DatasetReport,
         device: torch.device,
         channels_last: bool,
@@ -443,6 +523,7 @@ class Trainer:
         pin: bool,
     ) -> Generator[Event, None, _RunData]:
         recipe = self.recipe
+        pre = spec.preprocessing
         views = max(1, recipe.cached_views)
         if recipe.augmentation != "none" and views == 1:
             yield Log(
@@ -451,69 +532,39 @@ class Trainer:
             )
         else:
             yield Log(f"Training the head on cached features ({views} view(s) per picture).")
-        transforms = [eval_transform(pre)]
-        transforms += [train_transform(pre, recipe.augmentation)] * (views - 1)
+        extract = _Extractor(self, model, split, device, channels_last, workers, pin)
+        store_key = (
+            self.feature_store.model_key(
+                backbone=spec.name,
+                split=split.capture_path,
+                preprocessing=pre.to_dict(),
+                precision=str(self._amp_dtype),
+                seed=recipe.seed,
+                weights=weights_identity(recipe.weights, spec.weights_url or "bundled"),
+            )
+            if self.feature_store
+            else None
+        )
         train_views = []
-        for view, transform in enumerate(transforms, start=1):
-            stage = "Computing features" + (f" (view {view} of {views})" if views > 1 else "")
-            features, labels = yield from self._extract(
-                model,
-                split,
-                ImageDataset(report.train, transform, pre),
-                device,
-                channels_last,
-                workers,
-                pin,
-                stage,
+        for view in range(views):
+            stage = "Computing features" + (f" (view {view + 1} of {views})" if views > 1 else "")
+            transform = (
+                eval_transform(pre) if view == 0 else train_transform(pre, recipe.augmentation)
             )
+            features, labels = yield from extract(
+                ImageDataset(report.train, transform, pre), stage, store_key if view == 0 else None
+            )
+            drop_last = _drops_last(len(labels), recipe.batch_size)
             train_views.append(
-                feature_batches(
-                    features,
-                    labels,
-                    recipe.batch_size,
-                    True,
-                    recipe.seed,
-                    _drops_last(len(labels), recipe.batch_size),
-                )
+                feature_batches(features, labels, recipe.batch_size, True, recipe.seed, drop_last)
             )
-        features, labels = yield from self._extract(
-            model,
-            split,
+        features, labels = yield from extract(
             ImageDataset(report.val, eval_transform(pre), pre),
-            device,
-            channels_last,
-            workers,
-            pin,
             "Computing validation features",
+            store_key,
         )
         val = feature_batches(features, labels, recipe.batch_size, False, recipe.seed, False)
         return _RunData(train_views, val, split.head_block(model), channels_last=False)
-
-    def _extract(
-        self,
-        model: nn.Module,
-        split: FeatureSplit,
-        dataset: ImageDataset,
-        device: torch.device,
-        channels_last: bool,
-        workers: int,
-        pin: bool,
-        stage: str,
-    ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor]]:
-        loader = make_loader(dataset, self.recipe.batch_size, False, workers, self.recipe.seed, pin)
-        work = extract_features(
-            model, split, loader, device, channels_last, self.cancel_token, self._amp_dtype
-        )
-        while True:
-            try:
-                done, total = next(work)
-            except StopIteration as finished:
-                features, labels, failures = finished.value
-                break
-            yield StageProgress(stage, done, total)
-        for failure in failures:
-            yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
-        return features, labels
 
     def _apply_full_plan(self, model: nn.Module, head_path: str) -> None:
         recipe = self.recipe
