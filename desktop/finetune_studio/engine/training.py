@@ -145,7 +145,8 @@ class _Extractor:
 
     def __call__(
         self, dataset: ImageDataset, stage: str, store_key: str | None
-    ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor]]:
+    ) -> Generator[Event, None, tuple[torch.Tensor, torch.Tensor, list[int]]]:
+        """Features and labels of the pictures that loaded, and their dataset indices."""
         store = self.trainer.feature_store if store_key else None
         keys = [file_key(s.path) for s in dataset.samples]
         stored = store.load(store_key, keys) if store and store_key else {}
@@ -162,12 +163,12 @@ class _Extractor:
             )
         rows = [i for i, key in enumerate(keys) if i in computed or key in stored]
         if not rows:
-            return torch.empty(0), torch.empty(0, dtype=torch.long)
+            return torch.empty(0), torch.empty(0, dtype=torch.long), []
         features = torch.stack(
             [computed[i] if i in computed else stored[str(keys[i])] for i in rows]
         )
         labels = torch.tensor([dataset.samples[i].label for i in rows], dtype=torch.long)
-        return features, labels
+        return features, labels, rows
 
     def _compute(
         self, dataset: ImageDataset, indices: list[int], stage: str
@@ -545,25 +546,34 @@ class Trainer:
             if self.feature_store
             else None
         )
-        train_views = []
-        for view in range(views):
-            stage = "Computing features" + (f" (view {view + 1} of {views})" if views > 1 else "")
-            transform = (
-                eval_transform(pre) if view == 0 else train_transform(pre, recipe.augmentation)
+        # One pass over training and validation pictures: one loader start, not two.
+        both = ImageDataset((*report.train, *report.val), eval_transform(pre), pre)
+        features, labels, rows = yield from extract(both, "Computing features", store_key)
+        is_train = torch.tensor([row < len(report.train) for row in rows], dtype=torch.bool)
+        batches = recipe.batch_size
+        train_views = [
+            feature_batches(
+                features[is_train],
+                labels[is_train],
+                batches,
+                True,
+                recipe.seed,
+                _drops_last(int(is_train.sum()), batches),
             )
-            features, labels = yield from extract(
-                ImageDataset(report.train, transform, pre), stage, store_key if view == 0 else None
-            )
-            drop_last = _drops_last(len(labels), recipe.batch_size)
-            train_views.append(
-                feature_batches(features, labels, recipe.batch_size, True, recipe.seed, drop_last)
-            )
-        features, labels = yield from extract(
-            ImageDataset(report.val, eval_transform(pre), pre),
-            "Computing validation features",
-            store_key,
+        ]
+        val = feature_batches(
+            features[~is_train], labels[~is_train], batches, False, recipe.seed, False
         )
-        val = feature_batches(features, labels, recipe.batch_size, False, recipe.seed, False)
+        for view in range(1, views):
+            augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
+            features, labels, _ = yield from extract(
+                augmented, f"Computing augmented features (view {view + 1} of {views})", None
+            )
+            train_views.append(
+                feature_batches(
+                    features, labels, batches, True, recipe.seed, _drops_last(len(labels), batches)
+                )
+            )
         return _RunData(train_views, val, split.head_block(model), channels_last=False)
 
     def _apply_full_plan(self, model: nn.Module, head_path: str) -> None:
