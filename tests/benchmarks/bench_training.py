@@ -51,7 +51,8 @@ def make_dataset(root: Path, per_class: int, big: int) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             if kind == "plain":
                 picture = Image.fromarray(
-                    rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8))
+                    rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+                )
             else:
                 picture = draw_picture(kind, rng, SIZE[0]).crop((0, 0, *SIZE))
             picture.save(folder / f"{kind}_{index:03d}.jpg", quality=90)
@@ -70,16 +71,23 @@ def plain_recipe(data: Path, epochs: int, full: bool) -> int:
     from torchvision import datasets, transforms
 
     normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-    train_tf = transforms.Compose([transforms.RandomResizedCrop(224),
-                                   transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-                                   normalize])
-    val_tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224),
-                                 transforms.ToTensor(), normalize])
+    train_tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(224),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            normalize,
+        ]
+    )
+    val_tf = transforms.Compose(
+        [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+    )
     train_set = datasets.ImageFolder(str(data / "train"), train_tf)
     val_set = datasets.ImageFolder(str(data / "val"), val_tf)
     workers = min(4, os.cpu_count() or 1)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=32, shuffle=True,
-                                               num_workers=workers)
+    train_loader = torch.utils.data.DataLoader(
+        train_set, batch_size=32, shuffle=True, num_workers=workers
+    )
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=32, num_workers=workers)
 
     model = torchvision.models.resnet18(weights=None)
@@ -112,8 +120,14 @@ def ours(data: Path, epochs: int, full: bool) -> int:
     from finetune_studio.engine.recipe import Recipe
     from finetune_studio.engine.training import Trainer
 
-    recipe = Recipe(dataset=str(data), backbone="resnet18", weights="none", epochs=epochs,
-                    batch_size=32, freeze=FreezePlan("none" if full else "head"))
+    recipe = Recipe(
+        dataset=str(data),
+        backbone="resnet18",
+        weights="none",
+        epochs=epochs,
+        batch_size=32,
+        freeze=FreezePlan("none" if full else "head"),
+    )
     for _ in Trainer(recipe).events():
         pass
     train = sum(1 for _ in (data / "train").rglob("*.jpg"))
@@ -134,8 +148,9 @@ def forward_floor(data: Path, mixed_precision: bool) -> int:
 
     pre = get_spec("resnet18").preprocessing
     transform = eval_transform(pre)
-    tensors = torch.stack([transform(load_for_model(p, pre.resize_size))
-                           for p in sorted(data.rglob("*.jpg"))])
+    tensors = torch.stack(
+        [transform(load_for_model(p, pre.resize_size)) for p in sorted(data.rglob("*.jpg"))]
+    )
     model = torchvision.models.resnet18(weights=None).eval()
     model.to(memory_format=torch.channels_last)
     cpu = torch.device("cpu")
@@ -191,8 +206,9 @@ def run_stage(args: argparse.Namespace) -> None:
     if images < 0:  # the stage timed its own core
         seconds, images = -images / 1e6, sum(1 for _ in args.data.rglob("*.jpg"))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"stage": args.stage, "images": images, "seconds": seconds,
-                      "peak_mb": peak_mb}))
+    print(
+        json.dumps({"stage": args.stage, "images": images, "seconds": seconds, "peak_mb": peak_mb})
+    )
 
 
 def main() -> None:
@@ -214,14 +230,26 @@ def main() -> None:
         make_dataset(data, per_class, big)
         results = {}
         for stage in STAGES:
-            command = [sys.executable, __file__, "--stage", stage, "--data", str(data),
-                       "--epochs", str(args.epochs), "--full-epochs", str(args.full_epochs)]
+            command = [
+                sys.executable,
+                __file__,
+                "--stage",
+                stage,
+                "--data",
+                str(data),
+                "--epochs",
+                str(args.epochs),
+                "--full-epochs",
+                str(args.full_epochs),
+            ]
             output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
             results[stage] = json.loads(output.strip().splitlines()[-1])
             row = results[stage]
-            print(f"  {stage:<14} {row['images']:>6} images {row['seconds']:8.1f} s "
-                  f"{row['images'] / row['seconds']:8.1f} images/s  peak {row['peak_mb']:6.0f} MB",
-                  flush=True)
+            print(
+                f"  {stage:<14} {row['images']:>6} images {row['seconds']:8.1f} s "
+                f"{row['images'] / row['seconds']:8.1f} images/s  peak {row['peak_mb']:6.0f} MB",
+                flush=True,
+            )
     report(results, per_class, args)
 
 
@@ -231,24 +259,36 @@ def report(results: dict[str, dict[str, float]], per_class: int, args: argparse.
 
     seconds = {stage: row["seconds"] for stage, row in results.items()}
     print()
-    print(f"Dataset: {CLASSES * per_class} pictures of {SIZE[0]}x{SIZE[1]} in {CLASSES} classes; "
-          f"ResNet-18; {os.cpu_count()} CPU cores; head only {args.epochs} epochs, "
-          f"full {args.full_epochs}.")
+    print(
+        f"Dataset: {CLASSES * per_class} pictures of {SIZE[0]}x{SIZE[1]} in {CLASSES} classes; "
+        f"ResNet-18; {os.cpu_count()} CPU cores; head only {args.epochs} epochs, "
+        f"full {args.full_epochs}."
+    )
     from finetune_studio.engine.devices import cpu_has_native_bfloat16
 
     precision = "bfloat16 (native on this CPU)" if cpu_has_native_bfloat16() else "float32"
     print(f"Finetune Studio's mixed precision on this machine: {precision}.")
     print("| measure | ratio | target |\n|---|---|---|")
-    print(f"| head only, {args.epochs} epochs: plain wall time / ours | "
-          f"{seconds['plain_head'] / seconds['ours_head']:.1f}x | >= 8x |")
-    print(f"| head only: ours / one pure forward pass (float32) | "
-          f"{seconds['ours_head'] / seconds['forward_floor']:.2f}x | <= 1.3x |")
-    print(f"| head only: ours / one pure forward pass (same precision as ours) | "
-          f"{seconds['ours_head'] / seconds['forward_floor_amp']:.2f}x | <= 1.3x |")
-    print(f"| full fine-tuning: our throughput / plain | "
-          f"{rate('ours_full') / rate('plain_full'):.2f}x | >= 1.5x |")
-    print(f"| 12-megapixel JPEG decode: plain / ours | "
-          f"{seconds['decode_plain'] / seconds['decode_ours']:.1f}x | >= 5x |")
+    print(
+        f"| head only, {args.epochs} epochs: plain wall time / ours | "
+        f"{seconds['plain_head'] / seconds['ours_head']:.1f}x | >= 8x |"
+    )
+    print(
+        f"| head only: ours / one pure forward pass (float32) | "
+        f"{seconds['ours_head'] / seconds['forward_floor']:.2f}x | <= 1.3x |"
+    )
+    print(
+        f"| head only: ours / one pure forward pass (same precision as ours) | "
+        f"{seconds['ours_head'] / seconds['forward_floor_amp']:.2f}x | <= 1.3x |"
+    )
+    print(
+        f"| full fine-tuning: our throughput / plain | "
+        f"{rate('ours_full') / rate('plain_full'):.2f}x | >= 1.5x |"
+    )
+    print(
+        f"| 12-megapixel JPEG decode: plain / ours | "
+        f"{seconds['decode_plain'] / seconds['decode_ours']:.1f}x | >= 5x |"
+    )
 
 
 if __name__ == "__main__":

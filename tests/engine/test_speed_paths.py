@@ -43,8 +43,9 @@ def test_cached_features_give_the_same_run_as_the_whole_network(tiny_recipe: Rec
 
 def test_cached_features_match_with_real_weights_and_head_dropout(photo_dataset: Path) -> None:
     # EfficientNet-Lite0's head block is Dropout + Linear: dropout must act the same way.
-    recipe = Recipe(dataset=str(photo_dataset), epochs=2, batch_size=8, workers=0,
-                    augmentation="none", lr=0.01)
+    recipe = Recipe(
+        dataset=str(photo_dataset), epochs=2, batch_size=8, workers=0, augmentation="none", lr=0.01
+    )
     assert_same_run(run(recipe), run(recipe.replace(feature_cache=False)))
 
 
@@ -58,8 +59,7 @@ def test_decoding_ahead_gives_the_same_run(tiny_recipe: Recipe) -> None:
     [
         ("efficientnet_lite0", "classifier.0", ("classifier.0", "classifier.1")),
         ("resnet18", "fc", ("fc",)),
-        ("mobilenet_v3_small", "classifier.1",
-         ("classifier.1", "classifier.2", "classifier.3")),
+        ("mobilenet_v3_small", "classifier.1", ("classifier.1", "classifier.2", "classifier.3")),
         ("vit_b_16", "heads.head", ("heads.head",)),
     ],
 )
@@ -88,15 +88,14 @@ def test_runs_the_cache_would_change_are_not_cached() -> None:
 
 
 def test_augmented_views_are_cached_and_cycled(tiny_recipe: Recipe) -> None:
-    losses, epochs, logs = run(tiny_recipe.replace(augmentation="light", cached_views=3,
-                                                   epochs=3))
+    losses, epochs, logs = run(tiny_recipe.replace(augmentation="light", cached_views=3, epochs=3))
     assert any("3 view(s) per picture" in m for m in logs)
     assert len(epochs) == 3 and all(torch.isfinite(torch.tensor(losses)))
 
 
-def test_features_come_from_the_disk_cache_the_second_time(tiny_recipe: Recipe,
-                                                           colour_dataset: Path,
-                                                           tmp_path: Path) -> None:
+def test_features_come_from_the_disk_cache_the_second_time(
+    tiny_recipe: Recipe, colour_dataset: Path, tmp_path: Path
+) -> None:
     from finetune_studio.engine.feature_store import FeatureStore
 
     store = FeatureStore(tmp_path / "cache")
@@ -110,8 +109,9 @@ def test_features_come_from_the_disk_cache_the_second_time(tiny_recipe: Recipe,
     touched.write_bytes(touched.read_bytes())  # a new modification time: a new key
     third = run(tiny_recipe, feature_store=store)
     cached = [m for m in third[2] if "Computing features:" in m and "from the cache" in m]
-    assert cached and "of 36" in cached[0] and not cached[0].startswith(
-        "Computing features: 36 of 36")
+    assert (
+        cached and "of 36" in cached[0] and not cached[0].startswith("Computing features: 36 of 36")
+    )
 
     other = run(tiny_recipe.replace(seed=1), feature_store=store)  # another head, new key
     assert not any("from the cache" in m for m in other[2])

@@ -135,3 +135,50 @@ def test_a_picture_deleted_after_inspection_is_skipped_with_a_warning(
     warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
     assert sum(str(gone) in w and "file disappeared" in w for w in warnings) == 1
     assert isinstance(events[-1], FitEnd) and events[-1].epochs_completed == 2
+
+
+def test_running_out_of_memory_halves_the_step_and_keeps_the_batch(
+    tiny_recipe: Recipe,
+) -> None:
+    from finetune_studio.engine.backbones import (
+        BackboneSpec,
+        register_backbone,
+        unregister_backbone,
+    )
+    from support.tiny import TINY_PREPROCESSING, TinyNet, pretrained_tiny_state
+
+    class SmallMemoryNet(TinyNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.shape[0] > 2:  # as if the GPU held only two pictures at a time
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super().forward(x)
+
+    register_backbone(
+        BackboneSpec(
+            name="tiny_small_memory",
+            family="Tiny",
+            build=SmallMemoryNet,
+            preprocessing=TINY_PREPROCESSING,
+            num_params=0,
+            imagenet_top1=None,
+            bundled_weights=pretrained_tiny_state,
+        )
+    )
+    try:
+        recipe = tiny_recipe.replace(
+            backbone="tiny_small_memory", freeze=FreezePlan("none"), batch_size=8
+        )
+        trainer = Trainer(recipe)
+        events = list(trainer.events())
+    finally:
+        unregister_backbone("tiny_small_memory")
+
+    warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
+    assert warnings == [
+        "Out of CPU memory: continuing with 4 pictures per step, 2 steps per batch of 8.",
+        "Out of CPU memory: continuing with 2 pictures per step, 4 steps per batch of 8.",
+    ]
+    assert trainer.accumulation == 4
+    batches = [e for e in events if isinstance(e, BatchEnd)]
+    assert len(batches) == 2 * 4 and all(b.batches == 4 for b in batches)  # same batches
+    assert isinstance(events[-1], FitEnd) and events[-1].epochs_completed == 2

@@ -280,3 +280,51 @@ def test_try_a_sample_dataset_draws_and_loads_it(qtbot, window, tmp_path, monkey
         qtbot.mouseClick(window.data_panel.drop_zone.sample_button, Qt.MouseButton.LeftButton)
     assert len(loaded.args[0].classes) == 6
     assert (tmp_path / "sample-shapes" / "star").is_dir()
+
+
+def test_a_crash_in_the_worker_is_shown_and_a_new_run_can_start(
+    qtbot, window, colour_dataset, monkeypatch
+):
+    from finetune_studio.engine import training
+    from finetune_studio.engine.events import Log
+
+    real_events = training.Trainer.events
+
+    def crashing(self):
+        yield Log("about to fail")
+        raise RuntimeError("simulated failure")
+
+    monkeypatch.setattr(training.Trainer, "events", crashing)
+    load(qtbot, window, colour_dataset)
+    with qtbot.waitSignal(window.training_finished, timeout=30_000) as finished:
+        qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
+    assert finished.args == [False]
+    banner = window.train_panel.banner
+    assert "simulated failure" in banner.text and "RuntimeError" in banner.details
+    assert window.train_panel.start_button.isEnabled()
+
+    monkeypatch.setattr(training.Trainer, "events", real_events)
+    window.train_panel.epochs.setValue(1)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000) as finished:
+        qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
+    assert finished.args == [True] and window.results_panel.result is not None
+
+
+def test_a_weights_file_that_would_run_code_is_refused_in_the_window(qtbot, window, tmp_path):
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"weight": RunsCode()}, evil)
+    panel = window.model_panel
+    panel.set_weights(str(evil))
+    qtbot.waitUntil(lambda: panel.banner.text != "", timeout=30_000)
+
+    assert "could run code" in panel.banner.text
+    assert not marker.exists()
+    qtbot.waitUntil(lambda: panel._build_task is None, timeout=10_000)

@@ -26,6 +26,23 @@ class Evaluation:
         return [row[i] / sum(row) if sum(row) else None for i, row in enumerate(self.confusion)]
 
 
+def forward_within_memory(
+    model: nn.Module, images: torch.Tensor, device: torch.device, amp_dtype: torch.dtype | None
+) -> torch.Tensor:
+    """Logits for a batch, split into ever smaller slices if memory runs out."""
+    slices = 1
+    while True:
+        try:
+            with autocast(device, amp_dtype):
+                return torch.cat([model(part).float() for part in images.chunk(slices)])
+        except torch.OutOfMemoryError:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if slices >= len(images):
+                raise
+            slices *= 2
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -54,8 +71,7 @@ def evaluate(
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = batch.labels.to(device)
-        with autocast(device, amp_dtype):
-            logits = model(images).float()
+        logits = forward_within_memory(model, images, device, amp_dtype)
         loss_sum += float(criterion(logits, labels)) * len(labels)
         seen += len(labels)
         predicted = logits.argmax(1).cpu()

@@ -28,7 +28,7 @@ from .backbones import BackboneSpec, build_model, get_spec
 from .dataset import DatasetReport, ProgressCallback, Sample, inspect_dataset
 from .datasets import Batch, ImageDataset, decode_pictures, default_workers, make_loader
 from .devices import autocast, autocast_dtype, describe_device, resolve_device
-from .errors import DatasetError, WeightsError
+from .errors import DatasetError, UserFacingError, WeightsError
 from .evaluation import Evaluation, evaluate
 from .events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
 from .feature_store import FeatureStore, file_key, weights_identity
@@ -246,10 +246,9 @@ class Trainer:
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
         self.result: TrainingResult | None = None
-        self.model: nn.Module | None = None
-        self._amp_dtype: torch.dtype | None = (
-            None  # the live model; only the run's thread may use it
-        )
+        self.model: nn.Module | None = None  # the live model; only the run's thread uses it
+        self._amp_dtype: torch.dtype | None = None
+        self.accumulation = 1  # slices per batch; doubles when memory runs out
 
     def cancel(self) -> None:
         """Thread-safe: the run stops after the batch in progress."""
@@ -365,17 +364,24 @@ class Trainer:
                 if data.channels_last:
                     inputs = inputs.contiguous(memory_format=torch.channels_last)
                 labels = batch.labels.to(device, non_blocking=True)
-                with autocast(device, amp_dtype):
-                    logits = data.forward(inputs)
-                    loss = criterion(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                while True:
+                    try:
+                        batch_loss, batch_correct = self._step(
+                            data.forward,
+                            inputs,
+                            labels,
+                            criterion,
+                            optimizer,
+                            scaler,
+                            device,
+                            amp_dtype,
+                        )
+                        break
+                    except torch.OutOfMemoryError:
+                        yield self._shrink_steps(optimizer, device, len(labels))
                 scheduler.step()
-                batch_loss = loss.item()
                 loss_sum += batch_loss * len(labels)
-                correct += int((logits.argmax(1) == labels).sum())
+                correct += batch_correct
                 seen += len(labels)
                 yield BatchEnd(epoch, recipe.epochs, index, steps, batch_loss, self._lr(optimizer))
             if cancel.is_set():
@@ -575,6 +581,55 @@ class Trainer:
                 )
             )
         return _RunData(train_views, val, split.head_block(model), channels_last=False)
+
+    def _step(
+        self,
+        forward: nn.Module,
+        inputs: torch.Tensor,
+        labels: torch.Tensor,
+        criterion: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+    ) -> tuple[float, int]:
+        """One optimizer step on a batch, in ``self.accumulation`` slices (one, unless
+        memory ran out before). Returns the batch's mean loss and correct count."""
+        optimizer.zero_grad(set_to_none=True)
+        loss_total, correct = 0.0, 0
+        for part, part_labels in zip(
+            inputs.chunk(self.accumulation), labels.chunk(self.accumulation)
+        ):
+            with autocast(device, amp_dtype):
+                logits = forward(part)
+                loss = criterion(logits.float(), part_labels) * (len(part_labels) / len(labels))
+            scaler.scale(loss).backward()
+            loss_total += loss.item()
+            correct += int((logits.argmax(1) == part_labels).sum())
+        scaler.step(optimizer)
+        scaler.update()
+        return loss_total, correct
+
+    def _shrink_steps(
+        self, optimizer: torch.optim.Optimizer, device: torch.device, batch_size: int
+    ) -> Log:
+        """After running out of memory: free it, halve the pictures per step and double
+        the accumulation, so the effective batch (and the results' scale) stays."""
+        optimizer.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if math.ceil(batch_size / self.accumulation) <= 1:
+            raise UserFacingError(
+                "Out of memory even with one picture per step. Choose a smaller backbone, "
+                "freeze more layers, or train on the CPU."
+            )
+        self.accumulation *= 2
+        per_step = math.ceil(batch_size / self.accumulation)
+        return Log(
+            f"Out of {device.type.upper()} memory: continuing with {per_step} pictures "
+            f"per step, {self.accumulation} steps per batch of {batch_size}.",
+            "warning",
+        )
 
     def _apply_full_plan(self, model: nn.Module, head_path: str) -> None:
         recipe = self.recipe
