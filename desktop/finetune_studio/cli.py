@@ -67,6 +67,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--workers", type=int, help="data-loading processes")
     train.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its last completed epoch",
+    )
 
     predict = commands.add_parser("predict", help="classify pictures with a model folder")
     predict.add_argument("model", help="model folder written by train")
@@ -242,15 +247,27 @@ class _CliListener:
         raise error
 
 
+def checkpoint_path_for(out: Path) -> Path:
+    """Beside the model folder, hidden; removed once the run completes."""
+    return out.parent / f".{out.name}.checkpoint.pt"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .engine.export import check_destination, save_model_folder
     from .engine.training import Trainer, preflight
 
     recipe = _recipe_from_args(args)
     preflight(recipe)
-    out = Path(args.out).expanduser()
-    check_destination(out, args.overwrite)  # fail before training, not after
-    trainer = Trainer(recipe, scan_progress=_StderrProgress("Checking pictures", every=500))
+    out = Path(args.out).expanduser().absolute()
+    checkpoint = checkpoint_path_for(out)
+    overwrite = args.overwrite or args.resume  # a stopped run's export is replaced
+    check_destination(out, overwrite)  # fail before training, not after
+    trainer = Trainer(
+        recipe,
+        scan_progress=_StderrProgress("Checking pictures", every=500),
+        checkpoint_path=checkpoint,
+        resume=args.resume,
+    )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         print("\nStopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
@@ -263,7 +280,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result is not None
-    folder = save_model_folder(result, out, args.overwrite)
+    folder = save_model_folder(result, out, overwrite)
+    if not result.cancelled:
+        checkpoint.unlink(missing_ok=True)  # kept after Ctrl-C, for --resume
     final = result.evaluation
     accuracy = f"validation accuracy {final.accuracy:.2%}, " if final and final.images else ""
     print(

@@ -194,3 +194,65 @@ def test_ctrl_c_stops_after_the_batch_and_still_saves_the_best_model(
     metrics = (out / "metrics.jsonl").read_text().splitlines()
     assert 2 <= len(metrics) < 500
     assert json.loads((out / "model.json").read_text())["metrics"]["cancelled"] is True
+
+
+def metrics_of(folder: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def cli_subprocess(*args: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "support.cli_with_tiny", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--freeze", "last:1", "--unfreeze-after", "2"]],
+    ids=["head-only", "gradual-unfreezing"],
+)
+def test_a_killed_run_resumes_to_the_same_result(
+    colour_dataset: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    common = [
+        str(colour_dataset),
+        "--backbone",
+        "tiny_cnn",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--augmentation",
+        "standard",
+        *extra,
+    ]
+    whole = cli_subprocess("train", *common, "--out", str(tmp_path / "whole"))
+    assert whole.wait(timeout=300) == 0, whole.stderr.read()
+
+    out = tmp_path / "killed"
+    process = cli_subprocess("train", *common, "--out", str(out))
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith("epoch 4/6"):  # killed during epoch 5, after the unfreeze
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL and not out.exists()
+    checkpoint = tmp_path / ".killed.checkpoint.pt"
+    assert checkpoint.is_file()
+
+    resumed = cli_subprocess("train", *common, "--out", str(out), "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+
+    assert metrics_of(out) == metrics_of(tmp_path / "whole")
+    assert not checkpoint.exists()

@@ -25,6 +25,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .backbones import BackboneSpec, build_model, get_spec
+from .checkpoints import (
+    history_from_plain,
+    history_to_plain,
+    load_checkpoint,
+    random_states,
+    restore_random_states,
+    save_checkpoint,
+)
 from .dataset import DatasetReport, ProgressCallback, Sample, inspect_dataset
 from .datasets import Batch, ImageDataset, decode_pictures, default_workers, make_loader
 from .devices import autocast, autocast_dtype, describe_device, resolve_device
@@ -235,6 +243,8 @@ class Trainer:
         cpu_threads: int | None = None,
         decode_budget_bytes: int = DECODE_BUDGET_BYTES,
         feature_store: FeatureStore | Literal["default"] | None = "default",
+        checkpoint_path: Path | None = None,
+        resume: bool = False,
     ) -> None:
         """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
         leaves a core to its event loop this way."""
@@ -242,6 +252,8 @@ class Trainer:
         self.cpu_threads = cpu_threads
         self.decode_budget_bytes = decode_budget_bytes
         self.feature_store = FeatureStore() if feature_store == "default" else feature_store
+        self.checkpoint_path = checkpoint_path  # written after every epoch when set
+        self.resume = resume
         self._dataset = dataset
         self._scan_progress = scan_progress
         self.cancel_token = threading.Event()
@@ -335,8 +347,31 @@ class Trainer:
         epochs_without_gain = 0
         stopped_early = False
         skipped_during_training: set[str] = set()
+        loaders = [*data.train, data.val]
+        generators = [loader.generator for loader in loaders if loader.generator is not None]
 
-        for epoch in range(1, recipe.epochs + 1):
+        start_epoch = 1
+        if self.resume and self.checkpoint_path is not None:
+            saved = load_checkpoint(self.checkpoint_path, recipe.to_dict())
+            done = int(saved["epoch"])
+            if phase_two_epoch is not None and done >= phase_two_epoch:
+                self._apply_full_plan(model, head_path)  # unfrozen before it stopped
+                optimizer, scheduler = self._optimizer_and_schedule(
+                    model, steps * (recipe.epochs - phase_two_epoch + 1)
+                )
+            model.load_state_dict(saved["model"], strict=False)
+            optimizer.load_state_dict(saved["optimizer"])
+            scheduler.load_state_dict(saved["scheduler"])
+            scaler.load_state_dict(saved["scaler"])
+            restore_random_states(saved["random"], generators)
+            history = history_from_plain(saved["history"])
+            best_state, best_epoch = saved["best_state"], saved["best_epoch"]
+            best_val, epochs_without_gain = saved["best_val"], saved["epochs_without_gain"]
+            self.accumulation = int(saved["accumulation"])
+            start_epoch = done + 1
+            yield Log(f"Resumed after epoch {done} of {recipe.epochs}. {tree.summary()}")
+
+        for epoch in range(start_epoch, recipe.epochs + 1):
             if cancel.is_set():
                 break
             if epoch == phase_two_epoch:
@@ -418,6 +453,25 @@ class Trainer:
                 is_best=is_best,
             )
             history.append(event)
+            if self.checkpoint_path is not None:
+                save_checkpoint(
+                    self.checkpoint_path,
+                    {
+                        "recipe": recipe.to_dict(),
+                        "epoch": epoch,
+                        "model": changing_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "random": random_states(generators),
+                        "history": history_to_plain(history),
+                        "best_state": best_state,
+                        "best_epoch": best_epoch,
+                        "best_val": best_val,
+                        "epochs_without_gain": epochs_without_gain,
+                        "accumulation": self.accumulation,
+                    },
+                )
             yield event
             patience = recipe.early_stopping_patience
             if patience and epochs_without_gain >= patience:

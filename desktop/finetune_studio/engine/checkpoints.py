@@ -1,0 +1,100 @@
+"""Engine layer: resumable checkpoints, written atomically after every epoch.
+
+A checkpoint holds what a run can change (trainable weights and buffers, optimizer,
+schedule, loss scaler), where it stands (epoch, best so far, history), and every
+random-number state that decides what comes next (torch, numpy, Python, each data
+loader's generator), so a resumed run continues exactly as if it had not stopped.
+The file holds only tensors and plain values and is read with
+``torch.load(weights_only=True)``: nothing in it can run code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import UserFacingError
+from .events import EpochEnd
+
+CHECKPOINT_VERSION = 1
+
+
+def random_states(generators: list[torch.Generator]) -> dict[str, Any]:
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": position,
+            "has_gauss": has_gauss,
+            "gauss": gauss,
+        },
+        "python": random.getstate(),
+        "loaders": [g.get_state() for g in generators],
+    }
+
+
+def restore_random_states(states: dict[str, Any], generators: list[torch.Generator]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy = states["numpy"]
+    np.random.set_state(
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["gauss"],
+        )
+    )
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    for generator, state in zip(generators, states["loaders"], strict=True):
+        generator.set_state(state)
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        torch.save({"version": CHECKPOINT_VERSION, **state}, temporary)
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserFacingError(f"There is no checkpoint to resume from at {path}.") from None
+    except Exception as exc:  # unreadable or tampered with: refuse, never unpickle more
+        raise UserFacingError(f"The checkpoint {path} cannot be read ({exc}).") from exc
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise UserFacingError(f"The checkpoint {path} was written by another version.")
+    if state.get("recipe") != recipe:
+        raise UserFacingError(
+            f"The checkpoint {path} belongs to a different run (its recipe differs); "
+            "start afresh or use the same options."
+        )
+    return state
+
+
+def history_to_plain(history: list[EpochEnd]) -> list[dict[str, Any]]:
+    return [asdict(event) for event in history]
+
+
+def history_from_plain(history: list[dict[str, Any]]) -> list[EpochEnd]:
+    return [EpochEnd(**event) for event in history]
