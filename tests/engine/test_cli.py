@@ -256,3 +256,26 @@ def test_a_killed_run_resumes_to_the_same_result(
 
     assert metrics_of(out) == metrics_of(tmp_path / "whole")
     assert not checkpoint.exists()
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_the_cli_refuses_a_weights_file_that_would_run_code(
+    colour_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    marker = tmp_path / "pwned"
+    torch.save({"w": _RunsCode(str(marker))}, tmp_path / "evil.pth")
+
+    code = train_tiny(colour_dataset, tmp_path / "out", "--weights", str(tmp_path / "evil.pth"))
+
+    assert code == 2
+    assert "could run code" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out").exists()

@@ -143,3 +143,24 @@ def test_torchscript_and_onnx_exports_match_the_model(
 def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not a model folder"):
         load_model_folder(tmp_path)
+
+
+def test_an_unwritable_folder_is_a_clear_error_and_keeps_the_export(
+    trained: TrainingResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # chmod cannot stop root (who runs CI here), so the refusal is simulated where it
+    # would happen: when the new folder is moved into place.
+    folder = save_model_folder(trained, tmp_path / "model")
+    before = (folder / "model.safetensors").read_bytes()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(export.os, "replace", refuse)
+    with pytest.raises(ExportError, match="permission denied"):
+        save_model_folder(trained, folder, overwrite=True)
+    monkeypatch.undo()
+    assert (folder / "model.safetensors").read_bytes() == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -134,6 +134,7 @@ def test_a_picture_deleted_after_inspection_is_skipped_with_a_warning(
 
     warnings = [e.message for e in events if isinstance(e, Log) and e.level == "warning"]
     assert sum(str(gone) in w and "file disappeared" in w for w in warnings) == 1
+    assert "1 picture(s) could not be read during the run" in warnings[-1]
     assert isinstance(events[-1], FitEnd) and events[-1].epochs_completed == 2
 
 

@@ -203,6 +203,7 @@ class _Extractor:
                 break
             yield StageProgress(stage, done, total)
         for failure in extracted.failures:
+            self.trainer.unreadable.add(failure.path)
             yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
         return {indices[i]: feature for i, feature in extracted.features.items()}
 
@@ -261,6 +262,7 @@ class Trainer:
         self.model: nn.Module | None = None  # the live model; only the run's thread uses it
         self._amp_dtype: torch.dtype | None = None
         self.accumulation = 1  # slices per batch; doubles when memory runs out
+        self.unreadable: set[str] = set()  # pictures that failed to load during the run
 
     def cancel(self) -> None:
         """Thread-safe: the run stops after the batch in progress."""
@@ -346,7 +348,6 @@ class Trainer:
         best_val = math.inf
         epochs_without_gain = 0
         stopped_early = False
-        skipped_during_training: set[str] = set()
         loaders = [*data.train, data.val]
         generators = [loader.generator for loader in loaders if loader.generator is not None]
 
@@ -390,8 +391,8 @@ class Trainer:
                 if cancel.is_set():
                     break
                 for failure in batch.failures:
-                    if failure.path not in skipped_during_training:
-                        skipped_during_training.add(failure.path)
+                    if failure.path not in self.unreadable:
+                        self.unreadable.add(failure.path)
                         yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
                 if batch.images is None or batch.labels is None:
                     continue
@@ -479,6 +480,12 @@ class Trainer:
                 yield Log(f"Early stop: no better validation loss for {patience} epochs.")
                 break
 
+        if self.unreadable:
+            yield Log(
+                f"{len(self.unreadable)} picture(s) could not be read during the run "
+                "(changed or removed after the dataset was checked).",
+                "warning",
+            )
         cancelled = cancel.is_set()
         if cancelled:
             yield Log("Stopped by the user; keeping the best model so far.", "warning")
