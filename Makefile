@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench package icons clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,14 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tests/benchmarks/bench_training.py
 
+# A one-folder desktop build in dist/finetune-studio (not part of `make test`).
+package: $(STAMP)
+	$(BIN)/pip install --quiet pyinstaller
+	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/finetune-studio.spec
+	QT_QPA_PLATFORM=offscreen dist/finetune-studio/finetune-studio --self-check
+
+icons: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python packaging/build_icons.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info desktop/*.egg-info
+	rm -rf $(VENV) build dist *.egg-info desktop/*.egg-info

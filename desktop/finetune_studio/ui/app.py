@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--step", choices=STEPS, help="the step to show at the end (for screenshots)"
     )
     parser.add_argument("--quit-when-done", action="store_true")
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="open the window offscreen, train one batch on a drawn sample, exit 0 if all works",
+    )
+    parser.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add Finetune Studio to your desktop menu, then exit",
+    )
+    parser.add_argument(
+        "--uninstall-desktop-entry",
+        action="store_true",
+        help="remove it from the desktop menu, then exit",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(list(argv))
 
@@ -185,15 +201,49 @@ class ScriptedRun(QObject):
             QCoreApplication.exit(self.exit_code)
 
 
+def desktop_entry_command(args: argparse.Namespace) -> int:
+    from .. import desktop_integration
+
+    if args.install_desktop_entry:
+        written = desktop_integration.install()
+        print(f"Installed {written[0]} and {len(written) - 1} icon and metainfo files.")
+    else:
+        removed = desktop_integration.uninstall()
+        print(f"Removed {len(removed)} files." if removed else "Nothing was installed.")
+    return 0
+
+
+def prepare_self_check(args: argparse.Namespace, folder: Path) -> QSettings:
+    """Turn --self-check into a scripted run on a small drawn dataset, offscreen, with
+    settings of its own so the user's are untouched."""
+    import os
+
+    from ..engine.sample_data import generate_sample_dataset
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    args.dataset = str(generate_sample_dataset(folder / "sample", per_class=4))
+    args.epochs, args.train, args.quit_when_done = 1, True, True
+    return QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # DataLoader workers in a frozen app
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.install_desktop_entry or args.uninstall_desktop_entry:
+        return desktop_entry_command(args)
+    if args.self_check:
+        with tempfile.TemporaryDirectory() as folder:
+            return run_window(args, prepare_self_check(args, Path(folder)))
+    return run_window(args, None)
+
+
+def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0]])
     QCoreApplication.setOrganizationName("Finetune Studio")
     QCoreApplication.setApplicationName("Finetune Studio")
     QCoreApplication.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
-    window = MainWindow(QSettings())
+    window = MainWindow(settings or QSettings())
     if args.screenshot:
         window.resize(1280, 800)  # the same frame for every screenshot
     ScriptedRun(window, args)

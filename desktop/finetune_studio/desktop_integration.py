@@ -1,0 +1,92 @@
+"""Install the app into the user's desktop menu (freedesktop: Linux, BSD).
+
+``finetune-studio --install-desktop-entry`` writes the desktop entry, the AppStream
+metainfo and the icons under ``$XDG_DATA_HOME`` (usually ~/.local/share), with
+``Exec`` pointing at this installation; ``--uninstall-desktop-entry`` removes
+exactly those files. Qt-free, so it also works without a display.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+APP_ID = "finetune-studio"
+DESKTOP_FILE = f"{APP_ID}.desktop"
+METAINFO_FILE = "io.github.finetune_studio.FinetuneStudio.metainfo.xml"
+ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+
+
+def launcher_command() -> str:
+    """How the menu should start this installation (the gui script beside Python)."""
+    script = Path(sys.executable).parent / APP_ID
+    if script.exists():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m finetune_studio"
+
+
+def installed_paths(root: Path | None = None) -> list[Path]:
+    root = root or data_home()
+    icons = root / "icons" / "hicolor"
+    return [
+        root / "applications" / DESKTOP_FILE,
+        root / "metainfo" / METAINFO_FILE,
+        icons / "scalable" / "apps" / f"{APP_ID}.svg",
+        *(icons / f"{size}x{size}" / "apps" / f"{APP_ID}.png" for size in ICON_SIZES),
+    ]
+
+
+def desktop_entry_text() -> str:
+    template = (files("finetune_studio.resources") / DESKTOP_FILE).read_text(encoding="utf-8")
+    lines = [
+        f"Exec={launcher_command()} %f" if line.startswith("Exec=") else line
+        for line in template.splitlines()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def install(root: Path | None = None) -> list[Path]:
+    """Write the entry, metainfo and icons; returns the files written."""
+    root = root or data_home()
+    entry, metainfo, svg, *pngs = installed_paths(root)
+    icons = files("finetune_studio.icons")
+    written = []
+    for target, write in (
+        (entry, lambda p: p.write_text(desktop_entry_text(), encoding="utf-8")),
+        (
+            metainfo,
+            lambda p: p.write_bytes(
+                (files("finetune_studio.resources") / METAINFO_FILE).read_bytes()
+            ),
+        ),
+        (svg, lambda p: p.write_bytes((icons / f"{APP_ID}.svg").read_bytes())),
+        *(
+            (png, lambda p, s=size: p.write_bytes((icons / f"{APP_ID}-{s}.png").read_bytes()))
+            for png, size in zip(pngs, ICON_SIZES)
+        ),
+    ):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(target)
+        written.append(target)
+    if shutil.which("update-desktop-database"):  # refresh the menu's cache where there is one
+        subprocess.run(["update-desktop-database", "-q", str(entry.parent)], check=False)
+    return written
+
+
+def uninstall(root: Path | None = None) -> list[Path]:
+    """Remove what ``install`` wrote (and nothing else); returns the files removed."""
+    removed = []
+    for path in installed_paths(root):
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    return removed
