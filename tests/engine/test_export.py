@@ -95,20 +95,35 @@ def test_a_folder_of_other_files_is_never_replaced(trained: TrainingResult, tmp_
     assert (tmp_path / "holiday" / "photo.jpg").read_bytes() == b"precious"
 
 
-def test_a_full_disk_leaves_the_previous_export_intact(
+@pytest.mark.parametrize(
+    ("where", "error", "message"),
+    [
+        # A full disk while writing the weights.
+        ("save_file", OSError(errno.ENOSPC, "No space left on device"), "No space left"),
+        # An unwritable folder; chmod cannot stop root (who runs CI here), so the refusal
+        # is simulated where it would happen: moving the new folder into place.
+        ("os.replace", PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+    ],
+)
+def test_a_failed_export_is_a_clear_error_and_keeps_the_previous_one(
     trained: TrainingResult,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    where: str,
+    error: OSError,
+    message: str,
 ) -> None:
     folder = save_model_folder(trained, tmp_path / "model")
     before = (folder / "model.safetensors").read_bytes()
 
-    def disk_full(*args: object, **kwargs: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
 
-    monkeypatch.setattr(export, "save_file", disk_full)
-    with pytest.raises(ExportError, match="No space left on device"):
+    target = export.os if where == "os.replace" else export
+    monkeypatch.setattr(target, where.rpartition(".")[2], fail)
+    with pytest.raises(ExportError, match=message):
         save_model_folder(trained, folder, overwrite=True)
+    monkeypatch.undo()
 
     assert (folder / "model.safetensors").read_bytes() == before
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
@@ -143,24 +158,3 @@ def test_torchscript_and_onnx_exports_match_the_model(
 def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not a model folder"):
         load_model_folder(tmp_path)
-
-
-def test_an_unwritable_folder_is_a_clear_error_and_keeps_the_export(
-    trained: TrainingResult,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # chmod cannot stop root (who runs CI here), so the refusal is simulated where it
-    # would happen: when the new folder is moved into place.
-    folder = save_model_folder(trained, tmp_path / "model")
-    before = (folder / "model.safetensors").read_bytes()
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(export.os, "replace", refuse)
-    with pytest.raises(ExportError, match="permission denied"):
-        save_model_folder(trained, folder, overwrite=True)
-    monkeypatch.undo()
-    assert (folder / "model.safetensors").read_bytes() == before
-    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -85,3 +85,11 @@ def test_a_scripted_run_trains_exports_and_saves_a_screenshot(
 def test_a_scripted_run_with_a_bad_folder_exits_1(tmp_path: Path) -> None:
     done = run_app(str(tmp_path / "missing"), "--quit-when-done", tmp_path=tmp_path)
     assert done.returncode == 1
+
+
+def test_a_launcher_url_opens_as_a_folder() -> None:
+    from finetune_studio.ui.app import folder_from_argument
+
+    assert folder_from_argument("file:///home/me/My%20Birds") == "/home/me/My Birds"
+    assert folder_from_argument("/data/birds") == "/data/birds"
+    assert folder_from_argument(None) is None

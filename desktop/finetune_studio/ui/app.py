@@ -67,6 +67,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
+def folder_from_argument(value: str | None) -> str | None:
+    """A path, or a file:// URL as desktop launchers pass for %u."""
+    if value and value.startswith("file://"):
+        from PySide6.QtCore import QUrl
+
+        return QUrl(value).toLocalFile()
+    return value
+
+
 class ScriptedRun(QObject):
     """Performs the scripted flags through the window's own widgets, in order:
     dataset -> backbone -> freeze -> train -> export -> screenshot -> quit."""
@@ -75,7 +84,7 @@ class ScriptedRun(QObject):
         super().__init__(window)
         self.window = window
         self.args = args
-        self.dataset = args.dataset or args.folder
+        self.dataset = args.dataset or folder_from_argument(args.folder)
         self.failed = False
         self.exit_code: int | None = None
         window.engine_ready.connect(self._on_window_engine_ready)

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.table_models import RowsModel
+from ..resources import action_icon
 from ..workers.tasks import TaskRunner
 from .banner import Banner
 
@@ -84,6 +85,8 @@ class DropZone(QFrame):
         self.recent = QComboBox()
         self.recent.setMinimumWidth(260)
         self.recent.setPlaceholderText("Recent folders")
+        self.open_button.setIcon(action_icon("open-folder"))
+        self.sample_button.setIcon(action_icon("sample"))
         buttons = QHBoxLayout()
         buttons.addStretch()
         buttons.addWidget(self.open_button)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.table_models import ConfusionMatrixModel, RowsModel
+from ..resources import action_icon
 from ..workers.tasks import TaskRunner
 from .banner import Banner
 from .dataset_panel import icon_from_rgb
@@ -98,6 +99,7 @@ class ResultsPanel(QWidget):
         self.torchscript = QCheckBox("TorchScript")
         self.onnx = QCheckBox("ONNX")
         self.export_button = QPushButton("Export…")
+        self.export_button.setIcon(action_icon("export"))
         self.export_status = QLabel(
             "The model folder always holds model.safetensors and "
             "model.json (classes and preprocessing)."

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..resources import action_icon
 from .banner import Banner
 from .training_plots import TrainingPlots
 
@@ -106,6 +107,8 @@ class TrainPanel(QWidget):
         self.start_button.setDefault(True)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
+        self.start_button.setIcon(action_icon("start"))
+        self.stop_button.setIcon(action_icon("stop"))
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
