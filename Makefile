@@ -32,7 +32,7 @@ bench: $(STAMP)
 # A one-folder desktop build in dist/finetune-studio (not part of `make test`).
 package: $(STAMP)
 	$(BIN)/pip install --quiet pyinstaller
-	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/finetune-studio.spec
+	$(BIN)/pyinstaller --noconfirm --clean --distpath dist --workpath build/pyinstaller packaging/finetune-studio.spec
 	QT_QPA_PLATFORM=offscreen dist/finetune-studio/finetune-studio --self-check
 
 icons: $(STAMP)

@@ -88,10 +88,16 @@ class ScriptedRun(QObject):
         self.failed = False
         self.exit_code: int | None = None
         window.engine_ready.connect(self._on_window_engine_ready)
+        window.engine_failed.connect(self._on_window_engine_failed)
 
     @property
     def wants_training(self) -> bool:
         return bool(self.args.train)
+
+    @Slot(str, str)
+    def _on_window_engine_failed(self, message: str, details: str) -> None:
+        print(f"finetune-studio: the engine could not start: {message}\n{details}", file=sys.stderr)
+        self.finish(failed=True)
 
     @Slot()
     def _on_window_engine_ready(self) -> None:

@@ -52,6 +52,7 @@ def dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
 
 class MainWindow(QMainWindow):
     engine_ready = Signal()
+    engine_failed = Signal(str, str)  # message, details
     training_finished = Signal(bool)  # True when the run ended normally or was stopped
 
     def __init__(self, settings: QSettings | None = None) -> None:

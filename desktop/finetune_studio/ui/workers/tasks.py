@@ -40,8 +40,8 @@ class TaskWorker(QObject):
             result = self.function(self._progress, self.cancel)
         except UserFacingError as error:
             self.failed.emit(self.task_id, str(error), "")
-        except Exception as error:  # the thread boundary: shown to the user as a bug report
-            self.failed.emit(self.task_id, f"Unexpected error: {error}", traceback.format_exc())
+        except BaseException as error:  # the thread boundary: even SystemExit must be reported
+            self.failed.emit(self.task_id, f"Unexpected error: {error!r}", traceback.format_exc())
         else:
             self.succeeded.emit(self.task_id, result)
 

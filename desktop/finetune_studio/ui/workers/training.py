@@ -79,7 +79,7 @@ class TrainingWorker(QObject):
         except UserFacingError as error:
             flush()
             self.run_failed.emit(str(error), "")
-        except Exception as error:  # the thread boundary: shown in a dialog with details
+        except BaseException as error:  # the thread boundary: shown with details
             flush()
             self.run_failed.emit(f"Training failed: {error}", traceback.format_exc())
 
