@@ -24,7 +24,7 @@ from finetune_studio.engine.backbones import (
 from finetune_studio.engine.errors import UserFacingError, WeightsError
 from finetune_studio.engine.preprocessing import eval_transform
 from support.pictures import photo
-from support.tiny import TINY, TINY_PREPROCESSING, TinyNet, pretrained_tiny_state
+from support.tiny import TINY, pretrained_tiny_state, tiny_spec
 
 
 def test_registry_lists_every_torchvision_classifier_with_its_numbers() -> None:
@@ -116,15 +116,7 @@ def tiny_download_spec(tmp_path: Path, corrupt: bool = False) -> BackboneSpec:
 
 
 def downloadable_tiny(name: str, url: str) -> BackboneSpec:
-    return BackboneSpec(
-        name=name,
-        family="Tiny",
-        build=TinyNet,
-        preprocessing=TINY_PREPROCESSING,
-        num_params=0,
-        imagenet_top1=None,
-        weights_url=url,
-    )
+    return tiny_spec(name, weights_url=url)
 
 
 def test_weights_download_into_torch_cache_with_progress(tmp_path: Path) -> None:

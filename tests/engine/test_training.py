@@ -141,12 +141,8 @@ def test_a_picture_deleted_after_inspection_is_skipped_with_a_warning(
 def test_running_out_of_memory_halves_the_step_and_keeps_the_batch(
     tiny_recipe: Recipe,
 ) -> None:
-    from finetune_studio.engine.backbones import (
-        BackboneSpec,
-        register_backbone,
-        unregister_backbone,
-    )
-    from support.tiny import TINY_PREPROCESSING, TinyNet, pretrained_tiny_state
+    from finetune_studio.engine.backbones import register_backbone, unregister_backbone
+    from support.tiny import TinyNet, tiny_spec
 
     class SmallMemoryNet(TinyNet):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,17 +150,7 @@ def test_running_out_of_memory_halves_the_step_and_keeps_the_batch(
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
             return super().forward(x)
 
-    register_backbone(
-        BackboneSpec(
-            name="tiny_small_memory",
-            family="Tiny",
-            build=SmallMemoryNet,
-            preprocessing=TINY_PREPROCESSING,
-            num_params=0,
-            imagenet_top1=None,
-            bundled_weights=pretrained_tiny_state,
-        )
-    )
+    register_backbone(tiny_spec("tiny_small_memory", SmallMemoryNet))
     try:
         recipe = tiny_recipe.replace(
             backbone="tiny_small_memory", freeze=FreezePlan("none"), batch_size=8

@@ -51,18 +51,22 @@ def pretrained_tiny_state() -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-def register_tiny() -> None:
-    register_backbone(
-        BackboneSpec(
-            name=TINY,
-            family="Tiny",
-            build=TinyNet,
-            preprocessing=TINY_PREPROCESSING,
-            num_params=sum(p.numel() for p in TinyNet().parameters()),
-            imagenet_top1=None,
-            bundled_weights=pretrained_tiny_state,
-        )
+def tiny_spec(name: str = TINY, build: type[TinyNet] = TinyNet, **fields: object) -> BackboneSpec:
+    """A registry entry for the tiny network: bundled weights, or ``weights_url=...``."""
+    weights = fields if "weights_url" in fields else {"bundled_weights": pretrained_tiny_state}
+    return BackboneSpec(
+        name=name,
+        family="Tiny",
+        build=build,
+        preprocessing=TINY_PREPROCESSING,
+        num_params=sum(p.numel() for p in TinyNet().parameters()),
+        imagenet_top1=None,
+        **weights,  # type: ignore[arg-type]
     )
+
+
+def register_tiny() -> None:
+    register_backbone(tiny_spec())
 
 
 COLOURS = {"red": (200, 40, 40), "green": (40, 180, 60), "blue": (40, 60, 200)}
