@@ -228,13 +228,7 @@ class _CliListener:
         )
 
     def stage_progressed(self, event: Any) -> None:
-        if self.tty:
-            end = "\n" if event.done >= event.total else ""
-            print(
-                f"\r{event.stage}: {event.done}/{event.total}", end=end, file=sys.stderr, flush=True
-            )
-        elif event.done >= event.total:
-            print(f"{event.stage}: {event.total}/{event.total}", file=sys.stderr, flush=True)
+        _StderrProgress(event.stage)(event.done, event.total)
 
     def log(self, event: Any) -> None:
         prefix = "warning: " if event.level == "warning" else ""

@@ -129,6 +129,11 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
+def drops_last(count: int, batch_size: int) -> bool:
+    """A final training batch of one breaks trainable BatchNorm: drop it in that case only."""
+    return count > batch_size and count % batch_size == 1
+
+
 def make_loader(
     dataset: ImageDataset,
     batch_size: int,
@@ -138,8 +143,6 @@ def make_loader(
     pin_memory: bool = False,
 ) -> DataLoader[Item]:
     generator = torch.Generator().manual_seed(seed)
-    # A final batch of one breaks trainable BatchNorm; drop it only in that case.
-    drop_last = shuffle and len(dataset) > batch_size and len(dataset) % batch_size == 1
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -149,5 +152,5 @@ def make_loader(
         generator=generator,
         pin_memory=pin_memory,
         persistent_workers=workers > 0,
-        drop_last=drop_last,
+        drop_last=shuffle and drops_last(len(dataset), batch_size),
     )

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .datasets import Batch, LoadFailure
+from .datasets import Batch, LoadFailure, drops_last
 from .devices import autocast
 
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -145,7 +145,6 @@ def feature_batches(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    drop_last: bool,
 ) -> DataLoader[object]:
     """Batches of cached features, in the same order a picture loader with the same
     seed would give."""
@@ -160,5 +159,5 @@ def feature_batches(
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),
         collate_fn=collate,
-        drop_last=drop_last,
+        drop_last=shuffle and drops_last(len(labels), batch_size),
     )

@@ -112,11 +112,6 @@ class _RunData:
     channels_last: bool
 
 
-def _drops_last(count: int, batch_size: int) -> bool:
-    # Mirrors make_loader: a final training batch of one is dropped.
-    return count > batch_size and count % batch_size == 1
-
-
 def changing_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of what training can change (trainable parameters and all buffers); the
     frozen weights need no copy, which matters for large backbones."""
@@ -619,28 +614,15 @@ class Trainer:
         is_train = torch.tensor([row < len(report.train) for row in rows], dtype=torch.bool)
         batches = recipe.batch_size
         train_views = [
-            feature_batches(
-                features[is_train],
-                labels[is_train],
-                batches,
-                True,
-                recipe.seed,
-                _drops_last(int(is_train.sum()), batches),
-            )
+            feature_batches(features[is_train], labels[is_train], batches, True, recipe.seed)
         ]
-        val = feature_batches(
-            features[~is_train], labels[~is_train], batches, False, recipe.seed, False
-        )
+        val = feature_batches(features[~is_train], labels[~is_train], batches, False, recipe.seed)
         for view in range(1, views):
             augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
             features, labels, _ = yield from extract(
                 augmented, f"Computing augmented features (view {view + 1} of {views})", None
             )
-            train_views.append(
-                feature_batches(
-                    features, labels, batches, True, recipe.seed, _drops_last(len(labels), batches)
-                )
-            )
+            train_views.append(feature_batches(features, labels, batches, True, recipe.seed))
         return _RunData(train_views, val, split.head_block(model), channels_last=False)
 
     def _step(
