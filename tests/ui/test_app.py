@@ -93,3 +93,42 @@ def test_a_launcher_url_opens_as_a_folder() -> None:
     assert folder_from_argument("file:///home/me/My%20Birds") == "/home/me/My Birds"
     assert folder_from_argument("/data/birds") == "/data/birds"
     assert folder_from_argument(None) is None
+
+
+def test_an_engine_that_cannot_load_is_shown_and_ends_a_scripted_run_with_1(
+    qtbot, settings, monkeypatch
+) -> None:
+    # A broken install (seen in a frozen build: torchvision's compiled ops missing)
+    # must say so in the window and fail a scripted run, not leave it waiting forever.
+    from finetune_studio.ui import main_window
+    from finetune_studio.ui.app import ScriptedRun, parse_args
+
+    def broken_engine(progress: object, cancel: object) -> None:
+        raise RuntimeError("operator torchvision::nms does not exist")
+
+    monkeypatch.setattr(main_window, "load_engine", broken_engine)
+    window = main_window.MainWindow(settings)
+    qtbot.addWidget(window)
+    scripted = ScriptedRun(window, parse_args(["--train", "--quit-when-done"]))
+    window.show()
+    with qtbot.waitSignal(window.engine_failed, timeout=10_000):
+        window.start_engine()
+
+    assert scripted.exit_code == 1
+    assert "engine could not start" in window.data_panel.banner.text
+    assert "torchvision::nms" in window.data_panel.banner.text
+    assert "RuntimeError" in window.data_panel.banner.details
+
+
+def test_a_hung_self_check_exits_1_and_shows_where_it_hangs(tmp_path: Path) -> None:
+    code = (
+        "import threading\n"
+        "from finetune_studio.ui.app import start_self_check_watchdog\n"
+        "def stuck_in_here(): threading.Event().wait()\n"
+        "start_self_check_watchdog(0.5)\n"
+        "stuck_in_here()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "did not finish in 0.5 s" in done.stderr
+    assert "stuck_in_here" in done.stderr

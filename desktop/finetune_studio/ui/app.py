@@ -8,9 +8,12 @@ screenshots and end-to-end checks.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import multiprocessing
+import os
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from .main_window import MainWindow
 from .resources import app_icon
 
 STEPS = ("data", "model", "train", "results")
+# The self-check takes ~8 s on a 2-core CPU; far beyond that something hangs.
+SELF_CHECK_LIMIT_S = 300.0
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -231,8 +236,6 @@ def desktop_entry_command(args: argparse.Namespace) -> int:
 def prepare_self_check(args: argparse.Namespace, folder: Path) -> QSettings:
     """Turn --self-check into a scripted run on a small drawn dataset, offscreen, with
     settings of its own so the user's are untouched."""
-    import os
-
     from ..engine.sample_data import generate_sample_dataset
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -241,12 +244,29 @@ def prepare_self_check(args: argparse.Namespace, folder: Path) -> QSettings:
     return QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
 
 
+def start_self_check_watchdog(limit_s: float) -> None:
+    """A self-check must end: past ``limit_s`` print every thread's stack and exit 1.
+    A plain thread, so it fires even when the event loop is blocked."""
+
+    def give_up() -> None:
+        if sys.stderr is not None:  # None in a windowed build on Windows
+            message = f"finetune-studio: the self-check did not finish in {limit_s:g} s"
+            print(message, file=sys.stderr)
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)  # a hung thread could block a normal exit forever
+
+    watchdog = threading.Timer(limit_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # DataLoader workers in a frozen app
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         return desktop_entry_command(args)
     if args.self_check:
+        start_self_check_watchdog(SELF_CHECK_LIMIT_S)
         with tempfile.TemporaryDirectory() as folder:
             return run_window(args, prepare_self_check(args, Path(folder)))
     return run_window(args, None)

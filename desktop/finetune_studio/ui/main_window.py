@@ -147,6 +147,7 @@ class MainWindow(QMainWindow):
         self.data_panel.banner.show_error(
             f"The training engine could not start: {message}", details
         )
+        self.engine_failed.emit(message, details)
 
     # --- data ----------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
