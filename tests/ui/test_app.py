@@ -123,9 +123,9 @@ def test_an_engine_that_cannot_load_is_shown_and_ends_a_scripted_run_with_1(
 def test_a_hung_self_check_exits_1_and_shows_where_it_hangs(tmp_path: Path) -> None:
     code = (
         "import threading\n"
-        "from finetune_studio.ui.app import start_self_check_watchdog\n"
+        "from finetune_studio.ui.self_check import start_watchdog\n"
         "def stuck_in_here(): threading.Event().wait()\n"
-        "start_self_check_watchdog(0.5)\n"
+        "start_watchdog(0.5)\n"
         "stuck_in_here()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

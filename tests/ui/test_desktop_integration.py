@@ -66,6 +66,13 @@ def test_the_metainfo_is_valid_appstream() -> None:
     assert check.returncode == 0, check.stdout
 
 
-def test_self_check_trains_a_batch_offscreen_and_passes(tmp_path: Path) -> None:
+def test_self_check_runs_every_step_offscreen_and_leaves_nothing_behind(
+    tmp_path: Path,
+) -> None:
     done = app("--self-check", data_home=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "worker processes start (spawn)" in done.stdout
+    for exported in ("model.safetensors", "model.torchscript.pt", "model.onnx"):
+        assert exported in done.stdout
+    assert "Self-check passed" in done.stdout
+    assert list(tmp_path.iterdir()) == []  # the drawn dataset lived in a temporary folder

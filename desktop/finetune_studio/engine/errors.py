@@ -26,3 +26,7 @@ class RecipeError(UserFacingError):
 
 class ExportError(UserFacingError):
     """A model folder cannot be written or read."""
+
+
+class WorkerProcessError(UserFacingError):
+    """DataLoader worker processes cannot start in this installation."""

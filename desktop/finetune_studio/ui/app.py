@@ -8,12 +8,8 @@ screenshots and end-to-end checks.
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import multiprocessing
-import os
 import sys
-import tempfile
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,10 +19,9 @@ from PySide6.QtWidgets import QApplication
 from .. import __version__
 from .main_window import MainWindow
 from .resources import app_icon
+from .self_check import run_self_check
 
 STEPS = ("data", "model", "train", "results")
-# The self-check takes ~8 s on a 2-core CPU; far beyond that something hangs.
-SELF_CHECK_LIMIT_S = 300.0
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -40,6 +35,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", action="store_true", help="start training once loaded")
     parser.add_argument("--export", metavar="DIR", help="export the model here after training")
+    parser.add_argument(
+        "--export-format",
+        action="append",
+        choices=("torchscript", "onnx"),
+        help="also export in this format (repeat for both); default: the window's choice",
+    )
     parser.add_argument(
         "--predict",
         metavar="PATH",
@@ -56,7 +57,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--self-check",
         action="store_true",
-        help="open the window offscreen, train one batch on a drawn sample, exit 0 if all works",
+        help="check this installation: worker processes, then offscreen training, "
+        "prediction and export on a drawn sample; exit 0 if all work",
     )
     parser.add_argument(
         "--install-desktop-entry",
@@ -183,7 +185,8 @@ class ScriptedRun(QObject):
             panel = self.window.results_panel
             panel.exported.connect(self._on_exported)
             panel.export_failed.connect(self._on_export_failed)
-            panel.export_to(self.args.export)
+            formats = tuple(self.args.export_format) if self.args.export_format else None
+            panel.export_to(self.args.export, formats)
         else:
             self.finish()
 
@@ -233,42 +236,13 @@ def desktop_entry_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def prepare_self_check(args: argparse.Namespace, folder: Path) -> QSettings:
-    """Turn --self-check into a scripted run on a small drawn dataset, offscreen, with
-    settings of its own so the user's are untouched."""
-    from ..engine.sample_data import generate_sample_dataset
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    args.dataset = str(generate_sample_dataset(folder / "sample", per_class=4))
-    args.epochs, args.train, args.quit_when_done = 1, True, True
-    return QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
-
-
-def start_self_check_watchdog(limit_s: float) -> None:
-    """A self-check must end: past ``limit_s`` print every thread's stack and exit 1.
-    A plain thread, so it fires even when the event loop is blocked."""
-
-    def give_up() -> None:
-        if sys.stderr is not None:  # None in a windowed build on Windows
-            message = f"finetune-studio: the self-check did not finish in {limit_s:g} s"
-            print(message, file=sys.stderr)
-            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        os._exit(1)  # a hung thread could block a normal exit forever
-
-    watchdog = threading.Timer(limit_s, give_up)
-    watchdog.daemon = True
-    watchdog.start()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()  # DataLoader workers in a frozen app
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         return desktop_entry_command(args)
     if args.self_check:
-        start_self_check_watchdog(SELF_CHECK_LIMIT_S)
-        with tempfile.TemporaryDirectory() as folder:
-            return run_window(args, prepare_self_check(args, Path(folder)))
+        return run_self_check(args, run_window)
     return run_window(args, None)
 
 
