@@ -96,7 +96,7 @@ def test_a_launcher_url_opens_as_a_folder() -> None:
 
 
 def test_an_engine_that_cannot_load_is_shown_and_ends_a_scripted_run_with_1(
-    qtbot, settings, monkeypatch
+    qtbot, settings, monkeypatch, capsys
 ) -> None:
     # A broken install (seen in a frozen build: torchvision's compiled ops missing)
     # must say so in the window and fail a scripted run, not leave it waiting forever.
@@ -118,6 +118,8 @@ def test_an_engine_that_cannot_load_is_shown_and_ends_a_scripted_run_with_1(
     assert "engine could not start" in window.data_panel.banner.text
     assert "torchvision::nms" in window.data_panel.banner.text
     assert "RuntimeError" in window.data_panel.banner.details
+    printed = capsys.readouterr().err  # for runs nobody watches: the same words
+    assert "data: The training engine could not start" in printed and "Traceback" in printed
 
 
 def test_a_hung_self_check_exits_1_and_shows_where_it_hangs(tmp_path: Path) -> None:

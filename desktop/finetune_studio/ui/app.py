@@ -103,7 +103,6 @@ class ScriptedRun(QObject):
 
     @Slot(str, str)
     def _on_window_engine_failed(self, message: str, details: str) -> None:
-        print(f"finetune-studio: the engine could not start: {message}\n{details}", file=sys.stderr)
         self.finish(failed=True)
 
     @Slot()
@@ -199,6 +198,8 @@ class ScriptedRun(QObject):
         self.finish(failed=True)
 
     def finish(self, failed: bool = False) -> None:
+        if failed:
+            self._print_errors()
         self.failed = self.failed or failed
         if self.args.step:
             self.window.tabs.setCurrentIndex(STEPS.index(self.args.step))
@@ -216,6 +217,16 @@ class ScriptedRun(QObject):
             print(f"finetune-studio: could not save the screenshot to {path}", file=sys.stderr)
             self.failed = True
         self._quit_if_asked()
+
+    def _print_errors(self) -> None:
+        """What the window shows, for a run nobody watches."""
+        window = self.window
+        panels = (window.data_panel, window.model_panel, window.train_panel, window.results_panel)
+        for step, panel in zip(STEPS, panels):
+            if panel.banner.level == "error" and panel.banner.text:
+                print(f"finetune-studio: {step}: {panel.banner.text}", file=sys.stderr)
+                if panel.banner.details:
+                    print(panel.banner.details, file=sys.stderr)
 
     def _quit_if_asked(self) -> None:
         self.exit_code = 1 if self.failed else 0
