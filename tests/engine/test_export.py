@@ -129,6 +129,37 @@ def test_a_failed_export_is_a_clear_error_and_keeps_the_previous_one(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
+@pytest.mark.parametrize(
+    ("format_name", "converter", "shown_as"),
+    [("torchscript", "jit.trace", "TorchScript"), ("onnx", "onnx.export", "ONNX")],
+)
+def test_a_converter_failure_names_the_format_and_keeps_the_previous_export(
+    trained: TrainingResult,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    format_name: str,
+    converter: str,
+    shown_as: str,
+) -> None:
+    # Seen in a frozen build: onnxscript could not read its own source code.
+    folder = save_model_folder(trained, tmp_path / "model")
+    before = sorted(p.name for p in folder.iterdir())
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Decorator script does not work on dynamically compiled function")
+
+    module, name = converter.split(".")
+    monkeypatch.setattr(getattr(torch, module), name, fail)
+    with pytest.raises(ExportError) as raised:
+        save_model_folder(trained, folder, overwrite=True, formats=(format_name,))
+
+    message = str(raised.value)
+    assert f"Converting the model to {shown_as} failed" in message
+    assert "Decorator script does not work" in message and f"without {shown_as}" in message
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_torchscript_and_onnx_exports_match_the_model(
     trained: TrainingResult,
     tmp_path: Path,

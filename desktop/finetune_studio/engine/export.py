@@ -99,6 +99,21 @@ def _os_errors_as_export_errors(destination: Path) -> Iterator[None]:
         raise ExportError(f"Could not write the export to {destination}: {reason}.") from exc
 
 
+@contextmanager
+def _conversion_errors(format_name: str) -> Iterator[None]:
+    """A converter that cannot handle a model (or is incomplete in this installation)
+    fails with its own words; our checks and disk errors pass through unchanged."""
+    try:
+        yield
+    except (UserFacingError, OSError):
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"Converting the model to {format_name} failed ({type(exc).__name__}: {exc}). "
+            f"Export again without {format_name}."
+        ) from exc
+
+
 def _default_permissions(path: Path) -> None:
     """mkstemp and some writers create files 0600; exports should honour the umask."""
     umask = os.umask(0)
@@ -272,7 +287,7 @@ def export_torchscript(
     result: dict[str, float] = {}
 
     def write(path: Path) -> None:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _conversion_errors("TorchScript"):
             # torch.jit is deprecated upstream but remains the format C++/mobile users load.
             warnings.simplefilter("ignore", FutureWarning)
             torch.jit.trace(model, batch[:1]).save(str(path))  # type: ignore[no-untyped-call]
@@ -305,19 +320,20 @@ def export_onnx(
     result: dict[str, float] = {}
 
     def write(path: Path) -> None:
-        torch.onnx.export(
-            model,
-            (batch[:2],),
-            str(path),
-            input_names=["image"],
-            output_names=["logits"],
-            dynamic_shapes={argument: {0: torch.export.Dim("batch", min=1, max=4096)}},
-            dynamo=True,
-            external_data=False,
-            verbose=False,
-        )
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {"image": batch.numpy()})[0]
+        with _conversion_errors("ONNX"):
+            torch.onnx.export(
+                model,
+                (batch[:2],),
+                str(path),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_shapes={argument: {0: torch.export.Dim("batch", min=1, max=4096)}},
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            outputs = session.run(None, {"image": batch.numpy()})[0]
         result["difference"] = check_parity(reference, outputs, "ONNX")
 
     _write_file_atomically(Path(destination), write, overwrite)
