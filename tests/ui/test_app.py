@@ -109,7 +109,8 @@ def test_an_engine_that_cannot_load_is_shown_and_ends_a_scripted_run_with_1(
     monkeypatch.setattr(main_window, "load_engine", broken_engine)
     window = main_window.MainWindow(settings)
     qtbot.addWidget(window)
-    scripted = ScriptedRun(window, parse_args(["--train", "--quit-when-done"]))
+    # Without --quit-when-done: QCoreApplication.exit() would end every later event loop.
+    scripted = ScriptedRun(window, parse_args(["--train"]))
     window.show()
     with qtbot.waitSignal(window.engine_failed, timeout=10_000):
         window.start_engine()
