@@ -77,16 +77,25 @@ def install(root: Path | None = None) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         write(target)
         written.append(target)
-    if shutil.which("update-desktop-database"):  # refresh the menu's cache where there is one
-        subprocess.run(["update-desktop-database", "-q", str(entry.parent)], check=False)
+    _refresh_menu_cache(entry.parent)
     return written
 
 
 def uninstall(root: Path | None = None) -> list[Path]:
     """Remove what ``install`` wrote (and nothing else); returns the files removed."""
+    entry, *others = installed_paths(root)
     removed = []
-    for path in installed_paths(root):
+    for path in (entry, *others):
         if path.is_file():
             path.unlink()
             removed.append(path)
+    if entry in removed:
+        _refresh_menu_cache(entry.parent)
     return removed
+
+
+def _refresh_menu_cache(applications: Path) -> None:
+    """Where the desktop keeps a cache of which entries open which types (folders, for
+    us), rebuild it, so it neither misses nor keeps our entry."""
+    if shutil.which("update-desktop-database"):
+        subprocess.run(["update-desktop-database", "-q", str(applications)], check=False)

@@ -50,6 +50,9 @@ def test_install_and_uninstall_the_desktop_entry(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert not any(p.exists() for p in desktop_integration.installed_paths(data_home))
     assert (data_home / "applications" / "someone-else.desktop").exists()
+    mime_cache = data_home / "applications" / "mimeinfo.cache"
+    if shutil.which("update-desktop-database"):  # folders must no longer open with us
+        assert "finetune-studio" not in mime_cache.read_text()
 
 
 @pytest.mark.skipif(not shutil.which("appstreamcli"), reason="appstreamcli not installed")
