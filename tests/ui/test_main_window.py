@@ -127,6 +127,9 @@ def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, wind
 
     result = window.training.last_result
     assert result is not None and result.cancelled and 2 <= len(result.history) < 5000
+    assert window.train_panel.progress.text().startswith(
+        f"Stopped after {len(result.history)} epochs"
+    )
     assert window.results_panel.result is result
     assert window.train_panel.start_button.isEnabled()
 
@@ -308,6 +311,7 @@ def test_a_crash_in_the_worker_is_shown_and_a_new_run_can_start(
     with qtbot.waitSignal(window.training_finished, timeout=60_000) as finished:
         qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
     assert finished.args == [True] and window.results_panel.result is not None
+    assert window.train_panel.progress.text().startswith("Done: 1 epoch in ")
 
 
 def test_a_weights_file_that_would_run_code_is_refused_in_the_window(qtbot, window, tmp_path):

@@ -83,7 +83,12 @@ class TrainPanel(QWidget):
                 "mps": "Apple GPU (MPS)",
             }
         )
-        self.mixed_precision = QCheckBox("Mixed precision (CUDA)")
+        self.mixed_precision = QCheckBox("Mixed precision where it is faster")
+        self.mixed_precision.setToolTip(
+            "NVIDIA GPUs compute in bfloat16 (or float16); CPUs with native bfloat16 "
+            "(AVX-512 BF16, AMX) in bfloat16. Elsewhere training stays in float32. "
+            "The log says which was used."
+        )
         self.mixed_precision.setChecked(True)
         self.patience = QSpinBox()
         self.patience.setRange(0, 100)
@@ -272,13 +277,15 @@ class TrainPanel(QWidget):
 
     def show_finished(self, event: Any) -> None:
         elapsed = _format_duration(time.monotonic() - self._started_at)
+        count = event.epochs_completed
+        epochs = f"{count} epoch" if count == 1 else f"{count} epochs"
         if event.cancelled:
-            text = f"Stopped after {event.epochs_completed} epochs ({elapsed})"
+            text = f"Stopped after {epochs} ({elapsed})"
         elif event.stopped_early:
-            text = f"Stopped early after {event.epochs_completed} epochs ({elapsed})"
+            text = f"Stopped early after {epochs} ({elapsed})"
         else:
             self.progress.setValue(self.progress.maximum())
-            text = f"Done: {event.epochs_completed} epochs in {elapsed}"
+            text = f"Done: {epochs} in {elapsed}"
         if event.val_acc is not None:
             text += f" · validation accuracy {event.val_acc:.1%}"
         self.progress.setFormat(text)
