@@ -176,6 +176,11 @@ def test_results_show_the_confusion_matrix_predictions_and_export(
     qtbot.waitUntil(lambda: panel.predictions.count() == 13, timeout=30_000)
     texts = [panel.predictions.item(i).text() for i in range(13)]
     assert all(len(text.splitlines()) == 4 for text in texts)  # name + top 3
+    assert texts[0].startswith("red_000.png")  # in the order they were dropped
+    drop_paths(window, [colour_dataset / "green" / "green_000.png"])
+    qtbot.waitUntil(lambda: panel.predictions.count() == 14, timeout=30_000)
+    assert panel.predictions.item(0).text().startswith("green_000.png")  # the newest on top
+    assert panel.predictions.item(1).text().startswith("red_000.png")
 
     out = tmp_path / "exported"
     panel.torchscript.setChecked(True)

@@ -184,7 +184,7 @@ class ResultsPanel(QWidget):
     def _predictions_arrived(self, outcome: list[Any]) -> None:
         if not outcome:
             self.banner.show_warning("No pictures found there.")
-        for prediction, preview in outcome:
+        for prediction, preview in reversed(outcome):  # the newest batch on top, in its order
             name = Path(prediction.path).name
             if prediction.error:
                 text = f"{name}\nskipped: {prediction.error}"
