@@ -274,6 +274,29 @@ def test_settings_persist_between_sessions(qtbot, window, settings):
     again.close()
 
 
+def test_augmented_copies_reach_the_head_only_run_and_are_remembered(
+    qtbot, window, colour_dataset, settings
+):
+    panel = window.train_panel
+    panel.augmentation.setCurrentIndex(panel.augmentation.findData("none"))
+    assert not panel.augmented_copies.isEnabled()  # copies of unaugmented pictures: useless
+    panel.augmentation.setCurrentIndex(panel.augmentation.findData("light"))
+    assert panel.augmented_copies.isEnabled()
+    panel.augmented_copies.setValue(2)
+
+    start_training(qtbot, window, colour_dataset, epochs=1)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        pass
+    log = panel.log.toPlainText()
+    assert "cached features (3 view(s) per picture)" in log
+    window.close()
+
+    again = MainWindow(settings)
+    qtbot.addWidget(again)
+    assert again.train_panel.augmented_copies.value() == 2
+    again.close()
+
+
 def test_about_names_the_versions_and_device(window):
     text = window.about_text()
     assert "PyTorch" in text and "PySide6" in text and "CPU" in text

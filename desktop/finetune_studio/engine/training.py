@@ -591,7 +591,7 @@ class Trainer:
         if recipe.augmentation != "none" and views == 1:
             yield Log(
                 "Training the head on cached features of each picture, without "
-                "augmentation (cache augmented views with cached_views > 1)."
+                "augmentation (augmented copies, the recipe's cached_views, add it)."
             )
         else:
             yield Log(f"Training the head on cached features ({views} view(s) per picture).")

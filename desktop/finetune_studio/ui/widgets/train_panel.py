@@ -75,6 +75,18 @@ class TrainPanel(QWidget):
                 "none": "None",
             }
         )
+        # Head-only runs train on features computed once per picture; each augmented
+        # copy computes them once more from an augmented picture (recipe cached_views).
+        self.augmented_copies = QSpinBox()
+        self.augmented_copies.setRange(0, 15)
+        self.augmented_copies.setSpecialValueText("none (fastest)")
+        self.augmented_copies.setToolTip(
+            "When only the head trains, each picture goes through the network once and "
+            "the head trains on the result. Each augmented copy adds one more pass over "
+            "the pictures, augmented as chosen above, so the head sees more variety. "
+            "When more layers train, augmentation applies every epoch instead."
+        )
+        self.augmentation.currentIndexChanged.connect(self._update_augmented_copies)
         self.device = _combo(
             {
                 "auto": "Automatic (GPU if available)",
@@ -102,6 +114,7 @@ class TrainPanel(QWidget):
         form.addRow("Optimizer", self.optimizer)
         form.addRow("Schedule", self.schedule)
         form.addRow("Augmentation", self.augmentation)
+        form.addRow("Augmented copies", self.augmented_copies)
         form.addRow("Device", self.device)
         form.addRow("", self.mixed_precision)
         form.addRow("Early stopping", self.patience)
@@ -153,6 +166,7 @@ class TrainPanel(QWidget):
 
     # --- recipe fields and settings ----------------------------------------------------------
     def recipe_fields(self) -> dict[str, Any]:
+        augmenting = self.augmentation.currentData() != "none"
         return {
             "epochs": self.epochs.value(),
             "batch_size": self.batch_size.value(),
@@ -160,6 +174,7 @@ class TrainPanel(QWidget):
             "optimizer": self.optimizer.currentData(),
             "schedule": self.schedule.currentData(),
             "augmentation": self.augmentation.currentData(),
+            "cached_views": 1 + self.augmented_copies.value() if augmenting else 1,
             "device": self.device.currentData(),
             "mixed_precision": self.mixed_precision.isChecked(),
             "early_stopping_patience": self.patience.value(),
@@ -178,6 +193,7 @@ class TrainPanel(QWidget):
             combo.setCurrentIndex(max(combo.findData(value), 0))
         self.mixed_precision.setChecked(recipe.mixed_precision)
         self.patience.setValue(recipe.early_stopping_patience)
+        self.augmented_copies.setValue(recipe.cached_views - 1)
 
     def save_settings(self, settings: QSettings) -> None:
         settings.beginGroup(SETTINGS_GROUP)
@@ -198,6 +214,9 @@ class TrainPanel(QWidget):
                     spin.setValue(int(settings.value(key)))  # type: ignore[call-overload]
             if settings.contains("lr"):
                 self.lr.setValue(float(settings.value("lr")))  # type: ignore[arg-type]
+            if settings.contains("cached_views"):
+                views = int(settings.value("cached_views"))  # type: ignore[call-overload]
+                self.augmented_copies.setValue(views - 1)
             combos = {
                 "optimizer": self.optimizer,
                 "schedule": self.schedule,
@@ -216,6 +235,10 @@ class TrainPanel(QWidget):
             pass  # settings from another version: keep the defaults
         finally:
             settings.endGroup()
+
+    @Slot()
+    def _update_augmented_copies(self) -> None:
+        self.augmented_copies.setEnabled(self.augmentation.currentData() != "none")
 
     # --- run state -------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
