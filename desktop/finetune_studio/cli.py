@@ -58,6 +58,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=("adamw", "sgd"))
     train.add_argument("--schedule", choices=("cosine", "onecycle", "constant"))
     train.add_argument("--augmentation", choices=("none", "light", "standard"))
+    train.add_argument(
+        "--augmented-copies",
+        type=int,
+        metavar="N",
+        help="head-only runs: also compute features of N augmented copies of each picture",
+    )
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     train.add_argument(
         "--unfreeze-after",
@@ -193,6 +199,8 @@ def _recipe_from_args(args: argparse.Namespace) -> Any:
         changes["freeze"] = FreezePlan(args.freeze)
     if args.unfreeze_after is not None:
         changes["gradual_unfreeze"] = GradualUnfreeze(args.unfreeze_after)
+    if args.augmented_copies is not None:
+        changes["cached_views"] = 1 + args.augmented_copies
     return base.replace(**changes) if base else Recipe(**changes)
 
 

@@ -105,6 +105,15 @@ def test_training_from_a_recipe_file_with_overrides(colour_dataset: Path, tmp_pa
     assert saved["epochs"] == 1 and saved["backbone"] == "tiny_cnn"
 
 
+def test_augmented_copies_add_augmented_views_to_a_head_only_run(
+    colour_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert train_tiny(colour_dataset, tmp_path / "m", "--augmented-copies", "2") == 0
+    saved = json.loads((tmp_path / "m" / "model.json").read_text())["recipe"]
+    assert saved["cached_views"] == 3
+    assert "3 view(s) per picture" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -112,6 +121,7 @@ def test_training_from_a_recipe_file_with_overrides(colour_dataset: Path, tmp_pa
         (["train", "{data}", "--out", "{out}", "--backbone", "resnet-18"], "Did you mean"),
         (["train", "{data}", "--out", "{out}", "--freeze", "some"], "Unknown freeze preset"),
         (["train", "{data}", "--out", "{out}", "--epochs", "zero"], "invalid int value"),
+        (["train", "{data}", "--out", "{out}", "--augmented-copies", "99"], "augmented copies"),
         (["train", "{data}", "--out", "{out}", "--weights", "{missing}.pt"], "does not exist"),
         (["predict", "{data}", "x.png"], "not a model folder"),
         (["bogus"], "invalid choice"),

@@ -75,7 +75,10 @@ class Recipe:
         require(self.device in DEVICES, f"device must be one of {DEVICES}.")
         require(self.early_stopping_patience >= 0, "patience must not be negative.")
         require(self.workers is None or self.workers >= 0, "workers must not be negative.")
-        require(1 <= self.cached_views <= 64, "cached views must be between 1 and 64.")
+        require(
+            1 <= self.cached_views <= 64,
+            "cached_views (1 + augmented copies) must be between 1 and 64.",
+        )
         require(
             all(m >= 0 for m in self.lr_multipliers.values()),
             "learning-rate multipliers must not be negative.",
