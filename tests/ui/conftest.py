@@ -46,11 +46,12 @@ def window(qtbot, settings: QSettings):
 
     settings.setValue("model/backbone", TINY)
     win = MainWindow(settings)
+    # pytest-qt closes the window after a failed test too: never wait on a dialog then.
+    win.confirm_stop_training = lambda: True  # type: ignore[method-assign]
     qtbot.addWidget(win)
     win.show()
     with qtbot.waitSignal(win.engine_ready, timeout=60_000):
         win.start_engine()
     qtbot.waitUntil(lambda: win.model_panel.ready, timeout=30_000)
     yield win
-    win.confirm_stop_training = lambda: True  # type: ignore[method-assign]
     win.close()
