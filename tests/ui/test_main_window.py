@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -134,29 +135,38 @@ def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, wind
     assert window.train_panel.start_button.isEnabled()
 
 
-def test_the_event_loop_never_stalls_while_training(qtbot, window, colour_dataset):
-    start_training(qtbot, window, colour_dataset, epochs=300)
-    gaps: list[float] = []
-    last = [time.perf_counter()]
-    started = last[0]
-    where: list[tuple[float, float]] = []
+def test_training_runs_off_the_gui_thread_in_bundled_updates(
+    qtbot, window, colour_dataset, monkeypatch
+):
+    # What keeps the window responsive, asserted without timing it (timings belong to
+    # tests/benchmarks/bench_responsiveness.py): every training step runs outside
+    # the GUI thread, batch updates reach it in bundles, and its event loop keeps
+    # turning while the model trains.
+    from finetune_studio.engine import training
 
-    def tick() -> None:
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        if now - last[0] > 0.05:
-            where.append((round(now - started, 2), round((now - last[0]) * 1000)))
-        last[0] = now
+    step_threads: set[int] = set()
+    real_step = training.Trainer._step
 
+    def recording_step(self, *args, **kwargs):
+        step_threads.add(threading.get_ident())
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(training.Trainer, "_step", recording_step)
+    bundles: list[int] = []
+    window.training.batches_arrived.connect(lambda events: bundles.append(len(events)))
+    ticks: list[float] = []
     timer = QTimer()
     timer.setInterval(10)
-    timer.timeout.connect(tick)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
+    start_training(qtbot, window, colour_dataset, epochs=300)
     with qtbot.waitSignal(window.training_finished, timeout=120_000):
         pass
     timer.stop()
-    assert len(gaps) > 20
-    assert max(gaps) < 0.1, f"stalls (s after start, ms): {where}"
+
+    assert step_threads and threading.get_ident() not in step_threads
+    assert sum(bundles) >= 300 and len(bundles) < sum(bundles) / 5
+    assert len(ticks) > 20
 
 
 def test_results_show_the_confusion_matrix_predictions_and_export(
