@@ -118,7 +118,7 @@ def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, wind
             plots.curves["batch_loss"].getData()[0] is not None
             and len(plots.curves["batch_loss"].getData()[0]) > 0
         ),
-        timeout=5_000,
+        timeout=30_000,
     )
     assert window.train_panel.progress.value() > 0
     assert "Epoch" in window.train_panel.progress.text()
