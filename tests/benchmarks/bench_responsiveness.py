@@ -16,6 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEventLoop, QSettings, QTimer
@@ -51,12 +52,12 @@ class TickRecorder:
         self._last = now
 
 
-def wait_until(condition: object, timeout_s: float) -> None:
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
     loop = QEventLoop()
     deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         loop.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
-    if not condition():  # type: ignore[operator]
+    if not condition():
         sys.exit("timed out")
 
 
