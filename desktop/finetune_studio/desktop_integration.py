@@ -83,14 +83,14 @@ def install(root: Path | None = None) -> list[Path]:
 
 def uninstall(root: Path | None = None) -> list[Path]:
     """Remove what ``install`` wrote (and nothing else); returns the files removed."""
-    entry, *others = installed_paths(root)
+    paths = installed_paths(root)
     removed = []
-    for path in (entry, *others):
+    for path in paths:
         if path.is_file():
             path.unlink()
             removed.append(path)
-    if entry in removed:
-        _refresh_menu_cache(entry.parent)
+    if paths[0] in removed:  # the desktop entry
+        _refresh_menu_cache(paths[0].parent)
     return removed
 
 

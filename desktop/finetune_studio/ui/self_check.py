@@ -22,7 +22,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
-# The whole check takes ~10 s on a 2-core CPU; far beyond that something hangs.
+# The whole check takes ~15 s on a 2-core CPU; far beyond that something hangs.
 LIMIT_S = 300.0
 
 RunWindow = Callable[[argparse.Namespace, QSettings], int]

@@ -166,7 +166,6 @@ class TrainPanel(QWidget):
 
     # --- recipe fields and settings ----------------------------------------------------------
     def recipe_fields(self) -> dict[str, Any]:
-        augmenting = self.augmentation.currentData() != "none"
         return {
             "epochs": self.epochs.value(),
             "batch_size": self.batch_size.value(),
@@ -174,7 +173,7 @@ class TrainPanel(QWidget):
             "optimizer": self.optimizer.currentData(),
             "schedule": self.schedule.currentData(),
             "augmentation": self.augmentation.currentData(),
-            "cached_views": 1 + self.augmented_copies.value() if augmenting else 1,
+            "cached_views": 1 + self.augmented_copies.value() if self._augmenting() else 1,
             "device": self.device.currentData(),
             "mixed_precision": self.mixed_precision.isChecked(),
             "early_stopping_patience": self.patience.value(),
@@ -236,9 +235,12 @@ class TrainPanel(QWidget):
         finally:
             settings.endGroup()
 
+    def _augmenting(self) -> bool:
+        return bool(self.augmentation.currentData() != "none")
+
     @Slot()
     def _update_augmented_copies(self) -> None:
-        self.augmented_copies.setEnabled(self.augmentation.currentData() != "none")
+        self.augmented_copies.setEnabled(self._augmenting())
 
     # --- run state -------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
