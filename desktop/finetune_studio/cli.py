@@ -120,7 +120,7 @@ class _StderrProgress:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
-    from .engine.dataset import inspect_dataset
+    from .engine.inspection import inspect_dataset
 
     report = inspect_dataset(
         args.data,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from test_dataset import png_claiming_size
+from test_inspection import png_claiming_size
 
-from finetune_studio.engine.dataset import inspect_dataset
+from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.events import FitEnd
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer

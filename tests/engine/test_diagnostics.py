@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from finetune_studio.engine import diagnostics
-from finetune_studio.engine.dataset import inspect_dataset
-from finetune_studio.engine.datasets import ImageDataset, decode_pictures
+from finetune_studio.engine.inspection import inspect_dataset
+from finetune_studio.engine.loading import ImageDataset, decode_pictures
 from finetune_studio.engine.errors import WorkerProcessError
 from finetune_studio.engine.preprocessing import (
     AUGMENTATION_PRESETS,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finetune_studio.engine.dataset import inspect_dataset
+from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.errors import DatasetError
 from finetune_studio.engine.sample_data import SAMPLE_CLASSES, generate_sample_dataset
 

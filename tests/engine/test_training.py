@@ -124,7 +124,7 @@ def test_a_picture_deleted_after_inspection_is_skipped_with_a_warning(
     tiny_recipe: Recipe,
     colour_dataset: Path,
 ) -> None:
-    from finetune_studio.engine.dataset import inspect_dataset
+    from finetune_studio.engine.inspection import inspect_dataset
 
     report = inspect_dataset(colour_dataset)
     gone = Path(report.train[0].path)

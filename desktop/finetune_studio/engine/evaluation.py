@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .datasets import Batch
+from .loading import Batch
 from .devices import autocast
 
 

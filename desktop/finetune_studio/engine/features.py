@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .datasets import Batch, LoadFailure, drops_last
+from .loading import Batch, LoadFailure, drops_last
 from .devices import autocast
 
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)

@@ -33,8 +33,8 @@ from .checkpoints import (
     restore_random_states,
     save_checkpoint,
 )
-from .dataset import DatasetReport, ProgressCallback, Sample, inspect_dataset
-from .datasets import Batch, ImageDataset, decode_pictures, default_workers, make_loader
+from .inspection import DatasetReport, ProgressCallback, Sample, inspect_dataset
+from .loading import Batch, ImageDataset, decode_pictures, default_workers, make_loader
 from .devices import autocast, autocast_dtype, describe_device, resolve_device
 from .errors import DatasetError, UserFacingError, WeightsError
 from .evaluation import Evaluation, evaluate

@@ -37,7 +37,7 @@ def inspect_with_thumbnails(
     folder: str, progress: Any, cancel: threading.Event
 ) -> tuple[Any, dict[str, tuple[bytes, int, int]]]:
     """Runs in a worker thread: inspect the folder, then one small RGB picture per class."""
-    from ...engine.dataset import inspect_dataset
+    from ...engine.inspection import inspect_dataset
     from ...engine.images import ImageProblem, load_rgb
 
     report = inspect_dataset(folder, progress=progress)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from finetune_studio.engine.dataset import inspect_dataset, stratified_split
+from finetune_studio.engine.inspection import inspect_dataset, stratified_split
 from finetune_studio.engine.errors import DatasetError
 from finetune_studio.engine.scan import scan_folder
 

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .dataset import Sample
+from .inspection import Sample
 from .images import ImageProblem, load_for_model
 from .preprocessing import Preprocessing
 
