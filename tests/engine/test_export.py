@@ -24,10 +24,9 @@ from finetune_studio.engine.training import Trainer, TrainingResult
 
 @pytest.fixture
 def trained(tiny_recipe: Recipe) -> TrainingResult:
-    trainer = Trainer(tiny_recipe.replace(epochs=1))
-    assert trainer.run(_Quiet()) is not None
-    assert trainer.result is not None
-    return trainer.result
+    result = Trainer(tiny_recipe.replace(epochs=1)).run(_Quiet())
+    assert result is not None
+    return result
 
 
 class _Quiet:
