@@ -1,16 +1,21 @@
-"""Engine layer: loss, accuracy and the confusion matrix on a data loader."""
+"""Engine layer: loss, accuracy and the confusion matrix on a data loader.
+
+``evaluation_steps`` is the cancellable generator (it yields ``(done, total)``
+batches and returns the ``Evaluation``); ``evaluate`` runs it to the end.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .loading import Batch
 from .devices import autocast
+from .loading import Batch
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,6 @@ def forward_within_memory(
             slices *= 2
 
 
-@torch.inference_mode()
 def evaluate(
     model: nn.Module,
     loader: DataLoader[object],
@@ -54,6 +58,29 @@ def evaluate(
     cancel: threading.Event | None = None,
     amp_dtype: torch.dtype | None = None,
 ) -> Evaluation:
+    steps = evaluation_steps(
+        model, loader, device, num_classes, criterion, channels_last, cancel, amp_dtype
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            result: Evaluation = finished.value
+            return result
+
+
+def evaluation_steps(
+    model: nn.Module,
+    loader: DataLoader[object],
+    device: torch.device,
+    num_classes: int,
+    criterion: nn.Module | None = None,
+    channels_last: bool = False,
+    cancel: threading.Event | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> Generator[tuple[int, int], None, Evaluation]:
+    """Evaluate batch by batch, yielding ``(batches done, batches)``; a cancel ends it
+    early with what was seen so far."""
     was_training = model.training
     model.eval()
     criterion = criterion or nn.CrossEntropyLoss()
@@ -61,21 +88,21 @@ def evaluate(
     loss_sum, seen = 0.0, 0
     failures: list[str] = []
     batch: Batch
-    for batch in loader:
+    for index, batch in enumerate(loader, start=1):
         if cancel is not None and cancel.is_set():
             break
         failures += [f.path for f in batch.failures]
-        if batch.images is None or batch.labels is None:
-            continue
-        images = batch.images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch.labels.to(device)
-        logits = forward_within_memory(model, images, device, amp_dtype)
-        loss_sum += float(criterion(logits, labels)) * len(labels)
-        seen += len(labels)
-        predicted = logits.argmax(1).cpu()
-        confusion.index_put_((batch.labels, predicted), torch.ones_like(predicted), accumulate=True)
+        if batch.images is not None and batch.labels is not None:
+            with torch.inference_mode():
+                logits = _logits(model, batch.images, device, channels_last, amp_dtype)
+                labels = batch.labels.to(device)
+                loss_sum += float(criterion(logits, labels)) * len(labels)
+            seen += len(labels)
+            predicted = logits.argmax(1).cpu()
+            confusion.index_put_(
+                (batch.labels, predicted), torch.ones_like(predicted), accumulate=True
+            )
+        yield index, len(loader)
     model.train(was_training)
     correct = int(confusion.diagonal().sum())
     return Evaluation(
@@ -85,3 +112,16 @@ def evaluate(
         confusion=confusion.tolist(),
         failures=failures,
     )
+
+
+def _logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    channels_last: bool,
+    amp_dtype: torch.dtype | None,
+) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return forward_within_memory(model, images, device, amp_dtype)

@@ -6,7 +6,8 @@ from JSON. "Blocks" for ``last:N`` are found generically (see ``block_units``).
 
 Policy, on purpose: frozen parts are held in eval mode (BatchNorm statistics and
 affine fixed, no dropout or stochastic depth), re-applied after every
-``model.train()``. With ``train_batchnorm`` every BN layer trains instead.
+``model.train()``. With ``train_batchnorm`` every BN layer trains instead, except
+where an override freezes it.
 """
 
 from __future__ import annotations
@@ -163,14 +164,19 @@ def apply_preset(model: nn.Module, head_path: str, preset: str) -> None:
 def apply_freeze_plan(
     model: nn.Module, head_path: str, plan: FreezePlan, train_batchnorm: bool = False
 ) -> None:
-    """Set ``requires_grad`` on every parameter according to the plan."""
+    """Set ``requires_grad`` on every parameter according to the plan.
+
+    ``train_batchnorm`` is a default like the preset, so it comes before the
+    overrides: a choice the user made on a node (a BatchNorm row unticked, or a
+    frozen block holding BatchNorm layers) always wins.
+    """
     apply_preset(model, head_path, plan.preset)
-    for path, trainable in plan.overrides:
-        set_trainable(model, path, trainable)
     if train_batchnorm:
         for module in model.modules():
             if isinstance(module, _BatchNorm):
                 module.requires_grad_(True)
+    for path, trainable in plan.overrides:
+        set_trainable(model, path, trainable)
 
 
 def hold_frozen_modules(model: nn.Module) -> int:

@@ -1,7 +1,8 @@
 """Engine layer: resumable checkpoints, written atomically after every epoch.
 
-A checkpoint holds what a run can change (trainable weights and buffers, optimizer,
-schedule, loss scaler), where it stands (epoch, best so far, history), and every
+A checkpoint holds what a run can change (trained weights and buffers, optimizer,
+schedule, loss scaler), where it stands (epoch, best so far, history, the class
+names it learned; see ``state.RunState``), and every
 random-number state that decides what comes next (torch, numpy, Python, each data
 loader's generator), so a resumed run continues exactly as if it had not stopped.
 The file holds only tensors and plain values and is read with
@@ -10,20 +11,17 @@ The file holds only tensors and plain values and is read with
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import UserFacingError
-from .events import EpochEnd
+from ..atomic import write_file_atomically
+from ..errors import UserFacingError
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: class names, the best model's evaluation, trained parameters
 
 
 def random_states(generators: list[torch.Generator]) -> dict[str, Any]:
@@ -65,14 +63,9 @@ def restore_random_states(states: dict[str, Any], generators: list[torch.Generat
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        torch.save({"version": CHECKPOINT_VERSION, **state}, temporary)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    write_file_atomically(
+        path, lambda temporary: torch.save({"version": CHECKPOINT_VERSION, **state}, temporary)
+    )
 
 
 def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -90,11 +83,3 @@ def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
             "start afresh or use the same options."
         )
     return state
-
-
-def history_to_plain(history: list[EpochEnd]) -> list[dict[str, Any]]:
-    return [asdict(event) for event in history]
-
-
-def history_from_plain(history: list[dict[str, Any]]) -> list[EpochEnd]:
-    return [EpochEnd(**event) for event in history]

@@ -1,0 +1,229 @@
+"""Engine layer: what a run's epochs train and validate on.
+
+Cached features through the head block when only the head trains (computed once,
+kept on disk by the feature store), otherwise decoded pictures through the whole
+network. Both report progress as events and stop between batches on cancel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..backbones import BackboneSpec
+from ..events import Event, Log, StageProgress
+from ..feature_store import FeatureStore, file_key, weights_identity
+from ..features import (
+    Extracted,
+    FeatureSplit,
+    cache_blocker,
+    extract_features,
+    feature_batches,
+    find_feature_split,
+)
+from ..inspection import DatasetReport, Sample
+from ..loading import ImageDataset, decode_pictures, default_workers, make_loader
+from ..preprocessing import Preprocessing, eval_transform, train_transform
+from ..recipe import Recipe
+
+FeatureRows = tuple[torch.Tensor, torch.Tensor, list[int]]
+
+
+@dataclass
+class RunData:
+    """Loaders for the epochs (one per cached view) and what runs on their batches."""
+
+    train: list[DataLoader[object]]
+    val: DataLoader[object]
+    forward: nn.Module
+    channels_last: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train[0])
+
+    def train_loader(self, epoch: int) -> DataLoader[object]:
+        return self.train[(epoch - 1) % len(self.train)]
+
+    def generators(self) -> list[torch.Generator]:
+        """The loaders' shuffling generators, whose states a checkpoint keeps."""
+        loaders = [*self.train, self.val]
+        return [loader.generator for loader in loaders if loader.generator is not None]
+
+
+@dataclass
+class DataPreparation:
+    """Everything data preparation needs from the run, stated explicitly."""
+
+    recipe: Recipe
+    device: torch.device
+    channels_last: bool
+    amp_dtype: torch.dtype | None
+    cancel: threading.Event
+    feature_store: FeatureStore | None
+    decode_budget_bytes: int
+    unreadable: set[str]  # filled with pictures that fail to load
+
+    @property
+    def workers(self) -> int:
+        return default_workers() if self.recipe.workers is None else self.recipe.workers
+
+    @property
+    def pin(self) -> bool:
+        return self.device.type == "cuda"
+
+    def prepare(
+        self, model: nn.Module, head_path: str, spec: BackboneSpec, report: DatasetReport
+    ) -> Generator[Event, None, RunData]:
+        """Cached features when the run allows it, else decoded pictures."""
+        recipe = self.recipe
+        split = find_feature_split(model, head_path)
+        if not recipe.feature_cache:
+            blocker: str | None = "the feature cache is turned off"
+        elif recipe.gradual_unfreeze is not None:
+            blocker = "gradual unfreezing trains more than the head"
+        else:
+            blocker = cache_blocker(model, split)
+        if blocker is None:
+            return (yield from self._feature_data(model, split, spec, report))
+        yield Log(f"Running the whole network every epoch: {blocker}.")
+        return (yield from self._picture_data(model, spec.preprocessing, report))
+
+    def _picture_data(
+        self, model: nn.Module, pre: Preprocessing, report: DatasetReport
+    ) -> Generator[Event, None, RunData]:
+        recipe = self.recipe
+        decoded_train = yield from self._decode(report.train, pre, "Decoding pictures")
+        decoded_val = yield from self._decode(report.val, pre, "Decoding validation pictures")
+        train_set = ImageDataset(
+            report.train, train_transform(pre, recipe.augmentation), pre, decoded_train
+        )
+        val_set = ImageDataset(report.val, eval_transform(pre), pre, decoded_val)
+        return RunData(
+            train=[self._loader(train_set, shuffle=True)],
+            val=self._loader(val_set, shuffle=False),
+            forward=model,
+            channels_last=self.channels_last,
+        )
+
+    def _loader(self, dataset: ImageDataset, shuffle: bool) -> DataLoader[object]:
+        recipe = self.recipe
+        return make_loader(dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin)
+
+    def _decode(
+        self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str
+    ) -> Generator[Event, None, dict[int, Image.Image]]:
+        """Decode every picture once (within the memory budget), reporting progress."""
+        decoded: dict[int, Image.Image] = {}
+        work = decode_pictures(samples, pre, self.decode_budget_bytes, decoded, self.cancel)
+        for done, total in work:
+            yield StageProgress(stage, done, total)
+        return decoded
+
+    def _feature_data(
+        self, model: nn.Module, split: FeatureSplit, spec: BackboneSpec, report: DatasetReport
+    ) -> Generator[Event, None, RunData]:
+        recipe = self.recipe
+        pre = spec.preprocessing
+        views = max(1, recipe.cached_views)
+        if recipe.augmentation != "none" and views == 1:
+            yield Log(
+                "Training the head on cached features of each picture, without "
+                "augmentation (augmented copies, the recipe's cached_views, add it)."
+            )
+        else:
+            yield Log(f"Training the head on cached features ({views} view(s) per picture).")
+        store_key = self._store_key(spec, split)
+        # One pass over training and validation pictures: one loader start, not two.
+        both = ImageDataset((*report.train, *report.val), eval_transform(pre), pre)
+        features, labels, rows = yield from self._features(
+            model, split, both, "Computing features", store_key
+        )
+        is_train = torch.tensor([row < len(report.train) for row in rows], dtype=torch.bool)
+        size, seed = recipe.batch_size, recipe.seed
+        train_views = [feature_batches(features[is_train], labels[is_train], size, True, seed)]
+        val = feature_batches(features[~is_train], labels[~is_train], size, False, seed)
+        for view in range(1, views):
+            augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
+            stage = f"Computing augmented features (view {view + 1} of {views})"
+            features, labels, _ = yield from self._features(model, split, augmented, stage, None)
+            train_views.append(feature_batches(features, labels, size, True, seed))
+        return RunData(train_views, val, split.head_block(model), channels_last=False)
+
+    def _store_key(self, spec: BackboneSpec, split: FeatureSplit) -> str | None:
+        if self.feature_store is None:
+            return None
+        return self.feature_store.model_key(
+            backbone=spec.name,
+            split=split.capture_path,
+            preprocessing=spec.preprocessing.to_dict(),
+            precision=str(self.amp_dtype),
+            seed=self.recipe.seed,
+            weights=weights_identity(self.recipe.weights, spec.weights_url or "bundled"),
+        )
+
+    def _features(
+        self,
+        model: nn.Module,
+        split: FeatureSplit,
+        dataset: ImageDataset,
+        stage: str,
+        store_key: str | None,
+    ) -> Generator[Event, None, FeatureRows]:
+        """Features and labels of the pictures that loaded, and their dataset indices:
+        from the disk store where present, computed (then stored) otherwise."""
+        store = self.feature_store if store_key else None
+        keys = [file_key(s.path) for s in dataset.samples]
+        stored = store.load(store_key, keys) if store and store_key else {}
+        missing = [i for i, key in enumerate(keys) if key is None or key not in stored]
+        computed: dict[int, torch.Tensor] = {}
+        if missing:
+            computed = yield from self._compute(model, split, dataset, missing, stage)
+        if stored:
+            yield Log(f"{stage}: {len(stored)} of {len(keys)} from the cache.")
+        if store and store_key and computed and not self.cancel.is_set():
+            store.save(
+                store_key,
+                {k: computed[i] for i, k in enumerate(keys) if k is not None and i in computed},
+            )
+        rows = [i for i, key in enumerate(keys) if i in computed or key in stored]
+        if not rows:
+            return torch.empty(0), torch.empty(0, dtype=torch.long), []
+        features = torch.stack(
+            [computed[i] if i in computed else stored[str(keys[i])] for i in rows]
+        )
+        labels = torch.tensor([dataset.samples[i].label for i in rows], dtype=torch.long)
+        return features, labels, rows
+
+    def _compute(
+        self,
+        model: nn.Module,
+        split: FeatureSplit,
+        dataset: ImageDataset,
+        indices: list[int],
+        stage: str,
+    ) -> Generator[Event, None, dict[int, torch.Tensor]]:
+        subset = ImageDataset(
+            [dataset.samples[i] for i in indices], dataset.transform, dataset.preprocessing
+        )
+        loader = self._loader(subset, shuffle=False)
+        work = extract_features(
+            model, split, loader, self.device, self.channels_last, self.cancel, self.amp_dtype
+        )
+        while True:
+            try:
+                done, total = next(work)
+            except StopIteration as finished:
+                extracted: Extracted = finished.value
+                break
+            yield StageProgress(stage, done, total)
+        for failure in extracted.failures:
+            self.unreadable.add(failure.path)
+            yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
+        return {indices[i]: feature for i, feature in extracted.features.items()}

@@ -1,0 +1,433 @@
+"""Engine layer: fine-tune a backbone as a stream of events.
+
+``Trainer(recipe).events()`` is a generator of ``events`` objects whose return value
+is the ``TrainingResult``; the CLI prints the events, the window's worker thread
+forwards them, tests collect them. It checks the cancel token between batches, so
+a stop takes effect within one batch, and it always ends with ``FitEnd`` and the
+best model so far. ``abort()`` also cuts short the work after a stop.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backbones import BackboneSpec, build_model, get_spec
+from ..devices import autocast_dtype, describe_device, resolve_device
+from ..errors import DatasetError, WeightsError
+from ..evaluation import Evaluation, evaluation_steps
+from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
+from ..feature_store import FeatureStore
+from ..freezing import hold_frozen_modules
+from ..inspection import DatasetReport, ProgressCallback, inspect_dataset
+from ..loading import Batch
+from ..parameters import ParameterTree
+from ..recipe import Recipe
+from .callbacks import CheckpointWriter, EarlyStopping
+from .checkpoint import load_checkpoint, restore_random_states
+from .data import DataPreparation, RunData
+from .phases import (
+    Optimization,
+    Phase,
+    apply_phase,
+    build_optimization,
+    current_lr,
+    phase_of,
+    plan_phases,
+)
+from .result import TrainingResult
+from .state import RunState
+from .stepper import Stepper
+
+DECODE_BUDGET_BYTES = 2 * 2**30
+"""Decoded pictures kept in memory for a run (about 8,000 pictures at 256x341)."""
+
+
+class TrainingListener(Protocol):
+    """What the trainer tells whoever drives it (the CLI, a Qt worker, a test)."""
+
+    def batch_ended(self, event: BatchEnd) -> None: ...
+    def epoch_ended(self, event: EpochEnd) -> None: ...
+    def stage_progressed(self, event: StageProgress) -> None: ...
+    def log(self, event: Log) -> None: ...
+    def finished(self, event: FitEnd) -> None: ...
+    def failed(self, error: BaseException) -> None: ...
+
+
+def preflight(recipe: Recipe) -> None:
+    """Cheap checks of a recipe's inputs, so a typo fails in a second, not after a scan."""
+    get_spec(recipe.backbone)
+    if recipe.weights not in ("default", "none") and not Path(recipe.weights).is_file():
+        raise WeightsError(f"The weights file {recipe.weights} does not exist.")
+    dataset = Path(recipe.dataset).expanduser()
+    if not dataset.is_dir():
+        what = "is not a folder" if dataset.exists() else "does not exist"
+        raise DatasetError(f"The dataset folder {dataset} {what}.")
+    resolve_device(recipe.device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def class_weights(counts: list[int]) -> torch.Tensor:
+    """Inverse-frequency weights, mean 1 over the classes that have pictures."""
+    present = [c for c in counts if c > 0]
+    total = sum(present)
+    return torch.tensor(
+        [total / (len(present) * c) if c else 0.0 for c in counts], dtype=torch.float32
+    )
+
+
+@dataclass
+class _Run:
+    """One run's live objects, set up once and shared by its epochs."""
+
+    model: nn.Module
+    spec: BackboneSpec
+    head_path: str
+    report: DatasetReport
+    tree: ParameterTree
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: RunData
+    stepper: Stepper
+    scaler: torch.amp.GradScaler
+    state: RunState
+    phases: tuple[Phase, ...]
+    phase: Phase
+    optimization: Optimization
+    stopped_early: bool = False
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.report.classes
+
+
+class Trainer:
+    def __init__(
+        self,
+        recipe: Recipe,
+        dataset: DatasetReport | None = None,
+        scan_progress: ProgressCallback | None = None,
+        cpu_threads: int | None = None,
+        decode_budget_bytes: int = DECODE_BUDGET_BYTES,
+        feature_store: FeatureStore | Literal["default"] | None = "default",
+        checkpoint_path: Path | None = None,
+        resume: bool = False,
+    ) -> None:
+        """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
+        leaves a core to its event loop this way. With ``checkpoint_path`` the run is
+        saved after every epoch; ``resume`` continues from that checkpoint."""
+        self.recipe = recipe
+        self.cpu_threads = cpu_threads
+        self.decode_budget_bytes = decode_budget_bytes
+        self.feature_store = FeatureStore() if feature_store == "default" else feature_store
+        self.checkpoints = CheckpointWriter(checkpoint_path, recipe) if checkpoint_path else None
+        self.resume = resume
+        self._dataset = dataset
+        self._scan_progress = scan_progress
+        self.cancel_token = threading.Event()  # stop after this batch, keep the best
+        self.abort_token = threading.Event()  # also skip the work that follows a stop
+        self.model: nn.Module | None = None  # the live model; only the run's thread uses it
+        self.unreadable: set[str] = set()  # pictures that failed to load during the run
+
+    def cancel(self) -> None:
+        """Thread-safe: the run stops after the batch in progress, keeping the best."""
+        self.cancel_token.set()
+
+    def abort(self) -> None:
+        """Thread-safe: stop as soon as possible, including a final evaluation."""
+        self.abort_token.set()
+        self.cancel_token.set()
+
+    def run(self, listener: TrainingListener) -> TrainingResult | None:
+        """Drive ``events`` and report each to ``listener``; errors go to ``failed``."""
+        dispatch: dict[type, Callable[[object], None]] = {
+            BatchEnd: listener.batch_ended,  # type: ignore[dict-item]
+            EpochEnd: listener.epoch_ended,  # type: ignore[dict-item]
+            StageProgress: listener.stage_progressed,  # type: ignore[dict-item]
+            Log: listener.log,  # type: ignore[dict-item]
+            FitEnd: listener.finished,  # type: ignore[dict-item]
+        }
+        events = self.events()
+        try:
+            while True:
+                event = next(events)
+                dispatch[type(event)](event)
+        except StopIteration as finished:
+            result: TrainingResult = finished.value
+            return result
+        except Exception as error:  # the boundary: the listener decides how to show it
+            listener.failed(error)
+            return None
+
+    def events(self) -> Generator[Event, None, TrainingResult]:
+        run = yield from self._set_up()
+        for epoch in range(run.state.epochs_done + 1, self.recipe.epochs + 1):
+            if self.cancel_token.is_set():
+                break
+            yield from self._enter_phase(run, epoch)
+            finished = yield from self._train_epoch(run, epoch)
+            if not finished:
+                break  # a partial epoch is neither evaluated nor reported
+            stop = yield from self._end_epoch(run, epoch, *finished)
+            if stop:
+                break
+        return (yield from self._finish(run))
+
+    # --- set-up ------------------------------------------------------------------------------
+    def _set_up(self) -> Generator[Event, None, _Run]:
+        recipe = self.recipe
+        preflight(recipe)
+        if self.cpu_threads:
+            torch.set_num_threads(self.cpu_threads)
+        seed_everything(recipe.seed)
+        device = resolve_device(recipe.device)
+        yield Log(f"Device: {describe_device(device)}")
+        report = yield from self._dataset_report()
+        saved = self._load_checkpoint()
+        classes = report.classes
+        state = RunState.from_checkpoint(saved, classes) if saved else RunState(classes)
+
+        built = build_model(recipe.backbone, len(report.classes), recipe.weights)
+        model, spec, head_path = built.model, built.spec, built.head_path
+        self.model = model
+        phases = plan_phases(recipe)
+        phase = phase_of(phases, max(state.epochs_done, 1))
+        apply_phase(model, head_path, recipe, phase)
+        state.note_trainable(model)
+        tree = ParameterTree(model)
+        yield Log(str(tree.summary()))
+
+        # Channels-last speeds up convolutions on CPUs and recent GPUs.
+        channels_last = device.type in ("cpu", "cuda")
+        model.to(device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        hold_frozen_modules(model)
+        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
+        if amp_dtype is not None:
+            yield Log(f"Mixed precision: {str(amp_dtype).removeprefix('torch.')}.")
+        preparation = DataPreparation(
+            recipe, device, channels_last, amp_dtype, self.cancel_token,
+            self.feature_store, self.decode_budget_bytes, self.unreadable,
+        )  # fmt: skip
+        data = yield from preparation.prepare(model, head_path, spec, report)
+        weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
+        criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        stepper = Stepper(data.forward, criterion, scaler, device, amp_dtype, state)
+        optimization = build_optimization(model, recipe, phase, data.steps_per_epoch)
+        run = _Run(
+            model, spec, head_path, report, tree, device, amp_dtype, data,
+            stepper, scaler, state, phases, phase, optimization,
+        )  # fmt: skip
+        if saved:
+            self._restore(run, saved)
+            done = state.epochs_done
+            yield Log(f"Resumed after epoch {done} of {recipe.epochs}. {tree.summary()}")
+        return run
+
+    def _dataset_report(self) -> Generator[Event, None, DatasetReport]:
+        recipe = self.recipe
+        report = self._dataset or inspect_dataset(
+            recipe.dataset, recipe.val_fraction, recipe.seed, self._scan_progress
+        )
+        report.require_trainable()
+        for warning in report.warnings:
+            yield Log(warning, "warning")
+        if report.skipped:
+            yield Log(f"Skipped {len(report.skipped)} unusable files.", "warning")
+        yield Log(
+            f"{len(report.classes)} classes, {len(report.train)} training and "
+            f"{len(report.val)} validation pictures ({report.split_source} split)."
+        )
+        return report
+
+    def _load_checkpoint(self) -> dict[str, object] | None:
+        if not (self.resume and self.checkpoints):
+            return None
+        return load_checkpoint(self.checkpoints.path, self.recipe.to_dict())
+
+    @staticmethod
+    def _restore(run: _Run, saved: dict[str, object]) -> None:
+        run.model.load_state_dict(saved["model"], strict=False)  # type: ignore[arg-type]
+        optimizer, scheduler = run.optimization
+        optimizer.load_state_dict(saved["optimizer"])  # type: ignore[arg-type]
+        scheduler.load_state_dict(saved["scheduler"])  # type: ignore[arg-type]
+        run.scaler.load_state_dict(saved["scaler"])  # type: ignore[arg-type]
+        restore_random_states(saved["random"], run.data.generators())  # type: ignore[arg-type]
+
+    # --- epochs ------------------------------------------------------------------------------
+    def _enter_phase(self, run: _Run, epoch: int) -> Iterator[Event]:
+        phase = phase_of(run.phases, epoch)
+        if phase == run.phase:
+            return
+        run.phase = phase
+        apply_phase(run.model, run.head_path, self.recipe, phase)
+        run.state.note_trainable(run.model)
+        run.optimization = build_optimization(
+            run.model, self.recipe, phase, run.data.steps_per_epoch
+        )
+        yield Log(f"Epoch {epoch}: unfroze the planned layers. {run.tree.summary()}")
+
+    def _train_epoch(
+        self, run: _Run, epoch: int
+    ) -> Generator[Event, None, tuple[float, float, float] | None]:
+        """Train one epoch; returns (mean loss, accuracy, seconds), or None if cancelled."""
+        started = time.perf_counter()
+        run.model.train()
+        hold_frozen_modules(run.model)
+        optimizer, scheduler = run.optimization
+        loss_sum, correct, seen = 0.0, 0, 0
+        steps = run.data.steps_per_epoch
+        batch: Batch
+        for index, batch in enumerate(run.data.train_loader(epoch), start=1):
+            if self.cancel_token.is_set():
+                return None
+            yield from self._note_failures(batch)
+            if batch.images is None or batch.labels is None:
+                continue
+            inputs = batch.images.to(run.device, non_blocking=True)
+            if run.data.channels_last:
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
+            labels = batch.labels.to(run.device, non_blocking=True)
+            batch_loss, batch_correct = yield from run.stepper.step(optimizer, inputs, labels)
+            scheduler.step()
+            loss_sum += batch_loss * len(labels)
+            correct += batch_correct
+            seen += len(labels)
+            yield BatchEnd(
+                epoch, self.recipe.epochs, index, steps, batch_loss, current_lr(optimizer)
+            )
+        if self.cancel_token.is_set():
+            return None
+        return loss_sum / max(seen, 1), correct / max(seen, 1), time.perf_counter() - started
+
+    def _note_failures(self, batch: Batch) -> Iterator[Event]:
+        for failure in batch.failures:
+            if failure.path not in self.unreadable:
+                self.unreadable.add(failure.path)
+                yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
+
+    def _end_epoch(
+        self, run: _Run, epoch: int, train_loss: float, train_acc: float, seconds: float
+    ) -> Generator[Event, None, bool]:
+        """Validate, keep the best, checkpoint, report; True when the run should end."""
+        started = time.perf_counter()
+        val = yield from self._evaluate(run, self.cancel_token, stage=None)
+        if self.cancel_token.is_set():
+            return True
+        has_val = val.images > 0
+        monitored = val.loss if has_val else train_loss
+        is_best = run.state.record(run.model, epoch, monitored, val if has_val else None)
+        event = EpochEnd(
+            epoch=epoch,
+            epochs=self.recipe.epochs,
+            train_loss=train_loss,
+            train_acc=train_acc,
+            val_loss=val.loss if has_val else None,
+            val_acc=val.accuracy if has_val else None,
+            lr=current_lr(run.optimization[0]),
+            seconds=seconds + time.perf_counter() - started,
+            is_best=is_best,
+        )
+        run.state.history.append(event)
+        if self.checkpoints is not None:
+            self.checkpoints.save(
+                run.state, run.model, run.optimization, run.scaler, run.data.generators()
+            )
+        yield event
+        early_stop = EarlyStopping(self.recipe.early_stopping_patience).should_stop(run.state)
+        if early_stop is not None:
+            run.stopped_early = True
+            yield early_stop
+            return True
+        return False
+
+    def _evaluate(
+        self, run: _Run, cancel: threading.Event, stage: str | None
+    ) -> Generator[Event, None, Evaluation]:
+        """Validation loss, accuracy and confusion; progress events when ``stage`` is set."""
+        steps = evaluation_steps(
+            run.data.forward, run.data.val, run.device, len(run.class_names),
+            None, run.data.channels_last, cancel, run.amp_dtype,
+        )  # fmt: skip
+        while True:
+            try:
+                done, total = next(steps)
+            except StopIteration as finished:
+                evaluation: Evaluation = finished.value
+                return evaluation
+            if stage is not None:
+                yield StageProgress(stage, done, total)
+
+    # --- the end -----------------------------------------------------------------------------
+    def _finish(self, run: _Run) -> Generator[Event, None, TrainingResult]:
+        if self.unreadable:
+            yield Log(
+                f"{len(self.unreadable)} picture(s) could not be read during the run "
+                "(changed or removed after the dataset was checked).",
+                "warning",
+            )
+        cancelled = self.cancel_token.is_set()
+        if cancelled:
+            yield Log("Stopped by the user; keeping the best model so far.", "warning")
+        state = run.state
+        evaluation = state.best.evaluation
+        if state.best.state is None and run.report.val and not self.abort_token.is_set():
+            # Stopped before any epoch ended: the model as it is, evaluated once.
+            evaluation = yield from self._evaluate(run, self.abort_token, "Evaluating the model")
+            evaluation = None if self.abort_token.is_set() else evaluation
+        model = run.model
+        model.to("cpu")
+        model.to(memory_format=torch.contiguous_format)
+        state.restore_best(model)
+        model.eval()
+        stopped_early = run.stopped_early
+        result = TrainingResult(
+            model=model,
+            spec=run.spec,
+            head_path=run.head_path,
+            class_names=run.class_names,
+            preprocessing=run.spec.preprocessing,
+            recipe=self.recipe,
+            history=state.history,
+            best_epoch=state.best.epoch,
+            evaluation=evaluation,
+            cancelled=cancelled,
+            stopped_early=stopped_early,
+        )
+        has_final = evaluation is not None and evaluation.images > 0
+        yield FitEnd(
+            cancelled=cancelled,
+            stopped_early=stopped_early,
+            epochs_completed=len(state.history),
+            best_epoch=state.best.epoch,
+            val_acc=evaluation.accuracy if evaluation and has_final else None,
+            val_loss=evaluation.loss if evaluation and has_final else None,
+        )
+        return result
+
+
+def fit(
+    recipe: Recipe, cancel: threading.Event | None = None
+) -> Generator[Event, None, TrainingResult]:
+    """Run a recipe as a generator of events (see ``Trainer``)."""
+    trainer = Trainer(recipe)
+    if cancel is not None:
+        trainer.cancel_token = cancel
+    return trainer.events()
