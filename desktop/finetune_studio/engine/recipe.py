@@ -20,6 +20,9 @@ from .preprocessing import AUGMENTATION_PRESETS
 
 RECIPE_VERSION = 1
 DEVICES = ("auto", "cpu", "cuda", "mps")
+HEAD_FITS = ("optimum", "epochs")
+"""How a head alone trains on cached features: solved to its optimum (``head_fit``),
+or by epochs of the optimizer like any other layer."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Recipe:
     workers: int | None = None  # DataLoader workers; None picks for the machine
     feature_cache: bool = True  # head-only runs train on features computed once
     cached_views: int = 1  # pictures' views cached per image: 1 plain + augmented ones
+    head_fit: str = "epochs"  # see HEAD_FITS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +77,7 @@ class Recipe:
             f"augmentation must be one of {AUGMENTATION_PRESETS}.",
         )
         require(self.device in DEVICES, f"device must be one of {DEVICES}.")
+        require(self.head_fit in HEAD_FITS, f"head_fit must be one of {HEAD_FITS}.")
         require(self.early_stopping_patience >= 0, "patience must not be negative.")
         require(self.workers is None or self.workers >= 0, "workers must not be negative.")
         require(

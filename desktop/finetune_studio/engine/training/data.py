@@ -37,12 +37,15 @@ FeatureRows = tuple[torch.Tensor, torch.Tensor, list[int]]
 
 @dataclass
 class RunData:
-    """Loaders for the epochs (one per cached view) and what runs on their batches."""
+    """Loaders for the epochs (one per cached view) and what runs on their batches;
+    on the cached path also the feature tensors themselves (features, labels)."""
 
     train: list[DataLoader[object]]
     val: DataLoader[object]
     forward: nn.Module
     channels_last: bool
+    train_features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    val_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -147,14 +150,21 @@ class DataPreparation:
         )
         is_train = torch.tensor([row < len(report.train) for row in rows], dtype=torch.bool)
         size, seed = recipe.batch_size, recipe.seed
-        train_views = [feature_batches(features[is_train], labels[is_train], size, True, seed)]
-        val = feature_batches(features[~is_train], labels[~is_train], size, False, seed)
+        tensors = [(features[is_train], labels[is_train])]
+        val_tensors = (features[~is_train], labels[~is_train])
         for view in range(1, views):
             augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
             stage = f"Computing augmented features (view {view + 1} of {views})"
             features, labels, _ = yield from self._features(model, split, augmented, stage, None)
-            train_views.append(feature_batches(features, labels, size, True, seed))
-        return RunData(train_views, val, split.head_block(model), channels_last=False)
+            tensors.append((features, labels))
+        return RunData(
+            train=[feature_batches(x, y, size, True, seed) for x, y in tensors],
+            val=feature_batches(*val_tensors, size, False, seed),
+            forward=split.head_block(model),
+            channels_last=False,
+            train_features=tensors,
+            val_features=val_tensors,
+        )
 
     def _store_key(self, spec: BackboneSpec, split: FeatureSplit) -> str | None:
         if self.feature_store is None:

@@ -28,6 +28,7 @@ from ..evaluation import Evaluation, evaluation_steps
 from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
 from ..feature_store import FeatureStore
 from ..freezing import hold_frozen_modules
+from ..head_fit import linear_of
 from ..inspection import DatasetReport, ProgressCallback, inspect_dataset
 from ..loading import Batch
 from ..parameters import ParameterTree
@@ -35,6 +36,7 @@ from ..recipe import Recipe
 from .callbacks import CheckpointWriter, EarlyStopping
 from .checkpoint import load_checkpoint, restore_random_states
 from .data import DataPreparation, RunData
+from .head import fit_head
 from .phases import (
     Optimization,
     Phase,
@@ -90,8 +92,18 @@ def class_weights(counts: list[int]) -> torch.Tensor:
     )
 
 
+@dataclass(frozen=True)
+class EpochTally:
+    """A finished epoch's training side."""
+
+    loss: float
+    accuracy: float
+    seconds: float
+    lr: float
+
+
 @dataclass
-class _Run:
+class Run:
     """One run's live objects, set up once and shared by its epochs."""
 
     model: nn.Module
@@ -175,20 +187,33 @@ class Trainer:
 
     def events(self) -> Generator[Event, None, TrainingResult]:
         run = yield from self._set_up()
-        for epoch in range(run.state.epochs_done + 1, self.recipe.epochs + 1):
-            if self.cancel_token.is_set():
-                break
-            yield from self._enter_phase(run, epoch)
-            finished = yield from self._train_epoch(run, epoch)
-            if not finished:
-                break  # a partial epoch is neither evaluated nor reported
-            stop = yield from self._end_epoch(run, epoch, *finished)
-            if stop:
-                break
+        head = self._solvable_head(run)
+        if head is not None:
+            yield from fit_head(self, run, head)
+        else:
+            yield from self._train_epochs(run)
         return (yield from self._finish(run))
 
+    def _train_epochs(self, run: Run) -> Iterator[Event]:
+        for epoch in range(run.state.epochs_done + 1, self.recipe.epochs + 1):
+            if self.cancel_token.is_set():
+                return
+            yield from self._enter_phase(run, epoch)
+            tally = yield from self._train_epoch(run, epoch)
+            if tally is None:
+                return  # a partial epoch is neither evaluated nor reported
+            if (yield from self.end_epoch(run, epoch, self.recipe.epochs, tally)):
+                return
+
+    def _solvable_head(self, run: Run) -> nn.Linear | None:
+        """The Linear head to solve for, when the run trains it alone on cached features
+        and the recipe asks for its optimum (``head_fit``)."""
+        if self.recipe.head_fit != "optimum" or run.data.train_features is None:
+            return None
+        return linear_of(run.data.forward)
+
     # --- set-up ------------------------------------------------------------------------------
-    def _set_up(self) -> Generator[Event, None, _Run]:
+    def _set_up(self) -> Generator[Event, None, Run]:
         recipe = self.recipe
         preflight(recipe)
         if self.cpu_threads:
@@ -231,7 +256,7 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         stepper = Stepper(data.forward, criterion, scaler, device, amp_dtype, state)
         optimization = build_optimization(model, recipe, phase, data.steps_per_epoch)
-        run = _Run(
+        run = Run(
             model, spec, head_path, report, tree, device, amp_dtype, data,
             stepper, scaler, state, phases, phase, optimization,
         )  # fmt: skip
@@ -263,7 +288,7 @@ class Trainer:
         return load_checkpoint(self.checkpoints.path, self.recipe.to_dict())
 
     @staticmethod
-    def _restore(run: _Run, saved: dict[str, object]) -> None:
+    def _restore(run: Run, saved: dict[str, object]) -> None:
         run.model.load_state_dict(saved["model"], strict=False)  # type: ignore[arg-type]
         optimizer, scheduler = run.optimization
         optimizer.load_state_dict(saved["optimizer"])  # type: ignore[arg-type]
@@ -272,7 +297,7 @@ class Trainer:
         restore_random_states(saved["random"], run.data.generators())  # type: ignore[arg-type]
 
     # --- epochs ------------------------------------------------------------------------------
-    def _enter_phase(self, run: _Run, epoch: int) -> Iterator[Event]:
+    def _enter_phase(self, run: Run, epoch: int) -> Iterator[Event]:
         phase = phase_of(run.phases, epoch)
         if phase == run.phase:
             return
@@ -284,10 +309,8 @@ class Trainer:
         )
         yield Log(f"Epoch {epoch}: unfroze the planned layers. {run.tree.summary()}")
 
-    def _train_epoch(
-        self, run: _Run, epoch: int
-    ) -> Generator[Event, None, tuple[float, float, float] | None]:
-        """Train one epoch; returns (mean loss, accuracy, seconds), or None if cancelled."""
+    def _train_epoch(self, run: Run, epoch: int) -> Generator[Event, None, EpochTally | None]:
+        """Train one epoch; returns its tally, or None if cancelled."""
         started = time.perf_counter()
         run.model.train()
         hold_frozen_modules(run.model)
@@ -315,7 +338,12 @@ class Trainer:
             )
         if self.cancel_token.is_set():
             return None
-        return loss_sum / max(seen, 1), correct / max(seen, 1), time.perf_counter() - started
+        return EpochTally(
+            loss_sum / max(seen, 1),
+            correct / max(seen, 1),
+            time.perf_counter() - started,
+            current_lr(optimizer),
+        )
 
     def _note_failures(self, batch: Batch) -> Iterator[Event]:
         for failure in batch.failures:
@@ -323,43 +351,52 @@ class Trainer:
                 self.unreadable.add(failure.path)
                 yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
 
-    def _end_epoch(
-        self, run: _Run, epoch: int, train_loss: float, train_acc: float, seconds: float
+    def end_epoch(
+        self,
+        run: Run,
+        epoch: int,
+        epochs: int,
+        tally: EpochTally,
+        patience: int | None = None,
+        checkpoint: bool = True,
     ) -> Generator[Event, None, bool]:
-        """Validate, keep the best, checkpoint, report; True when the run should end."""
+        """Validate, keep the best, checkpoint, report; True when the run should end.
+        ``patience`` replaces the recipe's early-stopping patience."""
         started = time.perf_counter()
-        val = yield from self._evaluate(run, self.cancel_token, stage=None)
+        val = yield from self.evaluate(run, self.cancel_token, stage=None)
         if self.cancel_token.is_set():
             return True
         has_val = val.images > 0
-        monitored = val.loss if has_val else train_loss
+        monitored = val.loss if has_val else tally.loss
         is_best = run.state.record(run.model, epoch, monitored, val if has_val else None)
         event = EpochEnd(
             epoch=epoch,
-            epochs=self.recipe.epochs,
-            train_loss=train_loss,
-            train_acc=train_acc,
+            epochs=epochs,
+            train_loss=tally.loss,
+            train_acc=tally.accuracy,
             val_loss=val.loss if has_val else None,
             val_acc=val.accuracy if has_val else None,
-            lr=current_lr(run.optimization[0]),
-            seconds=seconds + time.perf_counter() - started,
+            lr=tally.lr,
+            seconds=tally.seconds + time.perf_counter() - started,
             is_best=is_best,
         )
         run.state.history.append(event)
-        if self.checkpoints is not None:
+        if checkpoint and self.checkpoints is not None:
             self.checkpoints.save(
                 run.state, run.model, run.optimization, run.scaler, run.data.generators()
             )
         yield event
-        early_stop = EarlyStopping(self.recipe.early_stopping_patience).should_stop(run.state)
+        if patience is None:
+            patience = self.recipe.early_stopping_patience
+        early_stop = EarlyStopping(patience).should_stop(run.state)
         if early_stop is not None:
             run.stopped_early = True
             yield early_stop
             return True
         return False
 
-    def _evaluate(
-        self, run: _Run, cancel: threading.Event, stage: str | None
+    def evaluate(
+        self, run: Run, cancel: threading.Event, stage: str | None
     ) -> Generator[Event, None, Evaluation]:
         """Validation loss, accuracy and confusion; progress events when ``stage`` is set."""
         steps = evaluation_steps(
@@ -376,7 +413,7 @@ class Trainer:
                 yield StageProgress(stage, done, total)
 
     # --- the end -----------------------------------------------------------------------------
-    def _finish(self, run: _Run) -> Generator[Event, None, TrainingResult]:
+    def _finish(self, run: Run) -> Generator[Event, None, TrainingResult]:
         if self.unreadable:
             yield Log(
                 f"{len(self.unreadable)} picture(s) could not be read during the run "
@@ -390,7 +427,7 @@ class Trainer:
         evaluation = state.best.evaluation
         if state.best.state is None and run.report.val and not self.abort_token.is_set():
             # Stopped before any epoch ended: the model as it is, evaluated once.
-            evaluation = yield from self._evaluate(run, self.abort_token, "Evaluating the model")
+            evaluation = yield from self.evaluate(run, self.abort_token, "Evaluating the model")
             evaluation = None if self.abort_token.is_set() else evaluation
         model = run.model
         model.to("cpu")

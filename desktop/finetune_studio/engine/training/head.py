@@ -1,0 +1,88 @@
+"""Engine layer: a run whose only trainable part is a Linear head on cached features.
+
+Instead of epochs of the optimizer, the head is solved (``head_fit``): the L2
+penalty is chosen on validation loss, then L-BFGS iterates to convergence. Each
+iteration is one pass over the features and is reported as an epoch, so the curves
+show the fit converging, and the best iteration by validation loss is kept exactly
+as the best epoch of any run is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..events import BatchEnd, Event, Log, StageProgress
+from ..head_fit import (
+    MAX_ITERATIONS,
+    PENALTIES,
+    LinearHeadSolver,
+    Problem,
+    choose_penalty,
+    load_into,
+)
+
+if TYPE_CHECKING:
+    from .trainer import Run, Trainer
+
+SOLVER_PATIENCE = 20
+"""Iterations without a better validation loss before the fit stops (unless the
+recipe sets its own early-stopping patience)."""
+
+
+def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
+    from .trainer import EpochTally, class_weights
+
+    recipe = trainer.recipe
+    weights = class_weights(run.report.train_counts) if recipe.class_balanced else None
+    problem = _problem(run, recipe.label_smoothing, weights)
+    assert run.data.val_features is not None
+    val_features, val_labels = run.data.val_features
+    yield Log(
+        "Fitting the head to its optimum on standardised cached features "
+        "(L-BFGS; the recipe's epochs and learning rate apply when more than the head trains)."
+    )
+    choosing = choose_penalty(problem, val_features, val_labels, trainer.cancel_token)
+    penalty = yield from _with_progress(choosing, "Choosing the head's regularisation")
+    if trainer.cancel_token.is_set():
+        return
+    yield Log(f"Head: L2 penalty {penalty:g}, the lowest validation loss of {len(PENALTIES)}.")
+    solver = LinearHeadSolver(problem, penalty, None)
+    patience = recipe.early_stopping_patience or SOLVER_PATIENCE
+    started = time.perf_counter()
+    for iteration in solver.solve(trainer.cancel_token):
+        load_into(linear, *solver.folded())
+        yield BatchEnd(iteration, MAX_ITERATIONS, 1, 1, solver.loss, solver.step_size())
+        tally = EpochTally(
+            solver.loss, solver.accuracy(), time.perf_counter() - started, solver.step_size()
+        )
+        ended = yield from trainer.end_epoch(
+            run, iteration, MAX_ITERATIONS, tally, patience=patience, checkpoint=False
+        )
+        if ended:
+            return
+        started = time.perf_counter()
+
+
+def _problem(run: Run, label_smoothing: float, weights: torch.Tensor | None) -> Problem:
+    """Every cached view of every training picture, as one set of rows."""
+    assert run.data.train_features is not None
+    features = torch.cat([x for x, _ in run.data.train_features])
+    labels = torch.cat([y for _, y in run.data.train_features])
+    return Problem(features, labels, len(run.class_names), label_smoothing, weights)
+
+
+def _with_progress(
+    work: Generator[tuple[int, int], None, float], stage: str
+) -> Generator[Event, None, float]:
+    while True:
+        try:
+            done, total = next(work)
+        except StopIteration as finished:
+            value: float = finished.value
+            return value
+        yield StageProgress(stage, done, total)
