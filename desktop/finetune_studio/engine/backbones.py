@@ -9,6 +9,8 @@ install. Tests and plug-ins may add more with ``register_backbone``.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import inspect
 import re
 import threading
 from collections.abc import Callable
@@ -70,6 +72,10 @@ class BackboneSpec:
     bundled_weights: Callable[[], StateDict] | None = None  # shipped with a package
     weights_size_mb: float | None = None
     fix_state_dict: Callable[[StateDict], StateDict] | None = None
+    # The file behind ``bundled_weights``, so cached features can key on its content.
+    bundled_weights_file: Callable[[], Path | None] | None = None
+    # Version of the code that builds the network; None: a hash of the builder's module.
+    code_version: str | None = None
 
     def weights_status(self) -> str:
         """``bundled``, ``cached``, ``download`` (needs the network), or ``none``."""
@@ -132,7 +138,13 @@ def _torchvision_spec(name: str) -> BackboneSpec:
         weights_url=weights.url,
         weights_size_mb=meta.get("_file_size"),
         fix_state_dict=_remap_densenet_keys if module == "densenet" else None,
+        code_version=f"torchvision {torchvision.__version__}",
     )
+
+
+def _bundled_lite0_file() -> Path | None:
+    # Looked up when called, not when the registry is built, so a test can point it elsewhere.
+    return efficientnet_lite.bundled_lite0_weights_path()
 
 
 def _lite0_spec() -> BackboneSpec:
@@ -146,7 +158,31 @@ def _lite0_spec() -> BackboneSpec:
         imagenet_top1=75.1,  # Google's published figure for the float model
         bundled_weights=efficientnet_lite.load_bundled_lite0_state_dict,
         weights_size_mb=17.3,
+        bundled_weights_file=_bundled_lite0_file,
     )
+
+
+def architecture_identity(spec: BackboneSpec) -> str:
+    """What changes when the code that builds ``spec``'s network changes.
+
+    The spec's own ``code_version`` (torchvision's version for its models), else a
+    hash of the source file of the module that defines the builder: editing
+    ``efficientnet_lite.py`` gives a new identity without anyone remembering to bump
+    a number. Without a readable source (a frozen app), this package's version.
+    """
+    if spec.code_version is not None:
+        return spec.code_version
+    module = inspect.getmodule(spec.build)
+    source = getattr(module, "__file__", None)
+    name = getattr(module, "__name__", "?")
+    if isinstance(source, str):
+        try:
+            return f"{name} sha256:{hashlib.sha256(Path(source).read_bytes()).hexdigest()}"
+        except OSError:
+            pass
+    from .. import __version__
+
+    return f"{name} finetune_studio {__version__}"
 
 
 def _populate() -> None:

@@ -1,28 +1,41 @@
 """Engine layer: cached features on disk, so a second run on the same pictures is fast.
 
-One safetensors file per *model key* (backbone, weights, where the network is cut,
-preprocessing, precision, torch version); inside it one tensor per picture, named
-by the picture's *file key* (real path, size, modification time). Any change to
-either makes a different key, so stale features are never used. Files beyond the
-size budget are evicted, least recently used first. Plain tensors only: nothing in
-these files can run code.
+One safetensors file per *model key*; inside it one tensor per picture, named by the
+picture's *file key* (real path, size, modification time). The model key says what
+computes the features, by content: a hash of the weights (remembered per file in a
+small index beside the cache, so a large file is hashed once), the version of the
+code that builds the network, where the network is cut, preprocessing, precision and
+torch's version. Files beyond the size budget are evicted, least recently used
+first. Plain tensors only: nothing in these files can run code.
+
+A cache must never fail a run: every disk error here means "not cached".
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .atomic import write_file_atomically
+from .backbones import BackboneSpec, architecture_identity
+from .preprocessing import Preprocessing
+from .weights import cached_file_for
+
 DEFAULT_BUDGET_BYTES = 1 * 2**30
+HASH_INDEX_FILE = "weights-sha256.json"
+HASH_INDEX_ENTRIES = 256  # weight files remembered; the oldest are forgotten first
+_HASH_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -45,13 +58,83 @@ def file_key(path: str | Path) -> str | None:
 
 
 def weights_identity(weights: str, default_identity: str) -> str:
-    """``default``/``none`` as themselves (with the backbone's source), a file by content
-    identity."""
+    """The older, path-based identity, kept for callers of ``FeatureStore.model_key``;
+    ``FeatureStore.feature_model_key`` keys on content instead."""
     if weights == "default":
         return f"default:{default_identity}"
     if weights == "none":
         return "none"  # random weights differ per seed; the seed is part of the key too
     return f"file:{file_key(weights)}"
+
+
+def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
+    """A hash of a state dict's names, dtypes, shapes and bytes: the identity of
+    weights that exist only in memory (a plug-in's bundled weights without a file)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _stamp(stat: os.stat_result) -> list[int]:
+    """What must be unchanged for a remembered hash to hold. The inode and the change
+    time catch a same-size file copied onto the path with its mtime kept (cp -p)."""
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ContentHashes:
+    """sha256 of weight files, remembered in a JSON index per real path and stamp
+    (size, mtime, ctime, inode, device), so a 100 MB file is read once, not per run."""
+
+    def __init__(self, index_file: Path) -> None:
+        self.index_file = index_file
+
+    def sha256(self, path: str | Path) -> str | None:
+        """The file's sha256, or None if it cannot be read."""
+        try:
+            real = os.path.realpath(path)
+            stamp = _stamp(os.stat(real))
+            index = self._read()
+            entry = index.get(real)
+            if isinstance(entry, dict) and entry.get("stamp") == stamp:
+                remembered = entry.get("sha256")
+                if isinstance(remembered, str):
+                    return remembered
+            digest = _sha256_file(real)
+            if _stamp(os.stat(real)) != stamp:
+                return digest  # changed while it was read: use it, remember nothing
+        except OSError:
+            return None
+        index.pop(real, None)
+        index[real] = {"stamp": stamp, "sha256": digest}
+        self._write(dict(list(index.items())[-HASH_INDEX_ENTRIES:]))
+        return digest
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.index_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, index: dict[str, Any]) -> None:
+        text = json.dumps(index, indent=1)
+
+        def write(path: Path) -> None:
+            path.write_text(text, encoding="utf-8")
+
+        with contextlib.suppress(OSError):  # only costs a second hash next time
+            write_file_atomically(self.index_file, write)
 
 
 class FeatureStore:
@@ -60,10 +143,65 @@ class FeatureStore:
     ) -> None:
         self.folder = folder or default_cache_dir()
         self.budget_bytes = budget_bytes
+        self.hashes = ContentHashes(self.folder / HASH_INDEX_FILE)
 
     @staticmethod
     def model_key(**identity: Any) -> str:
+        """A key from whatever identity the caller gives (kept for older callers)."""
         return _digest({**identity, "torch": torch.__version__})
+
+    def feature_model_key(
+        self,
+        spec: BackboneSpec,
+        weights: str,
+        capture_path: str,
+        preprocessing: Preprocessing,
+        precision: str,
+        seed: int,
+    ) -> str:
+        """The key of the features that ``spec`` with ``weights`` computes at
+        ``capture_path``: the same exactly when the features would be the same.
+
+        ``seed`` matters only for ``weights="none"`` (random weights are drawn from it);
+        pretrained features do not depend on it.
+        """
+        return _digest(
+            {
+                "backbone": spec.name,
+                "architecture": architecture_identity(spec),
+                "weights": self.weights_content_identity(spec, weights, seed),
+                "split": capture_path,
+                "preprocessing": preprocessing.to_dict(),
+                "precision": precision,
+                "torch": torch.__version__,
+            }
+        )
+
+    def weights_content_identity(self, spec: BackboneSpec, weights: str, seed: int) -> str:
+        """What the weights are, by content: ``none`` with its seed, a file by its sha256,
+        the backbone's default weights by the hash of the file they come from."""
+        if weights == "none":
+            return f"none:seed={seed}"
+        if weights != "default":
+            return self._file_identity(weights)
+        if spec.bundled_weights is not None:
+            bundled = spec.bundled_weights_file() if spec.bundled_weights_file else None
+            if bundled is not None:
+                return self._file_identity(bundled)
+            return f"tensors:{state_dict_sha256(spec.bundled_weights())}"
+        if spec.weights_url is not None:
+            cached = cached_file_for(spec.weights_url)
+            if cached.is_file():
+                return self._file_identity(cached)
+            # Not fetched yet: torchvision's file names carry a hash prefix of the content.
+            return f"url:{spec.weights_url} torchvision {torchvision.__version__}"
+        return f"none:seed={seed}"
+
+    def _file_identity(self, path: str | Path) -> str:
+        digest = self.hashes.sha256(path)
+        if digest is None:  # unreadable: a key that matches nothing, so nothing stale is used
+            return f"unreadable:{uuid.uuid4().hex}"
+        return f"sha256:{digest}"
 
     def _file(self, model_key: str) -> Path:
         return self.folder / f"{model_key}.safetensors"
@@ -78,7 +216,9 @@ class FeatureStore:
         except (SafetensorError, OSError, ValueError):
             path.unlink(missing_ok=True)
             return {}
-        os.utime(path)  # recently used
+        # Recently used, for eviction. Vanished or read-only: the features were read.
+        with contextlib.suppress(OSError):
+            os.utime(path)
         wanted = {k for k in keys if k is not None}
         return {k: v for k, v in stored.items() if k in wanted}
 
@@ -97,24 +237,24 @@ class FeatureStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._evict(self.budget_bytes - size, keep=path)
-            handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".partial")
-            os.close(handle)
-            try:
-                save_file(merged, temporary)
-                os.replace(temporary, path)
-            finally:
-                Path(temporary).unlink(missing_ok=True)
-        except OSError:
+            write_file_atomically(path, lambda temporary: save_file(merged, str(temporary)))
+        except (OSError, SafetensorError):
             return False
         return True
 
     def _evict(self, room: int, keep: Path) -> None:
-        files = sorted(
-            (p for p in self.folder.glob("*.safetensors") if p != keep),
-            key=lambda p: p.stat().st_mtime,
-        )
-        used = sum(p.stat().st_size for p in files)
+        """Remove the least recently used files until ``room`` bytes are free."""
+        files: list[tuple[int, int, Path]] = []
+        for candidate in self.folder.glob("*.safetensors"):
+            try:
+                stat = candidate.stat()
+            except OSError:
+                continue  # another run evicted it first
+            if candidate != keep:
+                files.append((stat.st_mtime_ns, stat.st_size, candidate))
+        files.sort()
+        used = sum(size for _, size, _ in files)
         while files and used > room:
-            oldest = files.pop(0)
-            used -= oldest.stat().st_size
+            _, size, oldest = files.pop(0)
+            used -= size
             oldest.unlink(missing_ok=True)
