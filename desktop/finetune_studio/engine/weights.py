@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file as load_safetensors
 
+from .atomic import write_file_atomically
 from .errors import WeightsError
 
 DownloadProgress = Callable[[int, int], None]
@@ -52,41 +53,51 @@ def download(
     progress: DownloadProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> Path:
-    """Download ``url`` to ``destination`` atomically, checking torchvision's hash prefix."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
-    digest = hashlib.sha256()
+    """Download ``url`` to ``destination`` atomically, checking torchvision's hash prefix.
+
+    Each download writes its own temporary file (``atomic.write_file_atomically``), so
+    two downloads of one file, say from two windows, never write into each other, and
+    cancelling one leaves the other whole.
+    """
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            if progress:
-                progress(0, total)
-            while chunk := response.read(_CHUNK):
-                if cancel is not None and cancel.is_set():
-                    raise DownloadCancelled("The download was cancelled.")
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total)
+        return write_file_atomically(
+            destination, lambda partial: _fetch(url, partial, destination, progress, cancel)
+        )
     except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
-        partial.unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         raise WeightsError(
             f"Could not download {url} ({reason}). Without a network connection, download "
             f"the file on another computer and put it at {destination}, "
             "or load weights from a file instead."
         ) from exc
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+
+
+def _fetch(
+    url: str,
+    partial: Path,
+    destination: Path,
+    progress: DownloadProgress | None,
+    cancel: threading.Event | None,
+) -> None:
+    """Stream ``url`` into ``partial``; raise if cancelled or if the content's hash
+    does not start with the prefix in ``destination``'s name."""
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        if progress:
+            progress(0, total)
+        while chunk := response.read(_CHUNK):
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled("The download was cancelled.")
+            out.write(chunk)
+            digest.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
     expected = _HASH_IN_NAME.search(destination.name)
     if expected and not digest.hexdigest().startswith(expected.group(1)):
-        partial.unlink(missing_ok=True)
         raise WeightsError(f"The file downloaded from {url} is corrupt (hash mismatch).")
-    os.replace(partial, destination)
-    return destination
 
 
 def _unwrap_checkpoint(data: object, path: Path) -> dict[str, torch.Tensor]:
