@@ -54,4 +54,5 @@ def tiny_recipe(colour_dataset: Path):
         workers=0,
         augmentation="none",
         lr=0.01,
+        head_fit="epochs",  # these tests are about epochs; tests/engine/test_head_fit.py
     )

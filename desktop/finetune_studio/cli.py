@@ -64,6 +64,11 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="head-only runs: also compute features of N augmented copies of each picture",
     )
+    train.add_argument(
+        "--head-fit",
+        choices=("optimum", "epochs"),
+        help="head-only runs: solve the head to its optimum (default) or train it by epochs",
+    )
     train.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
     train.add_argument(
         "--unfreeze-after",
@@ -191,6 +196,7 @@ def _recipe_from_args(args: argparse.Namespace) -> Any:
         ("augmentation", "augmentation"),
         ("patience", "early_stopping_patience"),
         ("workers", "workers"),
+        ("head_fit", "head_fit"),
     ):
         value = getattr(args, option)
         if value is not None:

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 from test_inspection import png_claiming_size
 
-from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.events import FitEnd
+from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer
 from support.tiny import TINY
@@ -82,6 +82,8 @@ def test_every_bad_file_is_reported_and_the_rest_trains(tmp_path: Path) -> None:
     assert used == {name for name, reason in expected.items() if reason is None}
     assert report.classes == ("good café", "другой класс")
 
-    recipe = Recipe(dataset=str(root), backbone=TINY, epochs=2, batch_size=4, workers=0)
+    recipe = Recipe(
+        dataset=str(root), backbone=TINY, epochs=2, batch_size=4, workers=0, head_fit="epochs"
+    )
     events = list(Trainer(recipe, dataset=report).events())
     assert isinstance(events[-1], FitEnd) and events[-1].epochs_completed == 2

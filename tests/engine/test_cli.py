@@ -36,6 +36,8 @@ def train_tiny(data: Path, out: Path, *extra: str) -> int:
         "0.05",
         "--workers",
         "0",
+        "--head-fit",
+        "epochs",
         *extra,
     )
 
@@ -188,6 +190,8 @@ def test_ctrl_c_stops_after_the_batch_and_still_saves_the_best_model(
             "4",
             "--workers",
             "0",
+            "--head-fit",
+            "epochs",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -226,7 +230,7 @@ def cli_subprocess(*args: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize(
     "extra",
-    [[], ["--freeze", "last:1", "--unfreeze-after", "2"]],
+    [["--head-fit", "epochs"], ["--freeze", "last:1", "--unfreeze-after", "2"]],
     ids=["head-only", "gradual-unfreezing"],
 )
 def test_a_killed_run_resumes_to_the_same_result(

@@ -25,6 +25,7 @@ PENALTIES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 DEFAULT_PENALTY = 1e-3  # when there are no validation pictures to choose with
 MAX_ITERATIONS = 200
 RELATIVE_TOLERANCE = 1e-6  # converged when the loss changes less than this, relatively
+PATH_TOLERANCE = 1e-4  # coarser, while only comparing penalties
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,8 @@ class LinearHeadSolver:
         )
         return fit + 0.5 * self.penalty * self.weight.square().sum()
 
-    def step(self) -> bool:
-        """One iteration; False once the loss no longer moves (converged)."""
+    def step(self) -> float:
+        """One iteration; returns the loss's relative change."""
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad()
@@ -93,7 +94,7 @@ class LinearHeadSolver:
         self.optimizer.step(closure)  # type: ignore[no-untyped-call]
         with torch.no_grad():
             self.loss = self._loss().item()
-        return abs(before - self.loss) > RELATIVE_TOLERANCE * max(abs(before), 1e-12)
+        return abs(before - self.loss) / max(abs(before), 1e-12)
 
     def accuracy(self) -> float:
         with torch.no_grad():
@@ -114,14 +115,19 @@ class LinearHeadSolver:
         bias = self.bias.detach() - weight @ self.standardise.mean
         return weight, bias
 
-    def solve(self, cancel: threading.Event | None = None) -> Iterator[int]:
+    def solve(
+        self,
+        cancel: threading.Event | None = None,
+        tolerance: float = RELATIVE_TOLERANCE,
+        max_iterations: int = MAX_ITERATIONS,
+    ) -> Iterator[int]:
         """Iterate to convergence (or the cap); yields the iteration number."""
-        for iteration in range(1, MAX_ITERATIONS + 1):
+        for iteration in range(1, max_iterations + 1):
             if cancel is not None and cancel.is_set():
                 return
-            moving = self.step()
+            change = self.step()
             yield iteration
-            if not moving:
+            if change <= tolerance:
                 return
 
 
@@ -149,7 +155,7 @@ def choose_penalty(
     start: tuple[torch.Tensor, torch.Tensor] | None = None
     for tried, penalty in enumerate(sorted(PENALTIES, reverse=True), start=1):
         solver = LinearHeadSolver(problem, penalty, start)
-        for _ in solver.solve(cancel):
+        for _ in solver.solve(cancel, PATH_TOLERANCE, MAX_ITERATIONS // 2):
             pass
         if cancel is not None and cancel.is_set():
             break

@@ -52,7 +52,7 @@ class Recipe:
     workers: int | None = None  # DataLoader workers; None picks for the machine
     feature_cache: bool = True  # head-only runs train on features computed once
     cached_views: int = 1  # pictures' views cached per image: 1 plain + augmented ones
-    head_fit: str = "epochs"  # see HEAD_FITS
+    head_fit: str = "optimum"  # see HEAD_FITS
 
     def __post_init__(self) -> None:
         self.validate()
