@@ -33,6 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
+from finetune_studio.engine.freezing import FreezePlan
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer, TrainingResult
 from support.runs import drain
@@ -132,13 +133,13 @@ def bench(label: str, folder: Path, unfreeze: bool) -> None:
         row(
             "by epochs (10 epochs, lr 1e-3: the previous default)",
             epochs.evaluation.accuracy,
-            epochs_again_s,
+            epochs_s,
         )
     )
     print(row("to its optimum (today's default)", optimum.evaluation.accuracy, optimum_s))
     print(row("tuned probe, scikit-learn", probe, None))
     if unfreeze:
-        last2, last2_s = train(base.replace(freeze=base.freeze.__class__("last:2"), epochs=6))
+        last2, last2_s = train(base.replace(freeze=FreezePlan("last:2"), epochs=6))
         assert last2.evaluation
         print(row("last:2, 6 epochs", last2.evaluation.accuracy, last2_s))
     sys.stdout.flush()
