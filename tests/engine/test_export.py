@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import torch
 from finetune_studio.engine import export
 from finetune_studio.engine.errors import ExportError
 from finetune_studio.engine.export import (
+    EXPORT_FORMATS,
     export_onnx,
     export_torchscript,
     load_model_folder,
@@ -188,3 +191,28 @@ def test_torchscript_and_onnx_exports_match_the_model(
 def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not a model folder"):
         load_model_folder(tmp_path)
+
+
+def test_exports_get_the_users_permissions_without_touching_the_umask(
+    trained: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The umask is process-wide: changing it from a worker thread races every other
+    # thread creating files. Exports must neither change it nor leave files 0600.
+    def refuse(mask: int) -> int:
+        raise AssertionError("the process-wide umask was changed")
+
+    previous = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, "umask", refuse)
+        folder = save_model_folder(trained, tmp_path / "model", formats=EXPORT_FORMATS)
+        loaded = load_model_folder(folder)
+        export_torchscript(loaded, tmp_path / "single" / "m.pt")
+        export_onnx(loaded, tmp_path / "single" / "m.onnx")
+        monkeypatch.undo()
+    finally:
+        os.umask(previous)
+
+    made = [folder, *folder.iterdir(), tmp_path / "single" / "m.pt", tmp_path / "single" / "m.onnx"]
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in made}
+    expected = {path.name: 0o750 if path.is_dir() else 0o640 for path in made}
+    assert modes == expected

@@ -10,13 +10,12 @@ TorchScript and ONNX files are checked against the PyTorch model after writing.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import os
 import platform
-import shutil
-import tempfile
-import uuid
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import __version__
+from .atomic import write_file_atomically, write_folder_atomically
 from .backbones import build_model
 from .errors import ExportError, UserFacingError
 from .preprocessing import Preprocessing
@@ -114,37 +114,34 @@ def _conversion_errors(format_name: str) -> Iterator[None]:
         ) from exc
 
 
-def _default_permissions(path: Path) -> None:
-    """mkstemp and some writers create files 0600; exports should honour the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
-        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
-
-
-def write_folder_atomically(
+def save_export_folder(
     destination: Path, write: Callable[[Path], None], overwrite: bool = False
 ) -> Path:
-    """Call ``write(tmp)`` to fill a temporary sibling folder, then move it into place."""
+    """Call ``write(tmp)`` to fill a temporary sibling folder, then move it into place
+    (``atomic.write_folder_atomically``), refusing to replace what is not ours to replace.
+
+    The writers create every file themselves, so files and folder get the user's usual
+    permissions (0666/0777 less the umask) without anyone touching the process's umask.
+    """
     destination = destination.expanduser().absolute()
     check_destination(destination, overwrite)
-    staging = destination.parent / f".{destination.name}.partial-{uuid.uuid4().hex[:8]}"
     with _os_errors_as_export_errors(destination):
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            staging.mkdir()
-            write(staging)
-            _default_permissions(staging)
-            if destination.exists():
-                backup = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
-                os.replace(destination, backup)
-                os.replace(staging, destination)
-                shutil.rmtree(backup, ignore_errors=True)
-            else:
-                os.replace(staging, destination)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return destination
+        return write_folder_atomically(destination, write)
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    """Write ``model.safetensors`` with the user's usual file permissions.
+
+    safetensors (0.8) writes through its own temporary file, created 0600, which would
+    leave an export that other users of a shared folder cannot read. The file is first
+    created here the ordinary way (0666 less the umask); that mode is put back on the
+    written file, so nobody has to read or change the process-wide umask.
+    """
+    path.touch()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    save_file(state, str(path), metadata={"format": MODEL_FORMAT})
+    with contextlib.suppress(OSError):  # some filesystems (FAT, SMB) refuse chmod
+        os.chmod(path, mode)
 
 
 def model_metadata(result: TrainingResult) -> dict[str, Any]:
@@ -183,7 +180,7 @@ def save_model_folder(
 
     def write(folder: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        save_weights(state, folder / WEIGHTS_FILE)
         (folder / METADATA_FILE).write_text(
             json.dumps(model_metadata(result), indent=2) + "\n", encoding="utf-8"
         )
@@ -195,7 +192,7 @@ def save_model_folder(
         if "onnx" in formats:
             export_onnx(loaded, folder / FORMAT_FILES["onnx"], images)
 
-    return write_folder_atomically(Path(destination), write, overwrite)
+    return save_export_folder(Path(destination), write, overwrite)
 
 
 def load_model_folder(folder: str | Path) -> LoadedModel:
@@ -252,24 +249,16 @@ def check_parity(reference: torch.Tensor, candidate: np.ndarray | torch.Tensor, 
     return difference
 
 
-def _write_file_atomically(
-    destination: Path, write: Callable[[Path], None], overwrite: bool
-) -> None:
+def save_export_file(destination: Path, write: Callable[[Path], None], overwrite: bool) -> None:
+    """Write one export file atomically (``atomic.write_file_atomically``); an existing
+    file is replaced only when ``overwrite`` is asked."""
     destination = destination.expanduser().absolute()
     if destination.exists() and not overwrite:
         raise ExportError(
             f"{destination} already exists; choose another name or allow overwriting."
         )
     with _os_errors_as_export_errors(destination):
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-        os.close(handle)
-        try:
-            write(Path(temporary))
-            _default_permissions(Path(temporary))
-            os.replace(temporary, destination)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
+        write_file_atomically(destination, write)
 
 
 def export_torchscript(
@@ -295,7 +284,7 @@ def export_torchscript(
         with torch.inference_mode():
             result["difference"] = check_parity(reference, reloaded(batch), "TorchScript")
 
-    _write_file_atomically(Path(destination), write, overwrite)
+    save_export_file(Path(destination), write, overwrite)
     return result["difference"]
 
 
@@ -336,5 +325,5 @@ def export_onnx(
             outputs = session.run(None, {"image": batch.numpy()})[0]
         result["difference"] = check_parity(reference, outputs, "ONNX")
 
-    _write_file_atomically(Path(destination), write, overwrite)
+    save_export_file(Path(destination), write, overwrite)
     return result["difference"]
