@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..backbones import BackboneSpec
 from ..events import Event, Log, StageProgress
-from ..feature_store import FeatureStore, file_key, weights_identity
+from ..feature_store import FeatureStore, file_key
 from ..features import (
     Extracted,
     FeatureSplit,
@@ -169,13 +169,13 @@ class DataPreparation:
     def _store_key(self, spec: BackboneSpec, split: FeatureSplit) -> str | None:
         if self.feature_store is None:
             return None
-        return self.feature_store.model_key(
-            backbone=spec.name,
-            split=split.capture_path,
-            preprocessing=spec.preprocessing.to_dict(),
-            precision=str(self.amp_dtype),
-            seed=self.recipe.seed,
-            weights=weights_identity(self.recipe.weights, spec.weights_url or "bundled"),
+        return self.feature_store.feature_model_key(
+            spec,
+            self.recipe.weights,
+            split.capture_path,
+            spec.preprocessing,
+            str(self.amp_dtype),
+            self.recipe.seed,
         )
 
     def _features(
