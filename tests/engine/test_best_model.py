@@ -196,3 +196,38 @@ def test_the_cli_refuses_a_resume_with_changed_classes_with_exit_2(
     error = capsys.readouterr().err
     assert code == 2 and not out.exists()
     assert "classes changed" in error and "green" in error and "lime" in error
+
+
+def test_a_weights_file_changed_in_place_recomputes_features(
+    tiny_recipe: Recipe, tmp_path: Path
+) -> None:
+    """cp -p or rsync -t onto the same file keeps its size and mtime: the features
+    must still come from the new weights, not the cache of the old ones."""
+    import os
+
+    from safetensors.torch import save_file
+
+    from finetune_studio.engine.events import Log
+    from finetune_studio.engine.feature_store import FeatureStore
+    from support.tiny import pretrained_tiny_state
+
+    weights = tmp_path / "weights.safetensors"
+
+    def write(scale: float) -> None:
+        save_file({k: v.float() * scale for k, v in pretrained_tiny_state().items()}, str(weights))
+
+    def cached_lines() -> list[str]:
+        events, _ = drain(Trainer(recipe, feature_store=store).events())
+        return [e.message for e in events if isinstance(e, Log) and "from the cache" in e.message]
+
+    store = FeatureStore(tmp_path / "cache")
+    recipe = tiny_recipe.replace(weights=str(weights))
+    write(1.0)
+    before = os.stat(weights)
+    assert cached_lines() == []
+    assert cached_lines() != []  # unchanged: from the cache
+    write(1.5)
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(weights).st_size == before.st_size
+
+    assert cached_lines() == []
