@@ -15,7 +15,11 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # at run time each command imports the engine modules it needs
+    from .engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
+    from .engine.recipe import Recipe
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -103,7 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_json(data: Any) -> None:
+def _print_json(data: object) -> None:
     json.dump(data, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")
 
@@ -172,7 +176,7 @@ def _cmd_backbones(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _recipe_from_args(args: argparse.Namespace) -> Any:
+def _recipe_from_args(args: argparse.Namespace) -> Recipe:
     from .engine.errors import RecipeError
     from .engine.freezing import FreezePlan, GradualUnfreeze
     from .engine.recipe import Recipe
@@ -181,6 +185,7 @@ def _recipe_from_args(args: argparse.Namespace) -> Any:
     dataset = args.data or (base.dataset if base else None)
     if not dataset:
         raise RecipeError("Give a dataset folder (or a --recipe that names one).")
+    # Recipe fields of many types, passed on as Recipe.replace and Recipe() take them.
     changes: dict[str, Any] = {"dataset": str(Path(dataset).expanduser())}
     for option, field in (
         ("backbone", "backbone"),
@@ -211,12 +216,12 @@ def _recipe_from_args(args: argparse.Namespace) -> Any:
 
 
 class _CliListener:
-    """Prints training progress to stderr."""
+    """Prints training progress to stderr; an engine ``TrainingListener``."""
 
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
 
-    def batch_ended(self, event: Any) -> None:
+    def batch_ended(self, event: BatchEnd) -> None:
         if self.tty:
             print(
                 f"\repoch {event.epoch}/{event.epochs}  batch {event.batch}/{event.batches}"
@@ -226,7 +231,7 @@ class _CliListener:
                 flush=True,
             )
 
-    def epoch_ended(self, event: Any) -> None:
+    def epoch_ended(self, event: EpochEnd) -> None:
         val = (
             f"val_loss {event.val_loss:.4f}  val_acc {event.val_acc:.2%}"
             if event.val_loss is not None
@@ -241,14 +246,14 @@ class _CliListener:
             flush=True,
         )
 
-    def stage_progressed(self, event: Any) -> None:
+    def stage_progressed(self, event: StageProgress) -> None:
         _StderrProgress(event.stage)(event.done, event.total)
 
-    def log(self, event: Any) -> None:
+    def log(self, event: Log) -> None:
         prefix = "warning: " if event.level == "warning" else ""
         print(f"{prefix}{event.message}", file=sys.stderr, flush=True)
 
-    def finished(self, event: Any) -> None:
+    def finished(self, event: FitEnd) -> None:
         pass
 
     def failed(self, error: BaseException) -> None:
