@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from finetune_studio.engine import diagnostics
+from finetune_studio.engine.errors import WorkerProcessError
 from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.loading import ImageDataset, decode_pictures
-from finetune_studio.engine.errors import WorkerProcessError
 from finetune_studio.engine.preprocessing import (
     AUGMENTATION_PRESETS,
     Preprocessing,
@@ -49,7 +49,8 @@ def test_workers_that_cannot_start_are_reported_with_the_way_out(monkeypatch) ->
 def test_the_training_dataset_survives_the_trip_to_a_spawned_worker(
     tmp_path: Path, augmentation: str
 ) -> None:
-    # A spawned worker receives the dataset pickled: decoded pictures, transform and all.
+    # A spawned worker receives the dataset pickled; whether the decoded pictures travel
+    # with it or are decoded again there, it must hand out the same tensors.
     report = inspect_dataset(make_colour_dataset(tmp_path, per_class=4))
     decoded: dict = {}
     list(decode_pictures(report.train, PRE, 1 << 30, decoded))
@@ -57,7 +58,7 @@ def test_the_training_dataset_survives_the_trip_to_a_spawned_worker(
 
     copy = pickle.loads(pickle.dumps(dataset))
 
-    assert len(copy.decoded) == len(dataset.decoded) == len(report.train)
+    assert len(copy) == len(dataset) == len(report.train)
     for index in range(len(dataset)):
         torch.manual_seed(index)
         picture, label, _ = dataset[index]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.errors import DatasetError
+from finetune_studio.engine.inspection import inspect_dataset
 from finetune_studio.engine.sample_data import SAMPLE_CLASSES, generate_sample_dataset
 
 
@@ -29,9 +29,17 @@ def test_the_sample_is_a_valid_varied_dataset(tmp_path: Path) -> None:
 
 def test_a_second_call_reuses_the_sample_and_other_folders_are_refused(tmp_path: Path) -> None:
     folder = generate_sample_dataset(tmp_path / "shapes", per_class=2)
-    stamp = (folder / "star" / "star_000.jpg").stat().st_mtime_ns
-    assert generate_sample_dataset(folder, per_class=2) == folder
-    assert (folder / "star" / "star_000.jpg").stat().st_mtime_ns == stamp
+    # Changed by hand: a redraw would put the original back (exact, unlike a timestamp).
+    picture = folder / "star" / "star_000.jpg"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(picture, format="JPEG")
+    edited = picture.read_bytes()
+    progress: list[tuple[int, int]] = []
+
+    again = generate_sample_dataset(
+        folder, per_class=2, progress=lambda d, t: progress.append((d, t))
+    )
+
+    assert again == folder and picture.read_bytes() == edited and progress == []
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.docx").write_text("precious")
