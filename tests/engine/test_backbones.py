@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +143,14 @@ def test_corrupt_download_is_rejected_and_not_cached(tmp_path: Path) -> None:
 
 
 def test_no_network_says_where_to_put_the_file() -> None:
-    spec = downloadable_tiny("offline", "http://127.0.0.1:9/tiny-abcdef12.pth")
-    with pytest.raises(WeightsError) as caught:
-        backbones.pretrained_state_dict(spec)
+    # A port bound but not listening refuses connections on any machine (a fixed port,
+    # such as 9, could be served by something there).
+    with socket.socket() as unreachable:
+        unreachable.bind(("127.0.0.1", 0))
+        port = unreachable.getsockname()[1]
+        spec = downloadable_tiny("offline", f"http://127.0.0.1:{port}/tiny-abcdef12.pth")
+        with pytest.raises(WeightsError) as caught:
+            backbones.pretrained_state_dict(spec)
     message = str(caught.value)
     assert "Could not download" in message
     assert str(spec.cached_weights_path()) in message

@@ -40,9 +40,10 @@ def test_a_recipe_survives_a_round_trip_through_json(tmp_path: Path) -> None:
         ({"gradual_unfreeze": GradualUnfreeze(5)}, "head epochs < epochs"),
     ],
 )
-def test_invalid_values_are_refused_with_a_reason(changes: dict, message: str) -> None:
+def test_invalid_values_are_refused_with_a_reason(changes: dict[str, object], message: str) -> None:
+    fields: dict[str, object] = {"dataset": "d", "epochs": 3, **changes}  # the case stays intact
     with pytest.raises(RecipeError, match=message):
-        Recipe(dataset="d", epochs=changes.pop("epochs", 3), **changes)
+        Recipe(**fields)
 
 
 def test_bad_recipe_files_are_clear_errors(tmp_path: Path) -> None:
