@@ -8,6 +8,7 @@ import graph cannot see.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pkgutil
 import re
@@ -23,8 +24,14 @@ import finetune_studio
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = ROOT / "pyproject.toml"
 PACKAGE = Path(finetune_studio.__file__).resolve().parent
-# The `test` extra installs import-linter beside the interpreter running the suite.
-LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+# `lint-imports`, run by the interpreter running the suite (the `test` extra installs it
+# there), so it sees the same finetune_studio; the same call on Windows, with no .exe.
+LINT_IMPORTS = (
+    sys.executable,
+    "-c",
+    "import sys; from importlinter.cli import lint_imports_command; "
+    "sys.exit(lint_imports_command())",
+)
 QT_FAMILY = ("PySide6", "shiboken6", "pyqtgraph", "superqt")
 
 ENGINE_RULE = "finetune_studio.engine is not allowed to import {}"
@@ -41,7 +48,7 @@ def lint_imports(package_parent: Path | None = None) -> subprocess.CompletedProc
         # PYTHONPATH is searched before the editable install's finder, so the copy wins.
         env["PYTHONPATH"] = str(package_parent)
     return subprocess.run(
-        [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(PYPROJECT)],
+        [*LINT_IMPORTS, "--no-cache", "--no-logo", str(PYPROJECT)],
         cwd=package_parent or ROOT,
         env=env,
         capture_output=True,
@@ -56,7 +63,7 @@ def broken_rules(output: str) -> set[str]:
 
 
 def test_the_import_contracts_hold() -> None:
-    assert LINT_IMPORTS.exists(), "import-linter is missing: pip install -e '.[test]'"
+    assert importlib.util.find_spec("importlinter"), "missing: pip install -e '.[test]'"
     done = lint_imports()
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
