@@ -60,6 +60,15 @@ def test_decoding_ahead_gives_the_same_run(tiny_recipe: Recipe) -> None:
     assert_same_run(run(recipe), run(recipe, decode_budget_bytes=0))
 
 
+@pytest.mark.parametrize("whole_network", [True, False])
+def test_worker_processes_give_the_same_run(tiny_recipe: Recipe, whole_network: bool) -> None:
+    # Workers start from a fork server and read the decoded pictures from shared memory.
+    recipe = tiny_recipe
+    if whole_network:
+        recipe = recipe.replace(feature_cache=False, freeze=FreezePlan("none"))
+    assert_same_run(run(recipe.replace(workers=1)), run(recipe))
+
+
 @pytest.mark.parametrize(
     ("name", "capture", "block"),
     [

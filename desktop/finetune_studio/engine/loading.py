@@ -3,23 +3,34 @@
 A picture that vanished or broke after the dataset was inspected is skipped, not
 fatal: the dataset returns a ``LoadFailure`` in its place and the collate function
 drops it from the batch, handing the failure on so the trainer can count it.
+
+Worker processes are started with forkserver (spawn where there is none), never
+forked from the calling process: the window and the CLI both run threads, and a fork
+copies their locks in whatever state they are in (a rare "worker exited
+unexpectedly" during a paint event). Those workers receive the dataset pickled, so
+decoded pictures live in a few shared-memory tensors (``DecodedPictures``) that
+cross to them as handles, not as copies.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .inspection import Sample
 from .images import ImageProblem, load_for_model
+from .inspection import Sample
 from .preprocessing import Preprocessing
 
 
@@ -32,11 +43,90 @@ class LoadFailure:
 Item = tuple[torch.Tensor, int, int] | LoadFailure  # (picture, label, dataset index)
 
 
+class DecodedPictures(MutableMapping[int, Image.Image]):
+    """Decoded RGB pictures by dataset index, packed into a few large uint8 tensors.
+
+    Why tensors: spawned and forkserver workers receive the dataset pickled, and torch
+    sends a tensor to them as a shared-memory handle (``torch.multiprocessing``'s
+    reductions) where Pillow pictures would be copied into every worker. Why a few
+    large ones (chunks up to 64 MiB): each shared tensor costs a file descriptor per
+    worker; one per picture would run out of them on a large dataset.
+    """
+
+    FIRST_CHUNK_BYTES = 1 << 20
+    LARGEST_CHUNK_BYTES = 64 << 20
+
+    def __init__(self) -> None:
+        self._chunks: list[torch.Tensor] = []
+        self._free = 0  # unused bytes at the end of the last chunk
+        self._where: dict[int, tuple[int, int, int, int]] = {}  # chunk, offset, height, width
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._where)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._where
+
+    def __getitem__(self, index: int) -> Image.Image:
+        chunk, offset, height, width = self._where[index]
+        pixels = self._chunks[chunk][offset : offset + height * width * 3]
+        return Image.fromarray(pixels.view(height, width, 3).numpy(), "RGB")
+
+    def __setitem__(self, index: int, image: Image.Image) -> None:
+        pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        size = pixels.size
+        if size > self._free:
+            self._add_chunk(size)
+        chunk = self._chunks[-1]
+        offset = len(chunk) - self._free
+        chunk[offset : offset + size].numpy()[:] = pixels.reshape(-1)
+        self._free -= size
+        self._where[index] = (len(self._chunks) - 1, offset, pixels.shape[0], pixels.shape[1])
+
+    def __delitem__(self, index: int) -> None:
+        del self._where[index]  # the bytes stay until the whole cache goes
+
+    def _add_chunk(self, at_least: int) -> None:
+        """A new chunk, twice the last one (up to the largest), so a small dataset does
+        not reserve 64 MiB and a large one does not make thousands of chunks."""
+        self._seal()
+        previous = len(self._chunks[-1]) if self._chunks else self.FIRST_CHUNK_BYTES // 2
+        size = max(at_least, min(2 * previous, self.LARGEST_CHUNK_BYTES))
+        self._chunks.append(torch.empty(size, dtype=torch.uint8))
+        self._free = size
+
+    def _seal(self) -> None:
+        """Give back the unused end of the last chunk; later pictures go to a new one."""
+        if self._chunks and self._free:
+            last = self._chunks[-1]
+            self._chunks[-1] = last[: len(last) - self._free].clone()
+            self._free = 0
+
+    def share_memory(self) -> bool:
+        """Move the pictures into shared memory, once, before workers start. False if
+        the system refuses (a small /dev/shm): workers then get copies, as before."""
+        self._seal()
+        try:
+            for chunk in self._chunks:
+                chunk.share_memory_()  # type: ignore[no-untyped-call]
+        except (RuntimeError, OSError):
+            return False
+        return True
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._seal()
+        return self.__dict__.copy()
+
+
 class ImageDataset(Dataset[Item]):
     """Pictures decoded at the size the model needs, then transformed.
 
     ``decoded`` holds pictures decoded ahead of time (see ``decode_pictures``); the
-    rest are decoded on demand, the same way.
+    rest are decoded on demand, the same way. Any other mapping of pictures is packed
+    into a ``DecodedPictures``, so what crosses to worker processes is always shared.
     """
 
     def __init__(
@@ -44,22 +134,23 @@ class ImageDataset(Dataset[Item]):
         samples: Sequence[Sample],
         transform: Callable[[Any], torch.Tensor],
         preprocessing: Preprocessing,
-        decoded: dict[int, Image.Image] | None = None,
+        decoded: Mapping[int, Image.Image] | None = None,
     ) -> None:
         self.samples = list(samples)
         self.transform = transform
         self.preprocessing = preprocessing
         self.short_side = preprocessing.resize_size
         self.interpolation = preprocessing.interpolation
-        self.decoded = decoded or {}
+        self.decoded = _as_decoded_pictures(decoded)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> Item:
         sample = self.samples[index]
-        image = self.decoded.get(index)
-        if image is None:
+        if index in self.decoded:
+            image = self.decoded[index]
+        else:
             try:
                 image = load_for_model(sample.path, self.short_side, self.interpolation)
             except ImageProblem as problem:
@@ -67,21 +158,34 @@ class ImageDataset(Dataset[Item]):
         return self.transform(image), sample.label, index
 
 
+def _as_decoded_pictures(decoded: Mapping[int, Image.Image] | None) -> DecodedPictures:
+    if isinstance(decoded, DecodedPictures):
+        return decoded
+    packed = DecodedPictures()
+    for index, image in (decoded or {}).items():
+        packed[index] = image
+    return packed
+
+
 def decode_pictures(
     samples: Sequence[Sample],
     preprocessing: Preprocessing,
     budget_bytes: int,
-    decoded: dict[int, Image.Image],
+    decoded: MutableMapping[int, Image.Image],
     cancel: threading.Event | None = None,
 ) -> Iterator[tuple[int, int]]:
-    """Decode pictures once, in parallel, into ``decoded``, keeping as many as fit in
-    ``budget_bytes``. Yields (done, total) about a hundred times.
+    """Decode pictures once, in parallel, into ``decoded`` (best a ``DecodedPictures``),
+    until one no longer fits in ``budget_bytes``; the rest are decoded on demand.
+    Yields (done, total) about a hundred times.
 
-    Pillow releases the GIL while decoding and resizing, so threads scale.
+    Pillow releases the GIL while decoding and resizing, so threads scale. Once the
+    budget is full, the remaining tasks return at once instead of decoding pictures
+    only to throw them away.
     """
+    full = threading.Event()
 
     def decode(index: int) -> tuple[int, Image.Image | None]:
-        if cancel is not None and cancel.is_set():
+        if full.is_set() or (cancel is not None and cancel.is_set()):
             return index, None
         try:
             image = load_for_model(
@@ -96,9 +200,12 @@ def decode_pictures(
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1)) as pool:
         for done, (index, image) in enumerate(pool.map(decode, range(len(samples))), start=1):
             size = image.width * image.height * 3 if image is not None else 0
-            if image is not None and used + size <= budget_bytes:
-                decoded[index] = image
-                used += size
+            if image is not None and not full.is_set():
+                if used + size <= budget_bytes:
+                    decoded[index] = image
+                    used += size
+                else:
+                    full.set()
             if done % step == 0 or done == len(samples):
                 yield done, len(samples)
 
@@ -134,6 +241,34 @@ def drops_last(count: int, batch_size: int) -> bool:
     return count > batch_size and count % batch_size == 1
 
 
+def worker_context() -> BaseContext:
+    """How DataLoader workers start: forkserver where there is one (Linux, macOS), else
+    spawn (Windows, and a frozen app, whose launcher handles spawn's re-entry).
+
+    The fork server is itself started fresh and preloads torch and this module, so
+    each worker forked from it starts in milliseconds, not in the seconds an import of
+    torch takes under spawn.
+    """
+    frozen = bool(getattr(sys, "frozen", False))
+    if frozen or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "torchvision", __name__])
+    return context
+
+
+def start_worker_server() -> None:
+    """Start the fork server now, without waiting for it.
+
+    Its first start imports torch (about 3 s on two cores); called when a run begins,
+    that happens while pictures are being decoded, not when the first loader waits.
+    """
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def make_loader(
     dataset: ImageDataset,
     batch_size: int,
@@ -142,7 +277,20 @@ def make_loader(
     seed: int,
     pin_memory: bool = False,
 ) -> DataLoader[Item]:
+    """Batches of ``dataset``; with ``workers`` > 0, read by worker processes started
+    safely (``worker_context``), sharing the decoded pictures rather than copying them.
+
+    Workers are not kept between epochs: a persistent worker's iterator skips the
+    per-epoch seed draw from ``generator``, so from the second epoch on the shuffle
+    would depend on the number of workers, and a resumed run (whose checkpoint holds
+    the generator's state) would shuffle differently from an uninterrupted one.
+    Restarting them from the fork server costs about 0.2 s per loader per epoch.
+    """
     generator = torch.Generator().manual_seed(seed)
+    context = None
+    if workers > 0:
+        context = worker_context()
+        dataset.decoded.share_memory()
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -151,6 +299,7 @@ def make_loader(
         collate_fn=collate,
         generator=generator,
         pin_memory=pin_memory,
-        persistent_workers=workers > 0,
+        persistent_workers=False,
         drop_last=shuffle and drops_last(len(dataset), batch_size),
+        multiprocessing_context=context,
     )
