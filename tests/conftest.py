@@ -55,4 +55,5 @@ def tiny_recipe(colour_dataset: Path):
         augmentation="none",
         lr=0.01,
         head_fit="epochs",  # these tests are about epochs; tests/engine/test_head_fit.py
+        device="cpu",  # the same run on any machine
     )

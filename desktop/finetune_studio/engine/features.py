@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .loading import Batch, LoadFailure, drops_last
 from .devices import autocast
+from .loading import Batch, LoadFailure, drops_last
 
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
