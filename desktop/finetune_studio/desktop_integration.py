@@ -9,7 +9,7 @@ exactly those files. Qt-free, so it also works without a display.
 from __future__ import annotations
 
 import os
-import shlex
+import re
 import shutil
 import subprocess
 import sys
@@ -26,12 +26,34 @@ def data_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
 
 
+# The Desktop Entry Specification's reserved characters (section "The Exec key").
+_EXEC_RESERVED = frozenset(" \t\n\"'\\><~|&;$*?#`()")
+_STRING_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def exec_argument(argument: str) -> str:
+    """One argument of the ``Exec`` key, quoted as the Desktop Entry Specification says.
+
+    The spec quotes with double quotes only (a single quote is a reserved character,
+    not a quote, so shell-style single quoting starts the wrong program). Inside
+    them a backslash goes before ``"``, backtick, ``$`` and backslash; ``%`` is
+    doubled (field codes). The value is then escaped as any desktop-entry string,
+    which doubles every backslash again: the spec writes a quoted literal ``$`` as
+    two backslashes and a ``$``.
+    """
+    quoted = argument
+    if not argument or _EXEC_RESERVED & set(argument):
+        quoted = '"' + re.sub(r'(["`$\\])', r"\\\1", argument) + '"'
+    quoted = quoted.replace("%", "%%")
+    return "".join(_STRING_ESCAPES.get(character, character) for character in quoted)
+
+
 def launcher_command() -> str:
     """How the menu should start this installation (the gui script beside Python)."""
     script = Path(sys.executable).parent / APP_ID
     if script.exists():
-        return shlex.quote(str(script))
-    return f"{shlex.quote(sys.executable)} -m finetune_studio"
+        return exec_argument(str(script))
+    return f"{exec_argument(sys.executable)} -m finetune_studio"
 
 
 def installed_paths(root: Path | None = None) -> list[Path]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,3 +80,56 @@ def test_self_check_runs_every_step_offscreen_and_leaves_nothing_behind(
         assert exported in done.stdout
     assert "Self-check passed" in done.stdout
     assert list(tmp_path.iterdir()) == []  # the drawn dataset lived in a temporary folder
+
+
+def parse_exec(value: str) -> list[str]:
+    """The Exec key read as the Desktop Entry Specification says: string escapes first,
+    then double-quoted arguments (\\", \\`, \\$, \\\\ inside them), then %% for %."""
+    escapes = {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+    text = re.sub(r"\\(.)", lambda m: escapes.get(m[1], "\\" + m[1]), value)
+    arguments: list[str] = []
+    current: str | None = None
+    quoted, index = False, 0
+    while index < len(text):
+        character = text[index]
+        if quoted and character == "\\" and text[index + 1 : index + 2] in ('"', "`", "$", "\\"):
+            current, index = (current or "") + text[index + 1], index + 2
+            continue
+        if character == '"':
+            quoted, current = not quoted, current or ""
+        elif character == " " and not quoted:
+            if current is not None:
+                arguments.append(current)
+            current = None
+        else:
+            current = (current or "") + character
+        index += 1
+    assert not quoted, f"unbalanced quotes in {value!r}"
+    if current is not None:
+        arguments.append(current)
+    return [argument.replace("%%", "%") for argument in arguments]
+
+
+def test_the_exec_line_quotes_an_awkward_path_as_the_spec_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / 'Bob\'s "apps" $HOME `x` 100% back\\slash' / "bin"
+    folder.mkdir(parents=True)
+    script = folder / "finetune-studio"
+    script.write_text("")
+    monkeypatch.setattr(sys, "executable", str(folder / "python"))
+
+    exec_value = next(
+        line[len("Exec=") :]
+        for line in desktop_integration.desktop_entry_text().splitlines()
+        if line.startswith("Exec=")
+    )
+
+    assert parse_exec(exec_value) == [str(script), "%f"]
+    assert exec_value.startswith('"')  # double quotes: the only quoting the spec has
+
+
+def test_a_plain_path_is_left_unquoted() -> None:
+    assert desktop_integration.exec_argument("/usr/bin/finetune-studio") == (
+        "/usr/bin/finetune-studio"
+    )
