@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from finetune_studio.engine.images import load_rgb
+from finetune_studio.engine.images import ImageProblem, inspect_image, load_rgb
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
@@ -60,3 +61,39 @@ def test_decompression_bomb_limit_stays_on() -> None:
     import finetune_studio.engine.images  # noqa: F401
 
     assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS <= 200_000_000
+
+
+def saved(path: Path, format: str) -> bytes:
+    pixels = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    picture = Image.fromarray(pixels)
+    (picture.convert("P") if format == "GIF" else picture).save(path, format)
+    return path.read_bytes()
+
+
+def reason(path: Path) -> str:
+    with pytest.raises(ImageProblem) as raised:
+        inspect_image(path)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("format", ["JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP"])
+def test_a_file_cut_short_is_truncated_in_every_format(tmp_path: Path, format: str) -> None:
+    # WebP's decoder says "could not create decoder object" of a short file: the
+    # reason comes from the file's structure, not from the words of the message.
+    path = tmp_path / f"picture.{format.lower()}"
+    whole = saved(path, format)
+    path.write_bytes(whole[: len(whole) // 2])
+    assert reason(path) == "truncated"
+
+
+@pytest.mark.parametrize("format", ["GIF", "PNG"])
+def test_a_whole_file_with_damaged_data_is_corrupt_not_truncated(
+    tmp_path: Path, format: str
+) -> None:
+    # Pillow calls damaged GIF data a "broken data stream"; the file is all there.
+    path = tmp_path / f"picture.{format.lower()}"
+    damaged = bytearray(saved(path, format))
+    middle = len(damaged) // 2
+    damaged[middle : middle + 40] = bytes(b ^ 0x5A for b in damaged[middle : middle + 40])
+    path.write_bytes(bytes(damaged))
+    assert reason(path).startswith("corrupt (")

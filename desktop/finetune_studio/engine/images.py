@@ -8,13 +8,14 @@ decompression-bomb limit left on, and large JPEGs decoded at reduced scale
 
 from __future__ import annotations
 
-import errno
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 MIN_SIDE = 16
 """Pictures smaller than this on either side carry too little to learn from."""
@@ -55,6 +56,10 @@ def is_candidate_image(path: Path) -> bool:
     return suffix in IMAGE_EXTENSIONS or suffix in _UNSUPPORTED_EXTENSIONS or suffix == ""
 
 
+Layout = Sequence[tuple[Any, ...]]
+"""Pillow's tiles before decoding: (codec, extents, offset, args) each."""
+
+
 class ImageProblem(Exception):
     """A picture that cannot be used; ``str()`` is the plain reason shown to the user."""
 
@@ -85,7 +90,9 @@ def _open(path: Path) -> Image.Image:
     except PermissionError as exc:
         raise ImageProblem("unreadable (permission denied)") from exc
     except OSError as exc:
-        raise ImageProblem(f"unreadable ({os.strerror(exc.errno or errno.EIO)})") from exc
+        if exc.errno is None:  # Pillow's complaint about the content, not the disk's
+            raise _content_problem(path, exc) from exc
+        raise ImageProblem(f"unreadable ({os.strerror(exc.errno)})") from exc
     width, height = image.size
     if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
         image.close()
@@ -96,21 +103,121 @@ def _open(path: Path) -> Image.Image:
     return image
 
 
-def _decode(image: Image.Image, min_side: int | None) -> Image.Image:
-    """Decode pixel data, at reduced JPEG scale when ``min_side`` allows it."""
+def _decode(image: Image.Image, path: Path, min_side: int | None) -> Image.Image:
+    """Decode pixel data, at reduced JPEG scale when ``min_side`` allows it.
+
+    A failure is ``truncated`` when the file ends before its own structure does (see
+    ``is_truncated``), otherwise ``corrupt``: decided from the file, not from the
+    wording of Pillow's message, which differs between formats and versions.
+    """
     if min_side is not None and image.format == "JPEG":
         # draft() picks the smallest 1/2, 1/4, 1/8 scale that keeps both sides >= the request.
         image.draft("RGB", (min_side, min_side))
+    # Where the header says the pixel data lies; load() clears it.
+    layout: Layout = [tuple(tile) for tile in getattr(image, "tile", [])]
     try:
         image.load()
     except Image.DecompressionBombError as exc:
         raise ImageProblem("too many pixels (possible decompression bomb)") from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        message = str(exc).lower()
-        if "truncated" in message or "broken" in message or "premature" in message:
-            raise ImageProblem("truncated") from exc
-        raise ImageProblem(f"corrupt ({exc})") from exc
+        raise _content_problem(path, exc, image, layout) from exc
     return image
+
+
+def _content_problem(
+    path: Path, error: Exception, image: Image.Image | None = None, layout: Layout = ()
+) -> ImageProblem:
+    if is_truncated(path, image, layout):
+        return ImageProblem("truncated")
+    return ImageProblem(f"corrupt ({error})")
+
+
+def is_truncated(path: Path, image: Image.Image | None = None, layout: Layout = ()) -> bool:
+    """Whether the file stops before its structure ends: JPEG without its end-of-image
+    marker after the image data, PNG without IEND, GIF without its trailer, WebP
+    shorter than its RIFF header says, other formats (given the opened ``image``)
+    shorter than the pixel data their header declares. Read only after a failure."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    kind = image.format if image is not None else _format_by_signature(data)
+    checks = {"JPEG": _jpeg_truncated, "PNG": _png_truncated, "WEBP": _riff_truncated}
+    if kind in checks:
+        return checks[kind](data)
+    if kind == "GIF":
+        return not data.endswith(b"\x3b")  # the trailer byte ends every whole GIF
+    return image is not None and len(data) < _declared_end(image, layout)
+
+
+def _format_by_signature(data: bytes) -> str | None:
+    """The format by its first bytes, for a file Pillow could not even open."""
+    if data[8:12] == b"WEBP" and data.startswith(b"RIFF"):
+        return "WEBP"
+    signatures = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF"}
+    return next((kind for start, kind in signatures.items() if data.startswith(start)), None)
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """Walk the marker segments to the first start of scan; a whole JPEG has an
+    end-of-image marker after it (0xFFD9 cannot occur inside entropy-coded data)."""
+    position = 2  # after the start-of-image marker
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False  # not a marker: damaged, not short
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xD9:
+            return False
+        length = int.from_bytes(data[position + 2 : position + 4], "big")
+        if marker == 0xDA:  # start of scan: the image data follows
+            return data.find(b"\xff\xd9", position + 2 + length) < 0
+        position += 2 + length
+    return True
+
+
+def _png_truncated(data: bytes) -> bool:
+    """Walk the chunks (length, type, data, CRC); a whole PNG reaches IEND."""
+    position = 8  # after the signature
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position : position + 4], "big")
+        if data[position + 4 : position + 8] == b"IEND":
+            return False
+        position += 12 + length
+    return True
+
+
+def _riff_truncated(data: bytes) -> bool:
+    """A RIFF file (WebP) states its own size after the tag."""
+    return len(data) < 8 + int.from_bytes(data[4:8], "little")
+
+
+def _declared_end(image: Image.Image, layout: Layout) -> int:
+    """Where the pixel data ends by the header: TIFF strips or tiles (offset + byte
+    count), uncompressed data (offset + rows x row length); else where it starts."""
+    tags = getattr(image, "tag_v2", None)
+    if tags is not None:
+        for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+            if offsets in tags and counts in tags:
+                return max(int(o) + int(c) for o, c in zip(tags[offsets], tags[counts]))
+    end = 0
+    for codec, extents, start, args, *_ in layout:
+        if codec != "raw" or extents is None:
+            end = max(end, start + 1)
+            continue
+        width, height = extents[2] - extents[0], extents[3] - extents[1]
+        stride = args[1] if isinstance(args, tuple) and len(args) > 1 else 0
+        end = max(end, start + (abs(stride) or _row_bytes(image.mode, width)) * height)
+    return end
+
+
+def _row_bytes(mode: str, width: int) -> int:
+    if mode == "1":
+        return (width + 7) // 8
+    item = ImageMode.getmode(mode)
+    return width * len(item.bands) * int(item.typestr[-1])
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -143,7 +250,7 @@ def load_rgb(path: str | Path, min_side: int | None = None) -> Image.Image:
     with _open(path) as image:
         if getattr(image, "is_animated", False):
             image.seek(0)
-        decoded = _decode(image, min_side)
+        decoded = _decode(image, path, min_side)
         try:
             upright = ImageOps.exif_transpose(decoded)
         except Exception:  # a malformed EXIF block must not cost the picture itself
@@ -159,7 +266,7 @@ def inspect_image(path: str | Path) -> ImageInfo:
     path = Path(path)
     with _open(path) as image:
         info = ImageInfo(image.width, image.height, image.format or "?")
-        _decode(image, MIN_SIDE * 8)
+        _decode(image, path, MIN_SIDE * 8)
     return info
 
 
