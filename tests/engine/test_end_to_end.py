@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from finetune_studio.cli import main
@@ -13,6 +14,7 @@ from finetune_studio.engine.export import load_model_folder
 from finetune_studio.engine.predict import Predictor, expand_paths
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_head_only_on_real_photos(
     photo_dataset: Path, tmp_path: Path, capsys
 ) -> None:

@@ -41,6 +41,7 @@ def test_cached_features_give_the_same_run_as_the_whole_network(tiny_recipe: Rec
     assert_same_run(cached, plain)
 
 
+@pytest.mark.slow
 def test_cached_features_match_with_real_weights_and_head_dropout(photo_dataset: Path) -> None:
     # EfficientNet-Lite0's head block is Dropout + Linear: dropout must act the same way.
     recipe = Recipe(
