@@ -3,13 +3,15 @@
 ``inspect_dataset`` scans the folder, opens every picture once (in parallel, with
 progress), skips the unusable ones with a plain reason, and splits the rest into
 training and validation sets: the split folders if present, else a stratified,
-seeded random split.
+seeded random split. A window replaces or abandons a check when the user picks
+another folder or closes it, so a check is cancellable between pictures.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -18,10 +20,16 @@ from typing import Any
 
 from .errors import DatasetError
 from .images import ImageProblem, inspect_image
-from .scan import FolderScan, scan_folder
+from .scan import FolderScan, raise_if_cancelled, scan_folder
+from .scan import ScanCancelled as ScanCancelled  # raised by inspect_dataset too
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)``."""
+
+PROGRESS_STEPS = 100
+"""A check reports progress at most this many times after its start, however many
+pictures the folder holds: a window turns each report into a signal, and 10,000
+of them would flood its event loop for nothing a progress bar can show."""
 
 DEFAULT_VAL_FRACTION = 0.2
 IMBALANCE_RATIO_WARNING = 5.0
@@ -92,10 +100,18 @@ def validate_images(
     paths: Sequence[Path],
     progress: ProgressCallback | None = None,
     workers: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[set[Path], list[SkippedFile]]:
-    """Open every picture once, in parallel; return the good ones and the skipped ones."""
+    """Open every picture once, in parallel; return the good ones and the skipped ones.
+
+    Once ``cancel`` is set, pictures not yet started are not opened (the pool's queued
+    checks return at once) and ``ScanCancelled`` is raised: only the pictures already
+    being opened, one per worker, still finish.
+    """
 
     def check(path: Path) -> str | None:
+        if cancel is not None and cancel.is_set():
+            return None  # the outcome is thrown away below
         try:
             inspect_image(path)
         except ImageProblem as problem:
@@ -106,16 +122,23 @@ def validate_images(
     good: set[Path] = set()
     skipped: list[SkippedFile] = []
     total = len(paths)
+    step = max(1, total // PROGRESS_STEPS)
     if progress:
         progress(0, total)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for done, (path, reason) in enumerate(zip(paths, pool.map(check, paths)), start=1):
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = [pool.submit(check, path) for path in paths]
+        for done, (path, future) in enumerate(zip(paths, futures), start=1):
+            reason = future.result()
+            raise_if_cancelled(cancel)
             if reason is None:
                 good.add(path)
             else:
                 skipped.append(SkippedFile(str(path), reason))
-            if progress:
+            if progress and (done % step == 0 or done == total):
                 progress(done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return good, skipped
 
 
@@ -166,13 +189,16 @@ def inspect_dataset(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
 ) -> DatasetReport:
-    """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout."""
-    scan: FolderScan = scan_folder(root)
+    """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout,
+    and its subclass ``ScanCancelled`` once ``cancel`` is set (checked between folders
+    and between pictures)."""
+    scan: FolderScan = scan_folder(root, cancel)
     all_paths = [p for files in scan.train_files.values() for p in files]
     if scan.val_files is not None:
         all_paths += [p for files in scan.val_files.values() for p in files]
-    good, skipped = validate_images(all_paths, progress)
+    good, skipped = validate_images(all_paths, progress, cancel=cancel)
 
     def usable(files: dict[str, list[Path]]) -> dict[str, list[Path]]:
         return {name: [p for p in paths if p in good] for name, paths in files.items()}

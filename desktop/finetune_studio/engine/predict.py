@@ -1,8 +1,13 @@
-"""Engine layer: class probabilities for pictures, from any trained model."""
+"""Engine layer: class probabilities for pictures, from any trained model.
+
+A folder of thousands of pictures takes minutes on a CPU, so ``Predictor.predict``
+reports progress and can be cancelled between pictures.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +68,16 @@ class Predictor:
         return torch.softmax(self.model(batch.to(self.device)).float(), dim=1).cpu()
 
     def predict(
-        self, paths: Iterable[str | Path], top_k: int = 3, batch_size: int = 16
+        self,
+        paths: Iterable[str | Path],
+        top_k: int = 3,
+        batch_size: int = 16,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[Prediction]:
+        """One prediction per path, in order. ``progress(done, total)`` follows each
+        batch of pictures. Once ``cancel`` is set no further picture is read, and the
+        predictions of the pictures read so far are returned (a prefix of the paths)."""
         top_k = max(1, min(top_k, len(self.class_names)))
         results: dict[int, Prediction] = {}
         pending: list[tuple[int, str, torch.Tensor]] = []
@@ -82,12 +95,21 @@ class Predictor:
                 )
             pending.clear()
 
+        total = len(all_paths)
+        if progress:
+            progress(0, total)
         for index, path in enumerate(all_paths):
+            if cancel is not None and cancel.is_set():
+                break
             try:
                 pending.append((index, path, self.tensor_for(path)))
             except ImageProblem as problem:
                 results[index] = Prediction(path, (), str(problem))
             if len(pending) >= batch_size:
                 flush()
+                if progress:
+                    progress(len(results), total)
         flush()
-        return [results[i] for i in range(len(all_paths))]
+        if progress:
+            progress(len(results), total)
+        return [results[i] for i in range(len(results))]

@@ -9,6 +9,7 @@ symbolic links are followed at most once per real folder, so loops end.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,15 @@ from .images import is_candidate_image
 
 TRAIN_FOLDER_NAMES = ("train", "training")
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
+
+
+class ScanCancelled(DatasetError):
+    """The check of a folder was cancelled: a newer one replaced it, or the window closed."""
+
+
+def raise_if_cancelled(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ScanCancelled("The check of the folder was cancelled.")
 
 
 @dataclass(frozen=True)
@@ -35,10 +45,13 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
-def walk_files(folder: Path) -> Iterator[Path]:
-    """All non-hidden files below ``folder``, following links but never in circles."""
+def walk_files(folder: Path, cancel: threading.Event | None = None) -> Iterator[Path]:
+    """All non-hidden files below ``folder``, following links but never in circles.
+    A set ``cancel`` raises ``ScanCancelled`` at the next folder: a large tree on a
+    slow disk takes seconds to walk."""
     seen: set[tuple[int, int]] = set()
     for current, dirs, files in os.walk(folder, followlinks=True):
+        raise_if_cancelled(cancel)
         stat = os.stat(current)
         key = (stat.st_dev, stat.st_ino)
         if key in seen:
@@ -57,9 +70,9 @@ def _class_folders(folder: Path) -> list[Path]:
     )
 
 
-def _files_per_class(folder: Path) -> dict[str, list[Path]]:
+def _files_per_class(folder: Path, cancel: threading.Event | None) -> dict[str, list[Path]]:
     return {
-        class_dir.name: [p for p in walk_files(class_dir) if is_candidate_image(p)]
+        class_dir.name: [p for p in walk_files(class_dir, cancel) if is_candidate_image(p)]
         for class_dir in _class_folders(folder)
     }
 
@@ -71,8 +84,9 @@ def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def scan_folder(root: str | Path) -> FolderScan:
-    """List classes and candidate picture files; raises ``DatasetError`` on bad layout."""
+def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> FolderScan:
+    """List classes and candidate picture files; raises ``DatasetError`` on bad layout
+    (``ScanCancelled`` once ``cancel`` is set)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"The dataset folder {root} does not exist.")
@@ -83,8 +97,8 @@ def scan_folder(root: str | Path) -> FolderScan:
         val_dir = _find_child(root, VAL_FOLDER_NAMES)
         notes: list[str] = []
         if train_dir is not None and val_dir is not None:
-            train_files = _files_per_class(train_dir)
-            val_files: dict[str, list[Path]] | None = _files_per_class(val_dir)
+            train_files = _files_per_class(train_dir, cancel)
+            val_files: dict[str, list[Path]] | None = _files_per_class(val_dir, cancel)
             assert val_files is not None
             extra = sorted(set(val_files) - set(train_files))
             if extra:
@@ -94,7 +108,7 @@ def scan_folder(root: str | Path) -> FolderScan:
             val_files = {name: val_files.get(name, []) for name in train_files}
             notes.append(f"Using the split folders {train_dir.name}/ and {val_dir.name}/.")
         else:
-            train_files = _files_per_class(root)
+            train_files = _files_per_class(root, cancel)
             val_files = None
     except PermissionError as exc:
         raise DatasetError(f"Cannot read {exc.filename}: permission denied.") from exc
