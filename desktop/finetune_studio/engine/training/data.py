@@ -12,7 +12,6 @@ from collections.abc import Generator
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -28,7 +27,14 @@ from ..features import (
     find_feature_split,
 )
 from ..inspection import DatasetReport, Sample
-from ..loading import ImageDataset, decode_pictures, default_workers, make_loader
+from ..loading import (
+    DecodedPictures,
+    ImageDataset,
+    decode_pictures,
+    default_workers,
+    make_loader,
+    start_worker_server,
+)
 from ..preprocessing import Preprocessing, eval_transform, train_transform
 from ..recipe import Recipe
 
@@ -77,6 +83,13 @@ class DataPreparation:
     def workers(self) -> int:
         return default_workers() if self.recipe.workers is None else self.recipe.workers
 
+    def warm_up(self) -> None:
+        """Start the data-loading processes' server now, so its import of torch
+        overlaps the dataset check and the model build instead of delaying the
+        first batch."""
+        if self.workers > 0:
+            start_worker_server()
+
     @property
     def pin(self) -> bool:
         return self.device.type == "cuda"
@@ -121,9 +134,9 @@ class DataPreparation:
 
     def _decode(
         self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str
-    ) -> Generator[Event, None, dict[int, Image.Image]]:
+    ) -> Generator[Event, None, DecodedPictures]:
         """Decode every picture once (within the memory budget), reporting progress."""
-        decoded: dict[int, Image.Image] = {}
+        decoded = DecodedPictures()
         work = decode_pictures(samples, pre, self.decode_budget_bytes, decoded, self.cancel)
         for done, total in work:
             yield StageProgress(stage, done, total)

@@ -220,6 +220,13 @@ class Trainer:
             torch.set_num_threads(self.cpu_threads)
         seed_everything(recipe.seed)
         device = resolve_device(recipe.device)
+        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
+        channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
+        preparation = DataPreparation(
+            recipe, device, channels_last, amp_dtype, self.cancel_token,
+            self.feature_store, self.decode_budget_bytes, self.unreadable,
+        )  # fmt: skip
+        preparation.warm_up()
         yield Log(f"Device: {describe_device(device)}")
         report = yield from self._dataset_report()
         saved = self._load_checkpoint()
@@ -236,20 +243,13 @@ class Trainer:
         tree = ParameterTree(model)
         yield Log(str(tree.summary()))
 
-        # Channels-last speeds up convolutions on CPUs and recent GPUs.
-        channels_last = device.type in ("cpu", "cuda")
         model.to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         model.train()
         hold_frozen_modules(model)
-        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
         if amp_dtype is not None:
             yield Log(f"Mixed precision: {str(amp_dtype).removeprefix('torch.')}.")
-        preparation = DataPreparation(
-            recipe, device, channels_last, amp_dtype, self.cancel_token,
-            self.feature_store, self.decode_budget_bytes, self.unreadable,
-        )  # fmt: skip
         data = yield from preparation.prepare(model, head_path, spec, report)
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
