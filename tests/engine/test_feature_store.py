@@ -152,3 +152,18 @@ def test_a_cache_folder_that_cannot_be_written_is_only_a_slower_run(tmp_path: Pa
     assert key(store, get_spec(TINY), str(weights))  # no hash index, still a key
     assert not store.save("model", {"picture": torch.ones(3)})
     assert store.load("model", ["picture"]) == {}
+
+
+def test_a_picture_replaced_with_its_mtime_kept_gets_a_new_key(tmp_path: Path) -> None:
+    from finetune_studio.engine.feature_store import file_key
+
+    picture, replacement = tmp_path / "a.png", tmp_path / "b.png"
+    picture.write_bytes(b"1" * 100)
+    replacement.write_bytes(b"2" * 100)
+    before = os.stat(picture)
+    first = file_key(picture)
+    os.replace(replacement, picture)  # what cp -p / rsync -t amount to
+    os.utime(picture, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert os.stat(picture).st_size == before.st_size
+    assert file_key(picture) != first

@@ -48,13 +48,17 @@ def _digest(data: Any) -> str:
 
 
 def file_key(path: str | Path) -> str | None:
-    """Identity of a picture file as it is now; None if it cannot be read."""
+    """Identity of a picture file as it is now; None if it cannot be read.
+
+    The inode and change time are in it because a file copied over another with its
+    modification time kept (``cp -p``, ``rsync -t``) can have the same size and mtime.
+    """
     try:
         real = os.path.realpath(path)
         stat = os.stat(real)
     except OSError:
         return None
-    return _digest([real, stat.st_size, stat.st_mtime_ns])
+    return _digest([real, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
 
 
 def weights_identity(weights: str, default_identity: str) -> str:
