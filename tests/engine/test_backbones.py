@@ -88,6 +88,7 @@ def top_classes(model: torch.nn.Module, image_name: str, k: int = 3) -> list[int
         return model(tensor[None]).topk(k).indices[0].tolist()
 
 
+@pytest.mark.slow
 def test_bundled_efficientnet_lite0_recognises_real_photos() -> None:
     spec = get_spec(DEFAULT_BACKBONE)
     model = spec.build().eval()  # with its ImageNet head, to check the network end to end
