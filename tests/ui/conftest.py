@@ -7,9 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import open_window
 from PySide6.QtCore import QSettings, QThread
-
-from support.tiny import TINY
 
 _started: list[weakref.ref[QThread]] = []
 _original_start = QThread.start
@@ -42,16 +41,9 @@ def settings(tmp_path: Path) -> QSettings:
 
 @pytest.fixture
 def window(qtbot, settings: QSettings):
-    from finetune_studio.ui.main_window import MainWindow
+    from finetune_studio.ui.workers.tasks import background_threads_running
 
-    settings.setValue("model/backbone", TINY)
-    win = MainWindow(settings)
-    # pytest-qt closes the window after a failed test too: never wait on a dialog then.
-    win.confirm_stop_training = lambda: True  # type: ignore[method-assign]
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.engine_ready, timeout=60_000):
-        win.start_engine()
-    qtbot.waitUntil(lambda: win.model_panel.ready, timeout=30_000)
+    win = open_window(qtbot, settings)
     yield win
-    win.close()
+    win.close()  # waits a bounded time: work still going ends on its own, soon after
+    qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=30_000)

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
-from helpers import check_indicator_position, drop_paths
+from helpers import check_indicator_position, drop_paths, load, start_training
 from PySide6.QtCore import Qt, QTimer
 
 from finetune_studio.ui.main_window import RESULTS_TAB, MainWindow
 from support.tiny import TINY
-
-
-def load(qtbot, window: MainWindow, folder: Path) -> None:
-    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000):
-        window.data_panel.load_folder(folder)
-    qtbot.waitUntil(
-        lambda: (
-            window.model_panel.ready
-            and window.model_panel.num_classes == len(window.data_panel.report.classes)
-        ),
-        timeout=30_000,
-    )
 
 
 def test_dropping_a_folder_on_the_window_loads_the_dataset(qtbot, window, colour_dataset):
@@ -62,7 +49,7 @@ def test_bad_input_shows_what_to_do_and_the_window_stays_usable(
 
 def test_tree_check_boxes_freeze_layers_and_show_partial_state(qtbot, window, colour_dataset):
     load(qtbot, window, colour_dataset)
-    panel = window.model_panel
+    panel = window.model_panel.layers
     view, model = panel.layer_view, panel.tree_model
     features = model.index_of(panel.tree["features"])
     conv = model.index_of(panel.tree["features.0"])
@@ -95,21 +82,13 @@ def test_tree_check_boxes_freeze_layers_and_show_partial_state(qtbot, window, co
 
 def test_item_models_pass_the_qt_model_tester(qtmodeltester, window, colour_dataset, qtbot):
     load(qtbot, window, colour_dataset)
-    qtmodeltester.check(window.model_panel.tree_model)
+    qtmodeltester.check(window.model_panel.layers.tree_model)
     qtmodeltester.check(window.model_panel.backbone_filter)
     qtmodeltester.check(window.data_panel.classes_model)
 
 
-def start_training(qtbot, window: MainWindow, dataset: Path, epochs: int) -> None:
-    load(qtbot, window, dataset)
-    window.train_panel.epochs.setValue(epochs)
-    window.train_panel.batch_size.setValue(4)
-    window.train_panel.lr.setValue(0.05)
-    qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
-    assert window.training.running
-
-
 def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, window, colour_dataset):
+    window.model_panel.set_preset("none")  # epochs of batches (a head alone is solved)
     start_training(qtbot, window, colour_dataset, epochs=5000)
     plots = window.train_panel.plots
     qtbot.waitUntil(lambda: plots.series["val_loss"].size >= 2, timeout=60_000)
@@ -135,38 +114,43 @@ def test_training_streams_to_the_plots_and_stop_keeps_the_best_model(qtbot, wind
     assert window.train_panel.start_button.isEnabled()
 
 
-def test_training_runs_off_the_gui_thread_in_bundled_updates(
+def test_training_runs_off_the_gui_thread_and_every_batch_reaches_the_plots_once(
     qtbot, window, colour_dataset, monkeypatch
 ):
     # What keeps the window responsive, asserted without timing it (timings belong to
-    # tests/benchmarks/bench_responsiveness.py): every training step runs outside
-    # the GUI thread, batch updates reach it in bundles, and its event loop keeps
-    # turning while the model trains.
-    from finetune_studio.engine import training
+    # tests/benchmarks/bench_responsiveness.py, the bundling rule to test_workers.py):
+    # every training step runs outside the GUI thread, each batch reaches the GUI
+    # thread exactly once and in order, and the GUI's event loop turns during the run.
+    from finetune_studio.engine.training.stepper import Stepper
 
     step_threads: set[int] = set()
-    real_step = training.Trainer._step
+    real_step = Stepper.step
 
     def recording_step(self, *args, **kwargs):
         step_threads.add(threading.get_ident())
-        return real_step(self, *args, **kwargs)
+        return (yield from real_step(self, *args, **kwargs))
 
-    monkeypatch.setattr(training.Trainer, "_step", recording_step)
-    bundles: list[int] = []
-    window.training.batches_arrived.connect(lambda events: bundles.append(len(events)))
-    ticks: list[float] = []
+    monkeypatch.setattr(Stepper, "step", recording_step)
+    batches: list[tuple[int, int]] = []
+    window.training.batches_arrived.connect(
+        lambda events: batches.extend((e.epoch, e.batch) for e in events)
+    )
+    turned_while_training: list[bool] = []
     timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.setInterval(0)
+    timer.timeout.connect(lambda: turned_while_training.append(window.training.running))
+    window.model_panel.set_preset("none")  # every layer trains: no cached features
+    start_training(qtbot, window, colour_dataset, epochs=3)
     timer.start()
-    start_training(qtbot, window, colour_dataset, epochs=300)
     with qtbot.waitSignal(window.training_finished, timeout=120_000):
         pass
     timer.stop()
 
     assert step_threads and threading.get_ident() not in step_threads
-    assert sum(bundles) >= 300 and len(bundles) < sum(bundles) / 5
-    assert len(ticks) > 20
+    per_epoch = -(-len(window.data_panel.report.train) // 4)  # batch size 4, rounded up
+    expected = [(epoch, batch) for epoch in (1, 2, 3) for batch in range(1, per_epoch + 1)]
+    assert batches == expected
+    assert any(turned_while_training)
 
 
 def test_results_show_the_confusion_matrix_predictions_and_export(
@@ -225,6 +209,7 @@ def test_an_export_error_is_shown_and_nothing_is_left_behind(
 
 
 def test_closing_during_training_asks_then_stops_cleanly(qtbot, window, colour_dataset):
+    window.model_panel.set_preset("none")  # a run of many epochs, not a solved head
     start_training(qtbot, window, colour_dataset, epochs=5000)
     qtbot.waitUntil(lambda: window.train_panel.plots.series["batch_loss"].size > 0, timeout=60_000)
     asked: list[bool] = []
@@ -236,14 +221,14 @@ def test_closing_during_training_asks_then_stops_cleanly(qtbot, window, colour_d
     window.confirm_stop_training = lambda: True
     window.close()
     assert not window.isVisible()
-    assert not window.training.running  # the thread was stopped and joined
+    qtbot.waitUntil(lambda: not window.training.running, timeout=30_000)
 
 
 def test_a_project_restores_the_setup_including_the_tree(
     qtbot, window, colour_dataset, tmp_path, settings
 ):
     load(qtbot, window, colour_dataset)
-    panel = window.model_panel
+    panel = window.model_panel.layers
     panel.set_preset("last:1")
     index = panel.tree_model.index_of(panel.tree["features.0.0"])
     panel.tree_model.setData(index, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
@@ -262,7 +247,7 @@ def test_a_project_restores_the_setup_including_the_tree(
         lambda: other.model_panel.ready and other.model_panel.num_classes == 3, timeout=30_000
     )
 
-    restored = other.model_panel
+    restored = other.model_panel.layers
     assert restored.plan == panel.plan
     assert restored.multipliers == {"features": 0.1}
     assert other.train_panel.epochs.value() == 7
@@ -307,9 +292,14 @@ def test_augmented_copies_reach_the_head_only_run_and_are_remembered(
     again.close()
 
 
-def test_about_names_the_versions_and_device(window):
+def test_about_names_the_versions_and_the_device_in_use(window):
+    import torch
+
+    from finetune_studio.engine.devices import describe_device, resolve_device
+
     text = window.about_text()
-    assert "PyTorch" in text and "PySide6" in text and "CPU" in text
+    assert f"PyTorch {torch.__version__}" in text and "PySide6" in text
+    assert f"Device: {describe_device(resolve_device('auto'))}" in text  # CPU or GPU alike
     assert window.windowIcon().isNull() is False
 
 
@@ -348,8 +338,11 @@ def test_a_crash_in_the_worker_is_shown_and_a_new_run_can_start(
     window.train_panel.epochs.setValue(1)
     with qtbot.waitSignal(window.training_finished, timeout=60_000) as finished:
         qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
-    assert finished.args == [True] and window.results_panel.result is not None
-    assert window.train_panel.progress.text().startswith("Done: 1 epoch in ")
+    result = window.results_panel.result
+    assert finished.args == [True] and result is not None
+    epochs = len(result.history)  # a head fitted to its optimum reports each iteration
+    done = f"Done: {epochs} epoch{'s' if epochs > 1 else ''} in "
+    assert window.train_panel.progress.text().startswith(done)
 
 
 def test_a_weights_file_that_would_run_code_is_refused_in_the_window(qtbot, window, tmp_path):
@@ -369,4 +362,4 @@ def test_a_weights_file_that_would_run_code_is_refused_in_the_window(qtbot, wind
 
     assert "could run code" in panel.banner.text
     assert not marker.exists()
-    qtbot.waitUntil(lambda: panel._build_task is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not panel.runner.busy, timeout=10_000)

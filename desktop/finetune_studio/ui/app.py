@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +21,12 @@ from .. import __version__
 from .main_window import MainWindow
 from .resources import app_icon
 from .self_check import run_self_check
+from .workers.tasks import wait_for_background_threads
 
 STEPS = ("data", "model", "train", "results")
+EXIT_WAIT_S = 30.0
+"""After the window has closed, how long the process waits for background work
+that outlived the window's own short wait (a training batch, a download's read)."""
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -30,6 +35,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("folder", nargs="?", help="a dataset folder to open")
     parser.add_argument("--dataset", help="a dataset folder to open")
+    parser.add_argument(
+        "--project", metavar="FILE", help="open this project (a saved recipe) at start"
+    )
+    parser.add_argument(
+        "--save-project",
+        metavar="FILE",
+        help="save the project once everything has loaded, or at the end of a scripted run",
+    )
     parser.add_argument("--backbone")
     parser.add_argument("--freeze", help="head, last:N or none")
     parser.add_argument("--epochs", type=int)
@@ -85,7 +98,8 @@ def folder_from_argument(value: str | None) -> str | None:
 
 class ScriptedRun(QObject):
     """Performs the scripted flags through the window's own widgets, in order:
-    dataset -> backbone -> freeze -> train -> export -> screenshot -> quit."""
+    project -> dataset -> backbone -> freeze -> train -> predict -> export ->
+    save project -> screenshot -> quit."""
 
     def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
         super().__init__(window)
@@ -108,16 +122,20 @@ class ScriptedRun(QObject):
     @Slot()
     def _on_window_engine_ready(self) -> None:
         window, args = self.window, self.args
+        if args.project or self.dataset:
+            window.data_panel.dataset_loaded.connect(self._on_dataset_loaded)
+            window.data_panel.loading_changed.connect(self._on_loading_changed)
+        if args.project and not window.open_project(args.project):
+            self.finish(failed=True)
+            return
         if args.epochs:
             window.train_panel.epochs.setValue(args.epochs)
         if args.backbone and not window.model_panel.select_backbone(args.backbone):
             self.finish(failed=True)
             return
         if self.dataset:
-            window.data_panel.dataset_loaded.connect(self._on_dataset_loaded)
-            window.data_panel.loading_changed.connect(self._on_loading_changed)
             window.data_panel.load_folder(self.dataset)
-        else:
+        elif not args.project:
             self._when_model_ready(self._after_setup)
 
     @Slot(bool)
@@ -198,6 +216,8 @@ class ScriptedRun(QObject):
         self.finish(failed=True)
 
     def finish(self, failed: bool = False) -> None:
+        if self.args.save_project and not failed:
+            failed = not self.window.save_project(self.args.save_project)
         if failed:
             self._print_errors()
         self.failed = self.failed or failed
@@ -269,4 +289,11 @@ def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
     ScriptedRun(window, args)
     window.show()
     QTimer.singleShot(0, window.start_engine)
-    return int(app.exec())
+    code = int(app.exec())
+    if not wait_for_background_threads(EXIT_WAIT_S):
+        # A task stuck past its cancel (a download waiting on a dead network): Python
+        # cannot finalize under a running QThread, and the window is long gone.
+        print("finetune-studio: background work did not stop; exiting anyway", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -10,7 +10,7 @@ import gc
 import platform
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -22,14 +22,22 @@ from .widgets.dataset_panel import DatasetPanel
 from .widgets.model_panel import ModelPanel
 from .widgets.results_panel import ResultsPanel
 from .widgets.train_panel import TrainPanel
-from .workers.tasks import TaskRunner
+from .workers.tasks import ProgressFn, TaskRunner
 from .workers.training import TrainingController
+
+if TYPE_CHECKING:
+    from ..engine.events import FitEnd
+    from ..engine.inspection import DatasetReport
+    from ..engine.recipe import Recipe
 
 DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB = range(4)
 PROJECT_FILTER = "Finetune Studio project (*.json)"
+CLOSE_WAIT_S = 1.0
+"""How long closing the window waits for background work to stop. Work still going
+after that ends on its own once the window is gone (the app waits for it then)."""
 
 
-def load_engine(progress: Any, cancel: threading.Event) -> dict[str, Any]:
+def load_engine(progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]:
     """Runs in a worker thread: import torch and the engine, describe the device."""
     from ..engine.backbones import backbone_infos
     from ..engine.devices import describe_device, resolve_device
@@ -63,7 +71,8 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.engine: dict[str, Any] | None = None
         self.runner = TaskRunner(self)
-        self.training = TrainingController(self)
+        self.training = TrainingController(self.runner, self)
+        self._recipe: Recipe | None = None  # see ``recipe()``
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
@@ -129,9 +138,12 @@ class MainWindow(QMainWindow):
     # --- engine start-up ---------------------------------------------------------------------
     def start_engine(self) -> None:
         """Import torch in the background; call once the window is visible."""
-        self.runner.start(load_engine, self._engine_loaded, self._engine_failed)
+        task = self.runner.run_function(load_engine, "load engine")
+        task.succeeded.connect(self._on_engine_task_succeeded)
+        task.failed.connect(self._on_engine_task_failed)
 
-    def _engine_loaded(self, engine: dict[str, Any]) -> None:
+    @Slot(object)
+    def _on_engine_task_succeeded(self, engine: dict[str, Any]) -> None:
         self.engine = engine
         self.device_label.setText(engine["device"])
         self.statusBar().showMessage("Ready", 3000)
@@ -142,7 +154,8 @@ class MainWindow(QMainWindow):
         self._update_start_button()
         self.engine_ready.emit()
 
-    def _engine_failed(self, message: str, details: str) -> None:
+    @Slot(str, str)
+    def _on_engine_task_failed(self, message: str, details: str) -> None:
         self.device_label.setText("PyTorch failed to load")
         self.data_panel.banner.show_error(
             f"The training engine could not start: {message}", details
@@ -170,7 +183,7 @@ class MainWindow(QMainWindow):
         event.acceptProposedAction()
 
     @Slot(object)
-    def _on_data_panel_dataset_loaded(self, report: Any) -> None:
+    def _on_data_panel_dataset_loaded(self, report: DatasetReport) -> None:
         self.model_panel.set_num_classes(len(report.classes))
         self._update_start_button()
 
@@ -185,15 +198,24 @@ class MainWindow(QMainWindow):
         self.train_panel.start_button.setEnabled(ready)
         self.train_panel.start_button.setToolTip("" if ready else "Load a dataset first (step 1).")
 
-    def build_recipe(self) -> Any:
+    def recipe(self) -> Recipe | None:
+        """The window's one recipe: the last one opened or used, with each step's own
+        fields replaced by what its widgets show. Fields no widget edits (weight decay,
+        warm-up, label smoothing, seed, ...) stay as the opened project has them.
+        None until a dataset is loaded or a project opened. Raises ``RecipeError``
+        when the widgets' values do not make a valid recipe together."""
         from ..engine.recipe import Recipe
 
+        recipe = self._recipe
         report = self.data_panel.report
-        return Recipe(
-            dataset=report.root,
-            **self.model_panel.recipe_fields(),
-            **self.train_panel.recipe_fields(),
-        )
+        if recipe is None:
+            if report is None:
+                return None
+            recipe = Recipe(dataset=report.root)
+        for panel in (self.data_panel, self.model_panel, self.train_panel):
+            recipe = panel.update_recipe(recipe)
+        self._recipe = recipe
+        return recipe
 
     def start_training(self) -> bool:
         from ..engine.errors import UserFacingError
@@ -201,9 +223,11 @@ class MainWindow(QMainWindow):
         if self.training.running or self.data_panel.report is None:
             return False
         try:
-            recipe = self.build_recipe()
+            recipe = self.recipe()
         except UserFacingError as error:
             self.train_panel.banner.show_error(str(error))
+            return False
+        if recipe is None:
             return False
         self.results_panel.set_result(None)
         self.tabs.setCurrentIndex(TRAIN_TAB)
@@ -228,7 +252,7 @@ class MainWindow(QMainWindow):
         self._update_start_button()
 
     @Slot(object)
-    def _on_training_run_finished(self, event: Any) -> None:
+    def _on_training_run_finished(self, event: FitEnd) -> None:
         self.train_panel.show_finished(event)
         self.results_panel.set_result(self.training.last_result)
         if not event.cancelled:
@@ -242,11 +266,25 @@ class MainWindow(QMainWindow):
         self.training_finished.emit(False)
 
     # --- projects --------------------------------------------------------------------------------
-    def save_project(self, path: str | Path) -> None:
-        self.build_recipe().save(path)
-        self.statusBar().showMessage(f"Saved {path}", 5000)
+    def save_project(self, path: str | Path) -> bool:
+        """Write the window's recipe; False (and a message) when there is none yet."""
+        from ..engine.errors import UserFacingError
 
-    def open_project(self, path: str | Path) -> None:
+        try:
+            recipe = self.recipe()
+        except UserFacingError as error:
+            self.data_panel.banner.show_error(f"Cannot save the project: {error}")
+            return False
+        if recipe is None:
+            self.statusBar().showMessage("Load a dataset before saving a project.", 5000)
+            return False
+        recipe.save(path)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def open_project(self, path: str | Path) -> bool:
+        """Make the project's recipe the window's: every step shows its fields, and the
+        dataset folder is checked with the project's split."""
         from ..engine.errors import UserFacingError
         from ..engine.recipe import Recipe
 
@@ -254,14 +292,16 @@ class MainWindow(QMainWindow):
             recipe = Recipe.load(path)
         except UserFacingError as error:
             self.data_panel.banner.show_error(str(error))
-            return
-        self.train_panel.apply_recipe(recipe)
-        self.model_panel.apply_recipe(recipe)
-        self.data_panel.load_folder(recipe.dataset)
+            return False
+        self._recipe = recipe
+        self.train_panel.show_recipe(recipe)
+        self.model_panel.show_recipe(recipe)
+        self.data_panel.show_recipe(recipe)
+        return True
 
     @Slot()
     def _on_save_project_triggered(self) -> None:
-        if self.data_panel.report is None or self.engine is None:
+        if self.engine is None or (self._recipe is None and self.data_panel.report is None):
             self.statusBar().showMessage("Load a dataset before saving a project.", 5000)
             return
         path, _ = QFileDialog.getSaveFileName(self, "Save project", "project.json", PROJECT_FILTER)
@@ -312,8 +352,7 @@ class MainWindow(QMainWindow):
         if self.training.running and not self.confirm_stop_training():
             event.ignore()
             return
-        self.training.shutdown()
-        self.runner.shutdown()
+        self.runner.shutdown(CLOSE_WAIT_S)  # aborts training (and its final evaluation) too
         self.settings.setValue("window/geometry", self.saveGeometry())
         if self.model_panel.backbone:
             self.settings.setValue("model/backbone", self.model_panel.backbone)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
@@ -25,34 +25,60 @@ from PySide6.QtWidgets import (
 
 from ..models.table_models import RowsModel
 from ..resources import action_icon
-from ..workers.tasks import TaskRunner
+from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .banner import Banner
+
+if TYPE_CHECKING:
+    from ...engine.inspection import DatasetReport
+    from ...engine.recipe import Recipe
 
 RECENT_KEY = "dataset/recent"
 MAX_RECENT = 8
 THUMBNAIL_SIZE = 48
 
+Thumbnails = dict[str, tuple[bytes, int, int]]
 
-def inspect_with_thumbnails(
-    folder: str, progress: Any, cancel: threading.Event
-) -> tuple[Any, dict[str, tuple[bytes, int, int]]]:
-    """Runs in a worker thread: inspect the folder, then one small RGB picture per class."""
-    from ...engine.inspection import inspect_dataset
-    from ...engine.images import ImageProblem, load_rgb
 
-    report = inspect_dataset(folder, progress=progress)
-    thumbnails: dict[str, tuple[bytes, int, int]] = {}
-    for label, name in enumerate(report.classes):
-        sample = next((s for s in report.train if s.label == label), None)
-        if sample is None or cancel.is_set():
-            continue
-        try:
-            image = load_rgb(sample.path, THUMBNAIL_SIZE)
-        except ImageProblem:
-            continue
-        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        thumbnails[name] = (image.tobytes(), image.width, image.height)
-    return report, thumbnails
+class FolderCheck:
+    """A task's function: inspect the folder, then one small RGB picture per class."""
+
+    def __init__(self, folder: str, val_fraction: float | None, seed: int) -> None:
+        self.folder, self.val_fraction, self.seed = folder, val_fraction, seed
+
+    def __call__(
+        self, progress: ProgressFn, cancel: threading.Event
+    ) -> tuple[DatasetReport, Thumbnails]:
+        from ...engine.images import ImageProblem, load_rgb
+        from ...engine.inspection import DEFAULT_VAL_FRACTION, inspect_dataset
+        from ...engine.scan import raise_if_cancelled
+
+        val_fraction = DEFAULT_VAL_FRACTION if self.val_fraction is None else self.val_fraction
+        report = inspect_dataset(self.folder, val_fraction, self.seed, progress, cancel)
+        thumbnails: Thumbnails = {}
+        for label, name in enumerate(report.classes):
+            raise_if_cancelled(cancel)
+            sample = next((s for s in report.train if s.label == label), None)
+            if sample is None:
+                continue
+            try:
+                image = load_rgb(sample.path, THUMBNAIL_SIZE)
+            except ImageProblem:
+                continue
+            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            thumbnails[name] = (image.tobytes(), image.width, image.height)
+        return report, thumbnails
+
+
+class SampleDrawing:
+    """A task's function: draw the practice dataset into ``folder`` (once)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> str:
+        from ...engine.sample_data import generate_sample_dataset
+
+        return str(generate_sample_dataset(self.folder, progress=progress))
 
 
 def icon_from_rgb(data: bytes, width: int, height: int) -> QIcon:
@@ -101,6 +127,8 @@ class DropZone(QFrame):
 
 
 class DatasetPanel(QWidget):
+    """Owns the recipe's dataset folder; checks folders with the recipe's split."""
+
     dataset_loaded = Signal(object)  # DatasetReport
     loading_changed = Signal(bool)
 
@@ -110,14 +138,22 @@ class DatasetPanel(QWidget):
         super().__init__(parent)
         self.runner = runner
         self.settings = settings
-        self.report: Any = None
-        self._task: int | None = None
+        self.report: DatasetReport | None = None
+        self.folder = ""  # the folder of ``report``, as the user or the recipe named it
+        self.val_fraction: float | None = None  # the split of the recipe shown (None:
+        self.seed = 0  # the engine's default, until a recipe is shown)
+        self.task: Task | None = None
+        self._task_folder = ""
 
         self.drop_zone = DropZone()
         self.banner = Banner()
         self.progress = QProgressBar()
         self.progress.setFormat("Checking pictures… %v of %m")
-        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress, stretch=1)
+        progress_row.addWidget(self.cancel_button)
+        self._show_progress(False)
         self.summary = QLabel("No dataset yet.")
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -147,7 +183,7 @@ class DatasetPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.drop_zone)
-        layout.addWidget(self.progress)
+        layout.addLayout(progress_row)
         layout.addWidget(self.banner)
         layout.addWidget(self.summary)
         layout.addWidget(lists, stretch=1)
@@ -155,6 +191,7 @@ class DatasetPanel(QWidget):
         self.drop_zone.open_button.clicked.connect(self.choose_folder)
         self.drop_zone.sample_button.clicked.connect(self.load_sample)
         self.drop_zone.recent.activated.connect(self._on_recent_activated)
+        self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
         self._refresh_recent()
 
     @staticmethod
@@ -173,72 +210,107 @@ class DatasetPanel(QWidget):
     # --- loading -------------------------------------------------------------------------
     @property
     def loading(self) -> bool:
-        return self._task is not None
+        return self.task is not None
+
+    def _show_progress(self, visible: bool) -> None:
+        self.progress.setVisible(visible)
+        self.cancel_button.setVisible(visible)
+
+    def _start(self, task: Task, message: str, folder: str = "") -> None:
+        """Replace the task in progress (a newer folder wins: the older check stops)."""
+        if self.task is not None:
+            self.task.discard()
+        self.task, self._task_folder = task, folder
+        task.progressed.connect(self._on_task_progressed)
+        task.failed.connect(self._on_task_failed)
+        task.cancelled.connect(self._on_task_cancelled)
+        self.banner.clear()
+        self.progress.setFormat(message)
+        self.progress.setRange(0, 0)
+        self._show_progress(True)
+        self.cancel_button.setEnabled(True)
+        self.loading_changed.emit(True)
 
     def load_folder(self, folder: str | Path) -> None:
-        """Scan and check a folder in the background; the result arrives as a signal."""
-        folder = str(Path(folder).expanduser())
-        if self._task is not None:
-            self.runner.cancel(self._task)
-        self.banner.clear()
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.summary.setText(f"Reading {folder}…")
-        self.loading_changed.emit(True)
-        self._task = self.runner.start(
-            lambda progress, cancel: inspect_with_thumbnails(folder, progress, cancel),
-            on_success=self._scan_succeeded,
-            on_failure=self._scan_failed,
-            on_progress=self._scan_progressed,
+        """Check a folder in the background; the result arrives as ``dataset_loaded``."""
+        named = str(folder)
+        expanded = str(Path(named).expanduser())
+        task = self.runner.run_function(
+            FolderCheck(expanded, self.val_fraction, self.seed), "check folder"
         )
+        task.succeeded.connect(self._on_check_task_succeeded)
+        self._start(task, "Checking pictures… %v of %m", named)
+        self.summary.setText(f"Reading {expanded}…")
 
     @Slot()
     def load_sample(self) -> None:
         """Draw the practice dataset into the user's data folder (once), then load it."""
         base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-        folder = Path(base) / "sample-shapes"
-        self.banner.clear()
-        self.progress.setFormat("Drawing sample pictures… %v of %m")
-        self.progress.setRange(0, 0)
-        self.progress.show()
-        self.loading_changed.emit(True)
+        task = self.runner.run_function(SampleDrawing(Path(base) / "sample-shapes"), "draw")
+        task.succeeded.connect(self._on_sample_task_succeeded)
+        self._start(task, "Drawing sample pictures… %v of %m")
 
-        def draw(progress: Any, cancel: threading.Event) -> str:
-            from ...engine.sample_data import generate_sample_dataset
+    @Slot(object)
+    def _on_sample_task_succeeded(self, folder: str) -> None:
+        drawing, self.task = self.task, None
+        if drawing is not None and drawing.cancel_requested:
+            self._on_task_cancelled()  # drawing cannot stop halfway; the check can wait
+        else:
+            self.load_folder(folder)
 
-            return str(generate_sample_dataset(folder, progress=progress))
+    @Slot(list)
+    def _on_task_progressed(self, events: list[object]) -> None:
+        latest = events[-1]
+        if isinstance(latest, Progress):
+            self.progress.setRange(0, max(latest.total, 1))
+            self.progress.setValue(latest.done)
 
-        self._task = self.runner.start(
-            draw, self._sample_drawn, self._scan_failed, self._scan_progressed
-        )
-
-    def _sample_drawn(self, folder: str) -> None:
-        self._task = None
-        self.progress.setFormat("Checking pictures… %v of %m")
-        self.load_folder(folder)
-
-    def _scan_progressed(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(done)
-
-    def _scan_succeeded(self, outcome: tuple[Any, dict[str, tuple[bytes, int, int]]]) -> None:
-        self._task = None
-        self.progress.hide()
+    @Slot(object)
+    def _on_check_task_succeeded(self, outcome: tuple[DatasetReport, Thumbnails]) -> None:
+        self.task = None
+        self._show_progress(False)
         report, thumbnails = outcome
+        self.folder = self._task_folder
         self.show_report(report, thumbnails)
         self._remember(report.root)
         self.loading_changed.emit(False)
         if not report.errors:
             self.dataset_loaded.emit(report)
 
-    def _scan_failed(self, message: str, details: str) -> None:
-        self._task = None
-        self.progress.hide()
+    @Slot(str, str)
+    def _on_task_failed(self, message: str, details: str) -> None:
+        self.task = None
+        self._show_progress(False)
         self.summary.setText("No dataset loaded.")
         self.banner.show_error(message, details)
         self.loading_changed.emit(False)
 
-    def show_report(self, report: Any, thumbnails: dict[str, tuple[bytes, int, int]]) -> None:
+    @Slot()
+    def _on_task_cancelled(self) -> None:
+        self.task = None
+        self._show_progress(False)
+        self.summary.setText("Cancelled." if self.report is None else self.summary.text())
+        self.banner.show_info("Stopped checking the folder.")
+        self.loading_changed.emit(False)
+
+    @Slot()
+    def _on_cancel_button_clicked(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.cancel_button.setEnabled(False)
+
+    # --- recipes ---------------------------------------------------------------------------
+    def update_recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe naming the folder loaded here, every other field kept."""
+        return recipe.replace(dataset=self.folder) if self.report is not None else recipe
+
+    def show_recipe(self, recipe: Recipe) -> None:
+        """Check the recipe's folder with the recipe's split, so the pictures shown are
+        the ones its run trains and validates on."""
+        self.val_fraction, self.seed = recipe.val_fraction, recipe.seed
+        self.load_folder(recipe.dataset)
+
+    def show_report(self, report: DatasetReport, thumbnails: Thumbnails) -> None:
         self.report = report
         total = len(report.train) + len(report.val)
         split = (

@@ -1,29 +1,25 @@
 """UI layer: step 2, pick a backbone and decide which layers train.
 
-The layer tree edits a preview copy of the network built here; the training run
-builds its own from the recipe, so the GUI thread never touches a model in use.
-Every click becomes part of the recipe's freeze plan (a preset plus ordered
-overrides), so a saved project restores the tree exactly.
+This panel owns the recipe's backbone and weights, and builds a preview copy of
+the network in a task (downloading the weights first if needed, with progress and
+Cancel); the ``LayerEditor`` beside it owns the freeze plan and its options.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTreeView,
     QVBoxLayout,
@@ -31,12 +27,28 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.backbone_model import NAME_ROLE, BackboneFilter, build_backbone_model
-from ..models.parameter_tree_model import ParameterTreeModel
-from ..workers.tasks import TaskRunner
+from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .banner import Banner
+from .layer_editor import LayerEditor
+
+if TYPE_CHECKING:
+    from ...engine.backbones import BackboneInfo, BuiltModel
+    from ...engine.recipe import Recipe
 
 PLACEHOLDER_CLASSES = 2  # the head's size until a dataset is loaded
 WEIGHT_CHOICES = ("default", "none", "file")
+
+
+class NetworkBuild:
+    """``build_model`` as a task's function: downloads report their bytes."""
+
+    def __init__(self, name: str, classes: int, weights: str) -> None:
+        self.name, self.classes, self.weights = name, classes, weights
+
+    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> BuiltModel:
+        from ...engine.backbones import build_model
+
+        return build_model(self.name, self.classes, self.weights, progress, cancel)
 
 
 class ModelPanel(QWidget):
@@ -49,13 +61,8 @@ class ModelPanel(QWidget):
         self.backbone = ""
         self.weights = "default"
         self.num_classes = PLACEHOLDER_CLASSES
-        self.plan: Any = None  # FreezePlan, created once the engine is loaded
-        self.multipliers: dict[str, float] = {}
-        self.built: Any = None
-        self.tree: Any = None
-        self.tree_model: ParameterTreeModel | None = None
-        self._build_task: int | None = None
-        self._pending_rebuild = False
+        self.build_task: Task | None = None
+        self.layers = LayerEditor()
 
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search backbones (resnet, vit, mobile…)")
@@ -92,48 +99,9 @@ class ModelPanel(QWidget):
         download_row.addWidget(self.cancel_download)
         picker_layout.addLayout(download_row)
 
-        self.layer_view = QTreeView()
-        self.layer_view.setUniformRowHeights(True)
-        self.layer_view.setAlternatingRowColors(True)
-        self.head_button = QPushButton("Train head only")
-        self.last_button = QPushButton("Train last")
-        self.last_blocks = QSpinBox()
-        self.last_blocks.setRange(1, 99)
-        self.last_blocks.setValue(2)
-        self.last_blocks.setSuffix(" blocks")
-        self.all_button = QPushButton("Train everything")
-        self.summary = QLabel("Choose a backbone to see its layers.")
-        self.train_batchnorm = QCheckBox("Train BatchNorm layers in frozen parts")
-        self.gradual = QCheckBox("Gradual unfreezing: train the head alone for")
-        self.gradual_epochs = QSpinBox()
-        self.gradual_epochs.setRange(1, 999)
-        self.gradual_epochs.setValue(2)
-        self.gradual_epochs.setSuffix(" epochs, then the checked layers")
-
-        layers = QWidget()
-        layers_layout = QVBoxLayout(layers)
-        layers_layout.setContentsMargins(0, 0, 0, 0)
-        layers_layout.addWidget(QLabel("<b>Layers</b>: checked layers train, the rest stay frozen"))
-        presets = QHBoxLayout()
-        for widget in (self.head_button, self.last_button, self.last_blocks, self.all_button):
-            presets.addWidget(widget)
-        presets.addStretch()
-        layers_layout.addLayout(presets)
-        layers_layout.addWidget(self.layer_view, stretch=1)
-        layers_layout.addWidget(self.summary)
-        options = QGroupBox("Options")
-        options_layout = QVBoxLayout(options)
-        options_layout.addWidget(self.train_batchnorm)
-        gradual_row = QHBoxLayout()
-        gradual_row.addWidget(self.gradual)
-        gradual_row.addWidget(self.gradual_epochs)
-        gradual_row.addStretch()
-        options_layout.addLayout(gradual_row)
-        layers_layout.addWidget(options)
-
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(picker)
-        splitter.addWidget(layers)
+        splitter.addWidget(self.layers)
         splitter.setSizes([420, 680])
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
@@ -142,20 +110,17 @@ class ModelPanel(QWidget):
         self.search.textChanged.connect(self._on_search_text_changed)
         self.weights_combo.activated.connect(self._on_weights_combo_activated)
         self.cancel_download.clicked.connect(self._on_cancel_download_clicked)
-        self.head_button.clicked.connect(self._on_head_button_clicked)
-        self.last_button.clicked.connect(self._on_last_button_clicked)
-        self.all_button.clicked.connect(self._on_all_button_clicked)
-        self.train_batchnorm.toggled.connect(self._on_train_batchnorm_toggled)
-        self._set_layer_controls_enabled(False)
+
+    @property
+    def ready(self) -> bool:
+        """A preview network is shown and no newer one is being built."""
+        return self.layers.built is not None and self.build_task is None
 
     # --- backbones -----------------------------------------------------------------------
-    def set_backbones(self, infos: list[Any], preferred: str | None = None) -> None:
+    def set_backbones(self, infos: list[BackboneInfo], preferred: str | None = None) -> None:
         """Fill the picker (once the engine is loaded) and select ``preferred`` or the
         default backbone."""
-        from ...engine.freezing import FreezePlan
-
-        if self.plan is None:
-            self.plan = FreezePlan()
+        self.layers.start()
         model = build_backbone_model(infos, self)
         self.backbone_filter.setSourceModel(model)
         self.backbone_view.selectionModel().currentChanged.connect(
@@ -182,7 +147,7 @@ class ModelPanel(QWidget):
         self.backbone_view.expand(matches[0].parent())
         self.backbone_view.setCurrentIndex(matches[0])
         self.backbone_view.scrollTo(matches[0])
-        if name != self.backbone or (self.built is None and self._build_task is None):
+        if name != self.backbone or (self.layers.built is None and self.build_task is None):
             self._choose(name)  # currentChanged does not fire for the row already current
         return True
 
@@ -193,12 +158,8 @@ class ModelPanel(QWidget):
             self._choose(name)
 
     def _choose(self, name: str) -> None:
-        from ...engine.freezing import FreezePlan
-
         if self.backbone and name != self.backbone:
-            # Paths differ between networks: keep the preset, drop per-layer choices.
-            self.plan = FreezePlan(self.plan.preset)
-            self.multipliers = {}
+            self.layers.forget_choices()
         self.backbone = name
         self.rebuild()
 
@@ -240,206 +201,99 @@ class ModelPanel(QWidget):
             self.rebuild()
 
     def rebuild(self) -> None:
+        """Build the chosen network in a task; a build still going is discarded (its
+        download stops at the next chunk)."""
         if not self.backbone:
             return
-        if self._build_task is not None:
-            self._pending_rebuild = True
-            self.runner.cancel(self._build_task)
-            return
-        name, classes, weights = self.backbone, self.num_classes, self.weights
+        if self.build_task is not None:
+            self.build_task.discard()
         self.banner.clear()
-        self.summary.setText(f"Loading {name}…")
-        self._set_layer_controls_enabled(False)
+        self.layers.forget_network(f"Loading {self.backbone}…")
+        self._end_download()
+        job = NetworkBuild(self.backbone, self.num_classes, self.weights)
+        self.build_task = task = self.runner.run_function(job, "build network")
+        task.progressed.connect(self._on_build_task_progressed)
+        task.succeeded.connect(self._on_build_task_succeeded)
+        task.failed.connect(self._on_build_task_failed)
+        task.cancelled.connect(self._on_build_task_cancelled)
         self.busy_changed.emit(True)
 
-        def build(progress: Any, cancel: threading.Event) -> Any:
-            from ...engine.backbones import build_model
-
-            return build_model(name, classes, weights, progress, cancel)
-
-        self._build_task = self.runner.start(
-            build,
-            self._build_succeeded,
-            self._build_failed,
-            self._download_progressed,
-            self._build_cancelled,
-        )
-
-    def _download_progressed(self, done: int, total: int) -> None:
+    @Slot(list)
+    def _on_build_task_progressed(self, events: list[object]) -> None:
+        latest = events[-1]
+        if not isinstance(latest, Progress):
+            return
+        done, total = latest.done, latest.total
         self.download_progress.show()
         self.cancel_download.show()
-        self.download_progress.setRange(0, max(total, 1))
-        self.download_progress.setValue(done)
+        self.cancel_download.setEnabled(True)
+        if total > 0:
+            self.download_progress.setRange(0, 1000)
+            self.download_progress.setValue(int(1000 * done / total))
+        else:
+            self.download_progress.setRange(0, 0)  # size unknown: a busy bar
         self.download_progress.setFormat(
             f"Downloading weights… {done / 2**20:.0f} of {total / 2**20:.0f} MB"
         )
 
-    def _build_finished(self) -> bool:
-        """Common end of a build; True when a newer request has to run now."""
-        self._build_task = None
+    def _end_download(self) -> None:
         self.download_progress.hide()
         self.cancel_download.hide()
+
+    def _build_ended(self) -> None:
+        self.build_task = None
+        self._end_download()
         self.busy_changed.emit(False)
-        if self._pending_rebuild:
-            self._pending_rebuild = False
-            self.rebuild()
-            return True
-        return False
 
-    def _build_succeeded(self, built: Any) -> None:
-        if self._build_finished():
-            return
-        from ...engine.parameters import ParameterTree
-
-        self.built = built
-        self.tree = ParameterTree(built.model)
-        self.tree_model = ParameterTreeModel(self.tree, self.multipliers, self)
-        self.tree_model.trainable_changed.connect(self._on_tree_model_trainable_changed)
-        self.tree_model.multiplier_changed.connect(self._on_tree_model_multiplier_changed)
-        self.layer_view.setModel(self.tree_model)
-        header = self.layer_view.header()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.layer_view.expandToDepth(0)
-        units = self._block_count()
-        self.last_blocks.setMaximum(max(units, 1))
-        self._apply_plan()
-        self._set_layer_controls_enabled(True)
+    @Slot(object)
+    def _on_build_task_succeeded(self, built: BuiltModel) -> None:
+        self._build_ended()
+        self.layers.show_network(built)
+        warning = self.layers.apply_plan()
+        if warning:
+            self.banner.show_warning(warning)
         self.model_ready.emit(built.spec.name)
 
-    def _build_failed(self, message: str, details: str) -> None:
-        if self._build_finished():
-            return
-        self.summary.setText("No network loaded.")
+    @Slot(str, str)
+    def _on_build_task_failed(self, message: str, details: str) -> None:
+        self._build_ended()
+        self.layers.forget_network("No network loaded.")
         self.banner.show_error(message, details)
 
-    def _build_cancelled(self) -> None:
-        if self._build_finished():
-            return
-        self.summary.setText("Download cancelled.")
+    @Slot()
+    def _on_build_task_cancelled(self) -> None:
+        self._build_ended()
+        self.layers.forget_network("Download cancelled.")
         self.banner.show_info("Download cancelled. Choose the backbone again to retry.")
         self.backbone = ""  # so choosing the same row again retries
         self.backbone_view.setCurrentIndex(QModelIndex())
 
     @Slot()
     def _on_cancel_download_clicked(self) -> None:
-        if self._build_task is not None:
-            self.runner.cancel(self._build_task)
+        if self.build_task is not None:
+            self.build_task.cancel()
+            self.cancel_download.setEnabled(False)
+            self.download_progress.setFormat("Cancelling…")
 
-    def _block_count(self) -> int:
-        from ...engine.freezing import block_units
-
-        return len(block_units(self.built.model, self.built.head_path))
-
-    # --- the freeze plan ----------------------------------------------------------------------
-    def _apply_plan(self) -> None:
-        """Write the plan into the preview network, then refresh the tree and summary."""
-        from ...engine.errors import RecipeError
-        from ...engine.freezing import FreezePlan, apply_freeze_plan
-
-        if self.built is None or self.tree_model is None:
-            return
-        try:
-            apply_freeze_plan(
-                self.built.model, self.built.head_path, self.plan, self.train_batchnorm.isChecked()
-            )
-        except RecipeError as error:  # a plan saved for another network
-            self.banner.show_warning(f"{error} Using the {self.plan.preset} preset instead.")
-            self.plan = FreezePlan(self.plan.preset)
-            apply_freeze_plan(
-                self.built.model, self.built.head_path, self.plan, self.train_batchnorm.isChecked()
-            )
-        self.tree_model.refresh_all()
-        self._update_summary()
-
+    # --- editing and recipes -----------------------------------------------------------------
     def set_preset(self, preset: str) -> None:
-        from ...engine.freezing import FreezePlan
-
-        self.plan = FreezePlan(preset)
-        self._apply_plan()
-
-    def _update_summary(self) -> None:
-        if self.tree is not None:
-            self.summary.setText(str(self.tree.summary()))
-
-    @Slot()
-    def _on_head_button_clicked(self) -> None:
-        self.set_preset("head")
-
-    @Slot()
-    def _on_last_button_clicked(self) -> None:
-        self.set_preset(f"last:{self.last_blocks.value()}")
-
-    @Slot()
-    def _on_all_button_clicked(self) -> None:
-        self.set_preset("none")
-
-    @Slot(bool)
-    def _on_train_batchnorm_toggled(self, _: bool) -> None:
-        self._apply_plan()
-
-    @Slot(str, bool)
-    def _on_tree_model_trainable_changed(self, path: str, trainable: bool) -> None:
-        self.plan = self.plan.with_override(path, trainable)
-        self._update_summary()
-
-    @Slot(str, float)
-    def _on_tree_model_multiplier_changed(self, path: str, multiplier: float) -> None:
-        if self.tree_model is not None:
-            self.multipliers = dict(self.tree_model.multipliers)
-
-    def _set_layer_controls_enabled(self, enabled: bool) -> None:
-        for widget in (
-            self.layer_view,
-            self.head_button,
-            self.last_button,
-            self.last_blocks,
-            self.all_button,
-            self.train_batchnorm,
-        ):
-            widget.setEnabled(enabled)
+        self.layers.set_preset(preset)
 
     def set_editable(self, editable: bool) -> None:
         """Lock the choices while a run is going."""
-        self._set_layer_controls_enabled(editable and self.built is not None)
-        for widget in (
-            self.backbone_view,
-            self.search,
-            self.weights_combo,
-            self.gradual,
-            self.gradual_epochs,
-        ):
+        self.layers.set_editable(editable)
+        for widget in (self.backbone_view, self.search, self.weights_combo):
             widget.setEnabled(editable)
 
-    # --- recipes --------------------------------------------------------------------------
-    def recipe_fields(self) -> dict[str, Any]:
-        from ...engine.freezing import GradualUnfreeze
+    def update_recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe with this step's fields replaced, every other field kept."""
+        if self.backbone:
+            recipe = recipe.replace(backbone=self.backbone, weights=self.weights)
+        return self.layers.update_recipe(recipe)
 
-        return {
-            "backbone": self.backbone,
-            "weights": self.weights,
-            "freeze": self.plan,
-            "lr_multipliers": dict(self.multipliers),
-            "train_batchnorm": self.train_batchnorm.isChecked(),
-            "gradual_unfreeze": GradualUnfreeze(self.gradual_epochs.value())
-            if self.gradual.isChecked()
-            else None,
-        }
-
-    def apply_recipe(self, recipe: Any) -> None:
-        self.plan = recipe.freeze
-        self.multipliers = dict(recipe.lr_multipliers)
-        self.train_batchnorm.blockSignals(True)
-        self.train_batchnorm.setChecked(recipe.train_batchnorm)
-        self.train_batchnorm.blockSignals(False)
-        self.gradual.setChecked(recipe.gradual_unfreeze is not None)
-        if recipe.gradual_unfreeze is not None:
-            self.gradual_epochs.setValue(recipe.gradual_unfreeze.head_epochs)
+    def show_recipe(self, recipe: Recipe) -> None:
+        self.layers.show_recipe(recipe)
         self.weights = recipe.weights
         self._show_weights()
-        self.backbone = recipe.backbone  # set first, so selecting it keeps the plan
+        self.backbone = ""  # selecting it then builds it, keeping the recipe's plan
         self.select_backbone(recipe.backbone)
-        self.rebuild()
-
-    @property
-    def ready(self) -> bool:
-        return self.built is not None and self._build_task is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QTableView,
@@ -27,37 +28,73 @@ from PySide6.QtWidgets import (
 
 from ..models.table_models import ConfusionMatrixModel, RowsModel
 from ..resources import action_icon
-from ..workers.tasks import TaskRunner
+from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .banner import Banner
 from .dataset_panel import icon_from_rgb
+
+if TYPE_CHECKING:
+    from ...engine.predict import Prediction
+    from ...engine.training import TrainingResult
 
 PREVIEW_SIZE = 96
 PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
 
 
-def predict_with_previews(result: Any, paths: list[str], cancel: threading.Event) -> list[Any]:
-    """Runs in a worker thread: top-3 predictions and a small preview of each picture."""
-    from ...engine.images import ImageProblem, load_rgb
-    from ...engine.predict import Predictor, expand_paths
-
-    predictor = Predictor(result.model, result.class_names, result.preprocessing)
-    files = expand_paths(paths)
-    outcome = []
-    for prediction in predictor.predict(files, top_k=3):
-        if cancel.is_set():
-            break
-        preview = None
-        try:
-            image = load_rgb(prediction.path, PREVIEW_SIZE)
-            image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
-            preview = (image.tobytes(), image.width, image.height)
-        except ImageProblem:
-            pass
-        outcome.append((prediction, preview))
-    return outcome
+Preview = tuple[bytes, int, int]
 
 
-def suggested_export_name(result: Any) -> str:
+class PictureClassification:
+    """A task's function: top-3 predictions, then a small preview of each picture.
+    Progress counts both passes; a cancel keeps the pictures done so far."""
+
+    def __init__(self, result: TrainingResult, paths: list[str]) -> None:
+        self.result, self.paths = result, paths
+
+    def __call__(
+        self, progress: ProgressFn, cancel: threading.Event
+    ) -> list[tuple[Prediction, Preview | None]]:
+        from ...engine.images import ImageProblem, load_rgb
+        from ...engine.predict import Predictor, expand_paths
+
+        result = self.result
+        predictor = Predictor(result.model, result.class_names, result.preprocessing)
+        files = expand_paths(self.paths)
+        total = 2 * len(files)
+
+        def predicted(done: int, _: int) -> None:
+            progress(done, total)
+
+        predictions = predictor.predict(files, 3, progress=predicted, cancel=cancel)
+        outcome: list[tuple[Prediction, Preview | None]] = []
+        for prediction in predictions:
+            preview = None
+            try:
+                if not cancel.is_set():  # after a cancel, the predictions made so far
+                    image = load_rgb(prediction.path, PREVIEW_SIZE)
+                    image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
+                    preview = (image.tobytes(), image.width, image.height)
+            except ImageProblem:
+                pass
+            outcome.append((prediction, preview))
+            progress(len(files) + len(outcome), total)
+        return outcome
+
+
+class ModelExport:
+    """A task's function: write the model folder (and the other formats)."""
+
+    def __init__(
+        self, result: TrainingResult, folder: Path, overwrite: bool, formats: tuple[str, ...]
+    ) -> None:
+        self.result, self.folder, self.overwrite, self.formats = result, folder, overwrite, formats
+
+    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> str:
+        from ...engine.export import save_model_folder
+
+        return str(save_model_folder(self.result, self.folder, self.overwrite, self.formats))
+
+
+def suggested_export_name(result: TrainingResult) -> str:
     dataset = Path(result.recipe.dataset).name or "model"
     return re.sub(r"[^\w.-]+", "-", f"{dataset}-{result.spec.name}")
 
@@ -70,8 +107,10 @@ class ResultsPanel(QWidget):
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
-        self.result: Any = None
-        self._export_task: int | None = None
+        self.result: TrainingResult | None = None
+        self.export_task: Task | None = None
+        self.prediction_task: Task | None = None
+        self._queued: list[list[str]] = []  # pictures dropped while others are classified
 
         self.banner = Banner()
         self.summary = QLabel("Train a model to see its results here.")
@@ -88,12 +127,19 @@ class ResultsPanel(QWidget):
         self.per_class_view.verticalHeader().hide()
 
         self.open_pictures = QPushButton("Open pictures…")
+        self.prediction_progress = QProgressBar()
+        self.prediction_progress.setFormat("Classifying… %p%")
+        self.cancel_predictions = QPushButton("Cancel")
         self.predictions = QListWidget()
         self.predictions.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
         self.predictions.setWordWrap(True)
         prediction_box = QGroupBox("Try it: drop pictures here or open them")
         prediction_layout = QVBoxLayout(prediction_box)
-        prediction_layout.addWidget(self.open_pictures, alignment=Qt.AlignmentFlag.AlignLeft)
+        prediction_row = QHBoxLayout()
+        prediction_row.addWidget(self.open_pictures)
+        prediction_row.addWidget(self.prediction_progress, stretch=1)
+        prediction_row.addWidget(self.cancel_predictions)
+        prediction_layout.addLayout(prediction_row)
         prediction_layout.addWidget(self.predictions)
 
         self.torchscript = QCheckBox("TorchScript")
@@ -132,11 +178,18 @@ class ResultsPanel(QWidget):
         layout.addWidget(export_box)
 
         self.open_pictures.clicked.connect(self._on_open_pictures_clicked)
+        self.cancel_predictions.clicked.connect(self._on_cancel_predictions_clicked)
         self.export_button.clicked.connect(self.choose_export_folder)
+        self._show_prediction_progress(False)
         self.set_result(None)
 
     # --- results ---------------------------------------------------------------------------
-    def set_result(self, result: Any) -> None:
+    def set_result(self, result: TrainingResult | None) -> None:
+        self._queued.clear()
+        if self.prediction_task is not None:
+            self.prediction_task.discard()  # pictures classified by the previous model
+            self.prediction_task = None
+            self._show_prediction_progress(False)
         self.result = result
         has_model = result is not None
         for widget in (self.open_pictures, self.export_button, self.torchscript, self.onnx):
@@ -169,20 +222,61 @@ class ResultsPanel(QWidget):
         self.confusion_model.set_matrix(result.class_names, evaluation.confusion)
 
     # --- predictions -----------------------------------------------------------------------
+    @property
+    def predicting(self) -> bool:
+        return self.prediction_task is not None
+
     def predict(self, paths: list[str]) -> None:
+        """Classify pictures (or the pictures in folders) in a task, with progress and
+        Cancel; pictures dropped meanwhile wait for the ones in progress."""
         if self.result is None:
             self.banner.show_warning("Train a model first, then drop pictures here.")
             return
-        result = self.result
-        self.banner.clear()
-        self.runner.start(
-            lambda progress, cancel: predict_with_previews(result, paths, cancel),
-            on_success=self._predictions_arrived,
-            on_failure=self._task_failed,
-        )
+        self._queued.append(paths)
+        if self.prediction_task is None:
+            self._predict_next()
 
-    def _predictions_arrived(self, outcome: list[Any]) -> None:
-        if not outcome:
+    def _predict_next(self) -> None:
+        if not self._queued or self.result is None:
+            return
+        self.banner.clear()
+        job = PictureClassification(self.result, self._queued.pop(0))
+        task = self.runner.run_function(job, "predict")
+        task.progressed.connect(self._on_prediction_task_progressed)
+        task.succeeded.connect(self._on_prediction_task_succeeded)
+        task.failed.connect(self._on_prediction_task_failed)
+        self.prediction_task = task
+        self.prediction_progress.setRange(0, 0)
+        self._show_prediction_progress(True)
+
+    def _show_prediction_progress(self, visible: bool) -> None:
+        self.prediction_progress.setVisible(visible)
+        self.cancel_predictions.setVisible(visible)
+        self.cancel_predictions.setEnabled(visible)
+
+    @Slot(list)
+    def _on_prediction_task_progressed(self, events: list[object]) -> None:
+        latest = events[-1]
+        if isinstance(latest, Progress):
+            self.prediction_progress.setRange(0, max(latest.total, 1))
+            self.prediction_progress.setValue(latest.done)
+
+    @Slot()
+    def _on_cancel_predictions_clicked(self) -> None:
+        self._queued.clear()
+        if self.prediction_task is not None:
+            self.prediction_task.cancel()
+            self.cancel_predictions.setEnabled(False)
+
+    @Slot(object)
+    def _on_prediction_task_succeeded(
+        self, outcome: list[tuple[Prediction, Preview | None]]
+    ) -> None:
+        task, self.prediction_task = self.prediction_task, None
+        self._show_prediction_progress(False)
+        if task is not None and task.cancel_requested:
+            self.banner.show_info(f"Stopped: {len(outcome)} pictures classified.")
+        elif not outcome:
             self.banner.show_warning("No pictures found there.")
         for prediction, preview in reversed(outcome):  # the newest batch on top, in its order
             name = Path(prediction.path).name
@@ -196,6 +290,15 @@ class ResultsPanel(QWidget):
                 item.setIcon(icon_from_rgb(*preview))
             self.predictions.insertItem(0, item)
         self.predictions_shown.emit(len(outcome))
+        self._predict_next()
+
+    @Slot(str, str)
+    def _on_prediction_task_failed(self, message: str, details: str) -> None:
+        self.prediction_task = None
+        self._show_prediction_progress(False)
+        self.banner.show_error(message, details)
+        self.predictions_shown.emit(0)
+        self._predict_next()
 
     @Slot()
     def _on_open_pictures_clicked(self) -> None:
@@ -239,35 +342,31 @@ class ResultsPanel(QWidget):
                 return
             overwrite = True
         formats = self.selected_formats() if formats is None else formats
-        result = self.result
+        if self.result is None:
+            return
         self.export_button.setEnabled(False)
         self.export_status.setText(f"Exporting to {folder}…")
+        job = ModelExport(self.result, folder, overwrite, formats)
+        self.export_task = self.runner.run_function(job, "export")
+        self.export_task.succeeded.connect(self._on_export_task_succeeded)
+        self.export_task.failed.connect(self._on_export_task_failed)
 
-        def export(progress: Any, cancel: threading.Event) -> str:
-            from ...engine.export import save_model_folder
-
-            return str(save_model_folder(result, folder, overwrite, formats))
-
-        self._export_task = self.runner.start(export, self._export_succeeded, self._export_failed)
-
-    def _export_succeeded(self, folder: str) -> None:
-        self._export_task = None
+    @Slot(object)
+    def _on_export_task_succeeded(self, folder: str) -> None:
+        self.export_task = None
         self.export_button.setEnabled(True)
         self.export_status.setText(f"Exported to <b>{folder}</b>")
         self.banner.show_info(f"Exported the model to {folder}")
         self.exported.emit(folder)
 
-    def _export_failed(self, message: str, details: str) -> None:
-        self._export_task = None
+    @Slot(str, str)
+    def _on_export_task_failed(self, message: str, details: str) -> None:
+        self.export_task = None
         self.export_button.setEnabled(True)
         self.export_status.setText("Export failed; nothing was written.")
         self.banner.show_error(message, details)
         self.export_failed.emit(message)
 
-    def _task_failed(self, message: str, details: str) -> None:
-        self.banner.show_error(message, details)
-        self.predictions_shown.emit(0)
-
     @property
     def exporting(self) -> bool:
-        return self._export_task is not None
+        return self.export_task is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
@@ -25,6 +25,10 @@ from PySide6.QtWidgets import (
 from ..resources import action_icon
 from .banner import Banner
 from .training_plots import TrainingPlots
+
+if TYPE_CHECKING:
+    from ...engine.events import BatchEnd, EpochEnd, FitEnd
+    from ...engine.recipe import Recipe
 
 SETTINGS_GROUP = "training"
 LOG_LINES = 5000
@@ -164,8 +168,9 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop_requested)
         self._started_at = 0.0
 
-    # --- recipe fields and settings ----------------------------------------------------------
-    def recipe_fields(self) -> dict[str, Any]:
+    # --- recipes and settings ------------------------------------------------------------------
+    def _fields(self) -> dict[str, object]:
+        """The recipe fields this step owns, as its widgets show them."""
         return {
             "epochs": self.epochs.value(),
             "batch_size": self.batch_size.value(),
@@ -173,13 +178,22 @@ class TrainPanel(QWidget):
             "optimizer": self.optimizer.currentData(),
             "schedule": self.schedule.currentData(),
             "augmentation": self.augmentation.currentData(),
-            "cached_views": 1 + self.augmented_copies.value() if self._augmenting() else 1,
+            "cached_views": 1 + self.augmented_copies.value(),
             "device": self.device.currentData(),
             "mixed_precision": self.mixed_precision.isChecked(),
             "early_stopping_patience": self.patience.value(),
         }
 
-    def apply_recipe(self, recipe: Any) -> None:
+    def update_recipe(self, recipe: Recipe) -> Recipe:
+        """The recipe with this step's fields replaced, every other field kept.
+        Without augmentation the copies box is disabled: the recipe's
+        ``cached_views`` is then kept as it is rather than read from it."""
+        fields = self._fields()
+        if not self._augmenting():
+            fields["cached_views"] = recipe.cached_views
+        return recipe.replace(**fields)
+
+    def show_recipe(self, recipe: Recipe) -> None:
         self.epochs.setValue(recipe.epochs)
         self.batch_size.setValue(recipe.batch_size)
         self.lr.setValue(recipe.lr)
@@ -196,7 +210,7 @@ class TrainPanel(QWidget):
 
     def save_settings(self, settings: QSettings) -> None:
         settings.beginGroup(SETTINGS_GROUP)
-        for key, value in self.recipe_fields().items():
+        for key, value in self._fields().items():
             settings.setValue(key, value)
         settings.endGroup()
 
@@ -257,7 +271,7 @@ class TrainPanel(QWidget):
             self._started_at = time.monotonic()
 
     @Slot(list)
-    def add_batches(self, events: list[Any]) -> None:
+    def add_batches(self, events: list[BatchEnd]) -> None:
         for event in events:
             self.plots.add_batch(
                 event.epoch - 1 + event.batch / event.batches, event.loss, event.lr
@@ -274,12 +288,13 @@ class TrainPanel(QWidget):
 
     @Slot(str, int, int)
     def show_stage(self, stage: str, done: int, total: int) -> None:
-        """Work outside the epochs (decoding, computing cached features)."""
-        self.progress.setValue(0)
+        """Work outside the epochs: decoding, computing cached features, and the
+        evaluation after a Stop, which can take a while on a large validation set."""
+        self.progress.setValue(int(self.progress.maximum() * done / max(total, 1)))
         self.progress.setFormat(f"{stage}… {done} of {total}")
 
     @Slot(object)
-    def add_epoch(self, event: Any) -> None:
+    def add_epoch(self, event: EpochEnd) -> None:
         self.plots.add_epoch(
             event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc
         )
@@ -300,7 +315,7 @@ class TrainPanel(QWidget):
         prefix = "⚠ " if level == "warning" else ""
         self.log.appendPlainText(prefix + message)
 
-    def show_finished(self, event: Any) -> None:
+    def show_finished(self, event: FitEnd) -> None:
         elapsed = _format_duration(time.monotonic() - self._started_at)
         count = event.epochs_completed
         epochs = f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -1,8 +1,9 @@
 """UI layer: live training curves with pyqtgraph.
 
 Points go into growable numpy buffers as they arrive; a 15 Hz timer redraws only
-when something changed. Calling ``setData`` per batch costs ~40x the GUI time of
-buffered redraws (measured for DESIGN.md), and would stall the window.
+when something changed. Calling ``setData`` on every batch instead took ~40x the
+GUI thread's time of these buffered redraws (measured on this project's 2-core
+machine), enough to stall the window during a fast run.
 
 Axis text dominates a repaint: with the axes cached as pixmaps and the x range
 fixed to the run's epochs, a repaint of the three plots fell from 24 ms to 2.6 ms
