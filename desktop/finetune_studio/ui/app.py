@@ -241,12 +241,17 @@ class ScriptedRun(QObject):
     def _print_errors(self) -> None:
         """What the window shows, for a run nobody watches."""
         window = self.window
-        panels = (window.data_panel, window.model_panel, window.train_panel, window.results_panel)
-        for step, panel in zip(STEPS, panels):
-            if panel.banner.level == "error" and panel.banner.text:
-                print(f"finetune-studio: {step}: {panel.banner.text}", file=sys.stderr)
-                if panel.banner.details:
-                    print(panel.banner.details, file=sys.stderr)
+        banners = (
+            window.data_panel.banner,
+            window.model_panel.banner,
+            window.train_panel.banner,
+            window.results_panel.banner,
+        )
+        for step, banner in zip(STEPS, banners):
+            if banner.level == "error" and banner.text:
+                print(f"finetune-studio: {step}: {banner.text}", file=sys.stderr)
+                if banner.details:
+                    print(banner.details, file=sys.stderr)
 
     def _quit_if_asked(self) -> None:
         self.exit_code = 1 if self.failed else 0
@@ -278,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     QCoreApplication.setOrganizationName("Finetune Studio")
     QCoreApplication.setApplicationName("Finetune Studio")
     QCoreApplication.setApplicationVersion(__version__)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import gc
 import platform
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -26,6 +28,7 @@ from .workers.tasks import ProgressFn, TaskRunner
 from .workers.training import TrainingController
 
 if TYPE_CHECKING:
+    from ..engine.backbones import BackboneInfo
     from ..engine.events import FitEnd
     from ..engine.inspection import DatasetReport
     from ..engine.recipe import Recipe
@@ -37,7 +40,15 @@ CLOSE_WAIT_S = 1.0
 after that ends on its own once the window is gone (the app waits for it then)."""
 
 
-def load_engine(progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the window needs once torch is loaded."""
+
+    backbones: list[BackboneInfo]
+    device: str  # the device training uses, in words
+
+
+def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
     """Runs in a worker thread: import torch and the engine, describe the device."""
     from ..engine.backbones import backbone_infos
     from ..engine.devices import describe_device, resolve_device
@@ -45,7 +56,7 @@ def load_engine(progress: ProgressFn, cancel: threading.Event) -> dict[str, Any]
     from ..engine.training import Trainer  # noqa: F401 - warm the import
 
     device = resolve_device("auto")
-    engine = {"backbones": backbone_infos(), "device": describe_device(device)}
+    engine = EngineInfo(backbone_infos(), describe_device(device))
     # torch and torchvision leave ~340,000 long-lived objects: a full garbage collection
     # then takes ~180 ms (measured here), and one during training stalls the window.
     # Freezing them once at start-up makes later collections skip them.
@@ -69,7 +80,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Finetune Studio")
         self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
-        self.engine: dict[str, Any] | None = None
+        self.engine: EngineInfo | None = None
         self.runner = TaskRunner(self)
         self.training = TrainingController(self.runner, self)
         self._recipe: Recipe | None = None  # see ``recipe()``
@@ -114,7 +125,7 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        actions = [
+        actions: list[tuple[str, QKeySequence.StandardKey | str, Callable[[], None]]] = [
             ("&Open dataset…", QKeySequence.StandardKey.Open, self.data_panel.choose_folder),
             ("Open &project…", "Ctrl+Shift+O", self._on_open_project_triggered),
             ("&Save project…", QKeySequence.StandardKey.Save, self._on_save_project_triggered),
@@ -143,13 +154,13 @@ class MainWindow(QMainWindow):
         task.failed.connect(self._on_engine_task_failed)
 
     @Slot(object)
-    def _on_engine_task_succeeded(self, engine: dict[str, Any]) -> None:
+    def _on_engine_task_succeeded(self, engine: EngineInfo) -> None:
         self.engine = engine
-        self.device_label.setText(engine["device"])
+        self.device_label.setText(engine.device)
         self.statusBar().showMessage("Ready", 3000)
         backbone = self.settings.value("model/backbone")
         self.model_panel.set_backbones(
-            engine["backbones"], backbone if isinstance(backbone, str) else None
+            engine.backbones, backbone if isinstance(backbone, str) else None
         )
         self._update_start_button()
         self.engine_ready.emit()
@@ -333,7 +344,7 @@ class MainWindow(QMainWindow):
             import torchvision
 
             lines.append(f"PyTorch {torch.__version__} · torchvision {torchvision.__version__}")
-            lines.append(f"Device: {self.engine['device']}")
+            lines.append(f"Device: {self.engine.device}")
         return "<br>".join(lines)
 
     @Slot()

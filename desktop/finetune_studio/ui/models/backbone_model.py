@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtCore import QObject, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QStandardItem, QStandardItemModel
+
+if TYPE_CHECKING:
+    from ...engine.backbones import BackboneInfo
 
 NAME_ROLE = Qt.ItemDataRole.UserRole + 1
 WEIGHTS_LABELS = {
@@ -23,7 +26,7 @@ WEIGHTS_TOOLTIPS = {
 }
 
 
-def _row(info: Any) -> list[QStandardItem]:
+def _row(info: BackboneInfo) -> list[QStandardItem]:
     top1 = f"{info.imagenet_top1:.1f}%" if info.imagenet_top1 is not None else "–"
     weights = WEIGHTS_LABELS.get(info.weights, info.weights)
     if info.weights == "download" and info.weights_size_mb:
@@ -38,7 +41,9 @@ def _row(info: Any) -> list[QStandardItem]:
     return items
 
 
-def build_backbone_model(infos: Sequence[Any], parent: Any = None) -> QStandardItemModel:
+def build_backbone_model(
+    infos: Sequence[BackboneInfo], parent: QObject | None = None
+) -> QStandardItemModel:
     """Families as top-level rows (default first), backbones below them."""
     model = QStandardItemModel(parent)
     model.setHorizontalHeaderLabels(["Backbone", "Params", "Top-1", "Weights"])
@@ -62,7 +67,7 @@ def build_backbone_model(infos: Sequence[Any], parent: Any = None) -> QStandardI
 class BackboneFilter(QSortFilterProxyModel):
     """Case-insensitive search on names and families, keeping matching families open."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setRecursiveFilteringEnabled(True)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)

@@ -9,9 +9,14 @@ effect for it (its own, or the nearest ancestor's).
 
 from __future__ import annotations
 
-from typing import Any
-
-from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QFont
 
 from ...engine.parameters import (
@@ -37,7 +42,10 @@ class ParameterTreeModel(QAbstractItemModel):
     multiplier_changed = Signal(str, float)  # path, multiplier
 
     def __init__(
-        self, tree: ParameterTree, multipliers: dict[str, float] | None = None, parent: Any = None
+        self,
+        tree: ParameterTree,
+        multipliers: dict[str, float] | None = None,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.tree = tree
@@ -51,7 +59,7 @@ class ParameterTreeModel(QAbstractItemModel):
 
     # --- structure -------------------------------------------------------------------
     def node(self, index: Index) -> ParameterNode:
-        return index.internalPointer() if index.isValid() else self.tree.root  # type: ignore[no-any-return]
+        return index.internalPointer() if index.isValid() else self.tree.root
 
     def index_of(self, node: ParameterNode, column: int = 0) -> QModelIndex:
         if node is self.tree.root:
@@ -80,7 +88,7 @@ class ParameterTreeModel(QAbstractItemModel):
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
+    ) -> object:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         return None
@@ -97,7 +105,7 @@ class ParameterTreeModel(QAbstractItemModel):
             flags |= Qt.ItemFlag.ItemIsEditable
         return flags
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         node, column = self.node(index), index.column()
@@ -134,11 +142,13 @@ class ParameterTreeModel(QAbstractItemModel):
         lines += [f"{name}: {'×'.join(map(str, shape))}" for name, shape in shapes.items()]
         return "\n".join(lines)
 
-    def setData(self, index: Index, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+    def setData(self, index: Index, value: object, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if not index.isValid():
             return False
         node = self.node(index)
         if role == Qt.ItemDataRole.CheckStateRole and index.column() == NAME:
+            if not isinstance(value, (Qt.CheckState, int)):
+                return False
             trainable = Qt.CheckState(value) != Qt.CheckState.Unchecked
             node.set_trainable(trainable)
             self.refresh_subtree(node)
@@ -146,7 +156,7 @@ class ParameterTreeModel(QAbstractItemModel):
             return True
         if role == Qt.ItemDataRole.EditRole and index.column() == LR:
             try:
-                multiplier = float(value)
+                multiplier = float(value)  # type: ignore[arg-type]  # a delegate's text
             except (TypeError, ValueError):
                 return False
             if multiplier < 0:

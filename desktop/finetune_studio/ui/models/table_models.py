@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
 Index = QModelIndex | QPersistentModelIndex
@@ -14,16 +13,16 @@ Index = QModelIndex | QPersistentModelIndex
 class RowsModel(QAbstractTableModel):
     """Rows of plain values; numbers are right-aligned, an optional icon per row."""
 
-    def __init__(self, headers: Sequence[str], parent: Any = None) -> None:
+    def __init__(self, headers: Sequence[str], parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.headers = list(headers)
-        self.rows: list[tuple[Any, ...]] = []
+        self.rows: list[tuple[object, ...]] = []
         self.icons: list[QIcon | None] = []
         self.tooltips: list[str | None] = []
 
     def set_rows(
         self,
-        rows: Sequence[tuple[Any, ...]],
+        rows: Sequence[tuple[object, ...]],
         icons: Sequence[QIcon | None] = (),
         tooltips: Sequence[str | None] = (),
     ) -> None:
@@ -41,12 +40,12 @@ class RowsModel(QAbstractTableModel):
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
+    ) -> object:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.headers[section]
         return None
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         value = self.rows[index.row()][index.column()]
@@ -68,7 +67,7 @@ class RowsModel(QAbstractTableModel):
 class ConfusionMatrixModel(QAbstractTableModel):
     """Counts, true class per row, predicted per column; shaded by each row's share."""
 
-    def __init__(self, parent: Any = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.class_names: list[str] = []
         self.counts: list[list[int]] = []
@@ -87,7 +86,7 @@ class ConfusionMatrixModel(QAbstractTableModel):
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
+    ) -> object:
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         name = self.class_names[section]
@@ -97,7 +96,7 @@ class ConfusionMatrixModel(QAbstractTableModel):
         total = sum(self.counts[row])
         return self.counts[row][column] / total if total else 0.0
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         row, column = index.row(), index.column()

@@ -38,7 +38,9 @@ class Banner(QFrame):
 
     @property
     def text(self) -> str:
-        return self.label.text() if self.isVisibleTo(self.parentWidget()) else ""
+        parent = self.parentWidget()
+        shown = self.isVisibleTo(parent) if parent is not None else not self.isHidden()
+        return self.label.text() if shown else ""
 
     def show_message(self, level: str, text: str, details: str = "") -> None:
         self.level, self.details = level, details

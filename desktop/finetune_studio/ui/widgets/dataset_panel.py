@@ -342,8 +342,9 @@ class DatasetPanel(QWidget):
     # --- recent folders ----------------------------------------------------------------------
     def recent_folders(self) -> list[str]:
         value = self.settings.value(RECENT_KEY, [])
-        folders = [value] if isinstance(value, str) else list(value or [])
-        return [str(f) for f in folders]
+        if isinstance(value, str):
+            return [value]
+        return [str(f) for f in value] if isinstance(value, (list, tuple)) else []
 
     def _remember(self, folder: str) -> None:
         folders = [folder, *(f for f in self.recent_folders() if f != folder)][:MAX_RECENT]
@@ -372,4 +373,4 @@ class DatasetPanel(QWidget):
     def _on_skipped_view_double_clicked(self) -> None:
         row = self.skipped_view.currentIndex().row()
         if 0 <= row < len(self.skipped_model.rows):
-            QDesktopServices.openUrl(QUrl.fromLocalFile(self.skipped_model.rows[row][0]))
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.skipped_model.rows[row][0])))

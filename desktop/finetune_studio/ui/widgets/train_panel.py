@@ -224,11 +224,11 @@ class TrainPanel(QWidget):
             }
             for key, spin in spins.items():
                 if settings.contains(key):
-                    spin.setValue(int(settings.value(key)))  # type: ignore[call-overload]
+                    spin.setValue(int(settings.value(key)))
             if settings.contains("lr"):
-                self.lr.setValue(float(settings.value("lr")))  # type: ignore[arg-type]
+                self.lr.setValue(float(settings.value("lr")))
             if settings.contains("cached_views"):
-                views = int(settings.value("cached_views"))  # type: ignore[call-overload]
+                views = int(settings.value("cached_views"))
                 self.augmented_copies.setValue(views - 1)
             combos = {
                 "optimizer": self.optimizer,

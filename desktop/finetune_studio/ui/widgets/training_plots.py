@@ -46,7 +46,7 @@ class Series:
         self.size = 0
 
 
-class TrainingPlots(pg.GraphicsLayoutWidget):
+class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no hints
     """Loss (per batch, smoothed, and per epoch), accuracy, and learning rate."""
 
     def __init__(self, parent: QWidget | None = None) -> None:

@@ -49,6 +49,8 @@ from PySide6.QtCore import (
     Slot,
 )
 
+from ...engine.errors import UserFacingError
+
 PROGRESS_INTERVAL_S = 0.05
 """At most ~20 progress signals a second per task: more than a person can see, and
 few enough that the GUI thread stays free."""
@@ -112,8 +114,6 @@ class TaskWorker(QObject):
 
     @Slot()
     def run(self) -> None:
-        from ...engine.errors import UserFacingError
-
         try:
             result = self.job.run(self.report)
         except UserFacingError as error:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from ...engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
 from .tasks import Report, Task, TaskRunner
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # these import torch: not before the window is shown
     from ...engine.inspection import DatasetReport
     from ...engine.recipe import Recipe
     from ...engine.training import Trainer, TrainingResult
@@ -72,7 +73,7 @@ class TrainingController(QObject):
         self.runner = runner
         self.task: Task | None = None
         self.last_result: TrainingResult | None = None
-        self._fit_end: object = None
+        self._fit_end: FitEnd | None = None
 
     @property
     def running(self) -> bool:
@@ -100,8 +101,6 @@ class TrainingController(QObject):
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        from ...engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
-
         batches: list[BatchEnd] = []
         for event in events:
             if isinstance(event, BatchEnd):
