@@ -84,6 +84,7 @@ def test_a_project_opened_and_saved_in_the_window_is_identical_field_by_field(
     layers = window.model_panel.layers  # what the steps show is the project
     assert layers.tree["features.0.0"].state() == layers.tree["fc"].state()
     assert len(window.data_panel.report.val) == 9  # 3 of 12 per class: val_fraction 0.25
+    assert "a random 75/25 split per class" in window.data_panel.summary.text()
 
     window.train_panel.epochs.setValue(6)  # an edit replaces its own field, nothing else
     assert window.save_project(saved)

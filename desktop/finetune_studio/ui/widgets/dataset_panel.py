@@ -281,7 +281,7 @@ class DatasetPanel(QWidget):
     def _on_task_failed(self, message: str, details: str) -> None:
         self.task = None
         self._show_progress(False)
-        self.summary.setText("No dataset loaded.")
+        self._show_summary()  # the folder loaded before, if any, is still the one in use
         self.banner.show_error(message, details)
         self.loading_changed.emit(False)
 
@@ -289,7 +289,7 @@ class DatasetPanel(QWidget):
     def _on_task_cancelled(self) -> None:
         self.task = None
         self._show_progress(False)
-        self.summary.setText("Cancelled." if self.report is None else self.summary.text())
+        self._show_summary()
         self.banner.show_info("Stopped checking the folder.")
         self.loading_changed.emit(False)
 
@@ -310,19 +310,30 @@ class DatasetPanel(QWidget):
         self.val_fraction, self.seed = recipe.val_fraction, recipe.seed
         self.load_folder(recipe.dataset)
 
-    def show_report(self, report: DatasetReport, thumbnails: Thumbnails) -> None:
-        self.report = report
+    def _show_summary(self) -> None:
+        from ...engine.inspection import DEFAULT_VAL_FRACTION
+
+        report = self.report
+        if report is None:
+            self.summary.setText("No dataset loaded.")
+            return
         total = len(report.train) + len(report.val)
+        fraction = DEFAULT_VAL_FRACTION if self.val_fraction is None else self.val_fraction
+        held_out = round(100 * fraction)
         split = (
             "the train/ and val/ folders"
             if report.split_source == "folders"
-            else "a random 80/20 split per class"
+            else f"a random {100 - held_out}/{held_out} split per class"
         )
         self.summary.setText(
             f"<b>{report.root}</b><br>{len(report.classes)} classes, {total:,} pictures: "
             f"{len(report.train):,} for training and {len(report.val):,} for validation "
             f"({split})."
         )
+
+    def show_report(self, report: DatasetReport, thumbnails: Thumbnails) -> None:
+        self.report = report
+        self._show_summary()
         icons = [
             icon_from_rgb(*thumbnails[name]) if name in thumbnails else None
             for name in report.classes
