@@ -81,23 +81,19 @@ def install(root: Path | None = None) -> list[Path]:
     root = root or data_home()
     entry, metainfo, svg, *pngs = installed_paths(root)
     icons = files("finetune_studio.icons")
-    written = []
-    for target, write in (
-        (entry, lambda p: p.write_text(desktop_entry_text(), encoding="utf-8")),
-        (
-            metainfo,
-            lambda p: p.write_bytes(
-                (files("finetune_studio.resources") / METAINFO_FILE).read_bytes()
-            ),
-        ),
-        (svg, lambda p: p.write_bytes((icons / f"{APP_ID}.svg").read_bytes())),
+    contents: list[tuple[Path, bytes]] = [
+        (entry, desktop_entry_text().encode("utf-8")),
+        (metainfo, (files("finetune_studio.resources") / METAINFO_FILE).read_bytes()),
+        (svg, (icons / f"{APP_ID}.svg").read_bytes()),
         *(
-            (png, lambda p, s=size: p.write_bytes((icons / f"{APP_ID}-{s}.png").read_bytes()))
+            (png, (icons / f"{APP_ID}-{size}.png").read_bytes())
             for png, size in zip(pngs, ICON_SIZES)
         ),
-    ):
+    ]
+    written = []
+    for target, content in contents:
         target.parent.mkdir(parents=True, exist_ok=True)
-        write(target)
+        target.write_bytes(content)
         written.append(target)
     _refresh_menu_cache(entry.parent)
     return written
