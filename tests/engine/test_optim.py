@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from finetune_studio.engine.backbones import build_model
 from finetune_studio.engine.errors import RecipeError
@@ -74,3 +75,18 @@ def test_one_cycle_peaks_after_warmup() -> None:
     assert max(curve) == pytest.approx(1.0)
     assert curve.index(max(curve)) == 3  # the 4th step: warm-up is 20% of 20 steps
     assert curve[-1] < 0.01
+
+
+@pytest.mark.parametrize("total_steps", range(1, 12))
+def test_onecycle_runs_however_few_steps_a_phase_has(total_steps: int) -> None:
+    # Gradual unfreezing on a small dataset gives phases of a handful of steps.
+    model = nn.Linear(3, 2)
+    optimizer = make_optimizer(model, "adamw", 0.1, 0.0, {})
+    scheduler = make_scheduler(optimizer, "onecycle", total_steps, warmup_steps=1)
+    rates = []
+    for _ in range(total_steps):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert all(math.isfinite(rate) and rate >= 0 for rate in rates)
+    assert max(rates) <= 0.1 + 1e-9

@@ -20,6 +20,7 @@ from .parameters import multiplier_for
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "onecycle", "constant")
+MIN_ONECYCLE_STEPS = 5
 _NO_DECAY_NAMES = ("token", "pos_embed", "position", "relative_position")
 
 
@@ -78,23 +79,26 @@ def make_scheduler(
     """A per-batch schedule over ``total_steps`` with a linear warm-up."""
     total_steps = max(total_steps, 1)
     warmup_steps = min(max(warmup_steps, 0), total_steps - 1)
-    if name == "onecycle":
+    if name == "onecycle" and total_steps >= MIN_ONECYCLE_STEPS:
+        # OneCycleLR divides by the length of each of its two phases: keep both at
+        # least two steps long (shorter runs fall back to cosine below).
+        shortest = 2 / total_steps
         return OneCycleLR(
             optimizer,
             max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total_steps,
-            pct_start=max(warmup_steps / total_steps, 0.01),
+            pct_start=min(max(warmup_steps / total_steps, shortest), 1 - shortest),
             anneal_strategy="cos",
             cycle_momentum=isinstance(optimizer, torch.optim.SGD),
         )
-    if name not in ("cosine", "constant"):
+    if name not in SCHEDULES:
         raise RecipeError(f"Unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}.")
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
         if name == "constant":
-            return 1.0
+            return 1.0  # cosine, and onecycle runs too short for OneCycleLR
         progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
