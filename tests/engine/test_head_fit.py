@@ -129,3 +129,15 @@ def test_stopping_during_the_fit_keeps_the_best_iteration(colour_dataset: Path) 
     end = events[-1]
     assert isinstance(end, FitEnd) and end.cancelled and end.best_epoch is not None
     assert end.epochs_completed <= 2
+
+
+def test_augmented_copies_without_augmentation_compute_each_picture_once(
+    colour_dataset: Path,
+) -> None:
+    recipe = Recipe(
+        dataset=str(colour_dataset), backbone=TINY, workers=0, augmentation="none", cached_views=4
+    )
+    events, _ = drain(Trainer(recipe).events())
+
+    assert not any(isinstance(e, StageProgress) and "augmented" in e.stage for e in events)
+    assert any(isinstance(e, Log) and "(1 view(s) per picture)" in e.message for e in events)

@@ -147,7 +147,8 @@ class DataPreparation:
     ) -> Generator[Event, None, RunData]:
         recipe = self.recipe
         pre = spec.preprocessing
-        views = max(1, recipe.cached_views)
+        # Without augmentation every extra view would be the same picture again.
+        views = 1 if recipe.augmentation == "none" else max(1, recipe.cached_views)
         if recipe.augmentation != "none" and views == 1:
             yield Log(
                 "Training the head on cached features of each picture, without "
