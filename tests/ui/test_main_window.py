@@ -344,8 +344,8 @@ def test_a_crash_in_the_worker_is_shown_and_a_new_run_can_start(
         qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
     result = window.results_panel.result
     assert finished.args == [True] and result is not None
-    epochs = len(result.history)  # a head fitted to its optimum reports each iteration
-    done = f"Done: {epochs} epoch{'s' if epochs > 1 else ''} in "
+    steps = len(result.history)  # a head fitted to its optimum reports each iteration
+    done = f"Done: {steps} iteration{'s' if steps > 1 else ''} in "
     assert window.train_panel.progress.text().startswith(done)
 
 
@@ -367,3 +367,14 @@ def test_a_weights_file_that_would_run_code_is_refused_in_the_window(qtbot, wind
     assert "could run code" in panel.banner.text
     assert not marker.exists()
     qtbot.waitUntil(lambda: not panel.runner.busy, timeout=10_000)
+
+
+def test_a_head_only_run_shows_its_fit_converging_in_iterations(qtbot, window, colour_dataset):
+    start_training(qtbot, window, colour_dataset, epochs=10)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        pass
+
+    log = window.train_panel.log.toPlainText()
+    assert "Fitting the head to its optimum" in log
+    assert "Iteration 1:" in log and "Epoch 1/" not in log
+    assert "iterations in" in window.train_panel.progress.format()

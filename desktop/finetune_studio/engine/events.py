@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+UNITS = ("epoch", "iteration")
+"""What one ``EpochEnd`` stands for: an epoch of the optimizer, or one iteration of
+the solver that fits a head to its optimum (one pass over the cached features; the
+count is then a cap, and the fit usually ends well before it)."""
+
 
 @dataclass(frozen=True)
 class BatchEnd:
@@ -16,6 +21,7 @@ class BatchEnd:
     batches: int
     loss: float
     lr: float
+    unit: str = "epoch"  # see UNITS
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class EpochEnd:
     lr: float
     seconds: float
     is_best: bool
+    unit: str = "epoch"  # see UNITS
 
     def to_metrics(self) -> dict[str, float | int | None]:
         """The line written to ``metrics.jsonl``."""
@@ -66,6 +73,7 @@ class FitEnd:
     best_epoch: int | None
     val_acc: float | None
     val_loss: float | None
+    unit: str = "epoch"  # see UNITS
 
 
 Event = BatchEnd | EpochEnd | StageProgress | Log | FitEnd

@@ -56,12 +56,14 @@ def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
     started = time.perf_counter()
     for iteration in solver.solve(trainer.cancel_token):
         load_into(linear, *solver.folded())
-        yield BatchEnd(iteration, MAX_ITERATIONS, 1, 1, solver.loss, solver.step_size())
+        yield BatchEnd(
+            iteration, MAX_ITERATIONS, 1, 1, solver.loss, solver.step_size(), "iteration"
+        )
         tally = EpochTally(
             solver.loss, solver.accuracy(), time.perf_counter() - started, solver.step_size()
         )
         ended = yield from trainer.end_epoch(
-            run, iteration, MAX_ITERATIONS, tally, patience=patience, checkpoint=False
+            run, iteration, MAX_ITERATIONS, tally, patience, checkpoint=False, unit="iteration"
         )
         if ended:
             return

@@ -359,6 +359,7 @@ class Trainer:
         tally: EpochTally,
         patience: int | None = None,
         checkpoint: bool = True,
+        unit: str = "epoch",
     ) -> Generator[Event, None, bool]:
         """Validate, keep the best, checkpoint, report; True when the run should end.
         ``patience`` replaces the recipe's early-stopping patience."""
@@ -379,6 +380,7 @@ class Trainer:
             lr=tally.lr,
             seconds=tally.seconds + time.perf_counter() - started,
             is_best=is_best,
+            unit=unit,
         )
         run.state.history.append(event)
         if checkpoint and self.checkpoints is not None:
@@ -450,6 +452,7 @@ class Trainer:
         )
         has_final = evaluation is not None and evaluation.images > 0
         yield FitEnd(
+            unit=state.history[-1].unit if state.history else "epoch",
             cancelled=cancelled,
             stopped_early=stopped_early,
             epochs_completed=len(state.history),

@@ -280,6 +280,9 @@ class TrainPanel(QWidget):
         done = ((last.epoch - 1) * last.batches + last.batch) / (last.epochs * last.batches)
         elapsed = time.monotonic() - self._started_at
         remaining = elapsed * (1 - done) / done if done > 0 else 0.0
+        if last.unit == "iteration":  # the solver stops when converged, not at a count
+            self.progress.setFormat(f"Fitting the head to its optimum · iteration {last.epoch}")
+            return
         self.progress.setValue(int(done * 1000))
         self.progress.setFormat(
             f"Epoch {last.epoch}/{last.epochs} · batch {last.batch}/{last.batches} · "
@@ -304,8 +307,13 @@ class TrainPanel(QWidget):
             else "no validation pictures"
         )
         best = "  ★ best so far" if event.is_best else ""
+        step = (
+            f"Iteration {event.epoch}"
+            if event.unit == "iteration"
+            else f"Epoch {event.epoch}/{event.epochs}"
+        )
         self.append_log(
-            f"Epoch {event.epoch}/{event.epochs}: training loss "
+            f"{step}: training loss "
             f"{event.train_loss:.4f}, accuracy {event.train_acc:.1%}; {val} "
             f"({event.seconds:.1f} s){best}"
         )
@@ -318,7 +326,7 @@ class TrainPanel(QWidget):
     def show_finished(self, event: FitEnd) -> None:
         elapsed = _format_duration(time.monotonic() - self._started_at)
         count = event.epochs_completed
-        epochs = f"{count} epoch" if count == 1 else f"{count} epochs"
+        epochs = f"{count} {event.unit}" if count == 1 else f"{count} {event.unit}s"
         if event.cancelled:
             text = f"Stopped after {epochs} ({elapsed})"
         elif event.stopped_early:
