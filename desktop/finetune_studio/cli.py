@@ -215,6 +215,14 @@ def _recipe_from_args(args: argparse.Namespace) -> Recipe:
     return base.replace(**changes) if base else Recipe(**changes)
 
 
+def _step(event: BatchEnd | EpochEnd) -> str:
+    """``epoch 3/10``, or ``iteration 3`` for a head solved to its optimum (its count
+    is only a cap)."""
+    if event.unit == "iteration":
+        return f"iteration {event.epoch}"
+    return f"epoch {event.epoch}/{event.epochs}"
+
+
 class _CliListener:
     """Prints training progress to stderr; an engine ``TrainingListener``."""
 
@@ -224,7 +232,7 @@ class _CliListener:
     def batch_ended(self, event: BatchEnd) -> None:
         if self.tty:
             print(
-                f"\repoch {event.epoch}/{event.epochs}  batch {event.batch}/{event.batches}"
+                f"\r{_step(event)}  batch {event.batch}/{event.batches}"
                 f"  loss {event.loss:.4f}",
                 end="",
                 file=sys.stderr,
@@ -239,7 +247,7 @@ class _CliListener:
         )
         prefix = "\r" if self.tty else ""
         print(
-            f"{prefix}epoch {event.epoch}/{event.epochs}  train_loss {event.train_loss:.4f}  "
+            f"{prefix}{_step(event)}  train_loss {event.train_loss:.4f}  "
             f"train_acc {event.train_acc:.2%}  {val}  {event.seconds:.1f}s"
             f"{'  *best' if event.is_best else ''}",
             file=sys.stderr,
@@ -299,7 +307,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     final = result.evaluation
     accuracy = f"validation accuracy {final.accuracy:.2%}, " if final and final.images else ""
     print(
-        f"Saved the model ({accuracy}best epoch {result.best_epoch}) to {folder}", file=sys.stderr
+        f"Saved the model ({accuracy}best {result.unit} {result.best_epoch}) to {folder}",
+        file=sys.stderr,
     )
     return EXIT_OK
 

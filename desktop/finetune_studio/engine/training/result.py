@@ -35,6 +35,11 @@ class TrainingResult:
     cancelled: bool = False
     stopped_early: bool = False
 
+    @property
+    def unit(self) -> str:
+        """What ``best_epoch`` counts: epochs, or iterations of a head's solver."""
+        return self.history[-1].unit if self.history else "epoch"
+
     def metrics(self) -> dict[str, object]:
         final = self.evaluation
         return {

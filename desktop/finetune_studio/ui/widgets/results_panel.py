@@ -212,7 +212,8 @@ class ResultsPanel(QWidget):
         )
         self.summary.setText(
             f"<b>Validation accuracy {evaluation.accuracy:.1%}</b> on {evaluation.images} "
-            f"pictures · best epoch {result.best_epoch} of {len(result.history)}{stopped} · "
+            f"pictures · best {result.unit} {result.best_epoch} of {len(result.history)}"
+            f"{stopped} · "
             f"{result.spec.name}"
         )
         counts = [sum(row) for row in evaluation.confusion]
