@@ -232,8 +232,7 @@ class _CliListener:
     def batch_ended(self, event: BatchEnd) -> None:
         if self.tty:
             print(
-                f"\r{_step(event)}  batch {event.batch}/{event.batches}"
-                f"  loss {event.loss:.4f}",
+                f"\r{_step(event)}  batch {event.batch}/{event.batches}  loss {event.loss:.4f}",
                 end="",
                 file=sys.stderr,
                 flush=True,

@@ -15,6 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .devices import autocast
+from .events import run_to_end
 from .loading import Batch
 
 
@@ -58,15 +59,11 @@ def evaluate(
     cancel: threading.Event | None = None,
     amp_dtype: torch.dtype | None = None,
 ) -> Evaluation:
-    steps = evaluation_steps(
-        model, loader, device, num_classes, criterion, channels_last, cancel, amp_dtype
+    return run_to_end(
+        evaluation_steps(
+            model, loader, device, num_classes, criterion, channels_last, cancel, amp_dtype
+        )
     )
-    while True:
-        try:
-            next(steps)
-        except StopIteration as finished:
-            result: Evaluation = finished.value
-            return result
 
 
 def evaluation_steps(

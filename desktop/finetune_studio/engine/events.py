@@ -5,7 +5,11 @@ Only Python numbers and strings: these cross threads (and Qt signals) as they ar
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TypeVar
+
+Value = TypeVar("Value")
 
 UNITS = ("epoch", "iteration")
 """What one ``EpochEnd`` stands for: an epoch of the optimizer, or one iteration of
@@ -77,3 +81,29 @@ class FitEnd:
 
 
 Event = BatchEnd | EpochEnd | StageProgress | Log | FitEnd
+
+
+def as_stage_progress(
+    work: Generator[tuple[int, int], None, Value], stage: str | None
+) -> Generator[StageProgress, None, Value]:
+    """Drive a generator of ``(done, total)`` steps, reporting each as a
+    ``StageProgress`` of ``stage`` (silently when ``stage`` is None); returns what the
+    generator returns."""
+    while True:
+        try:
+            done, total = next(work)
+        except StopIteration as finished:
+            value: Value = finished.value
+            return value
+        if stage is not None:
+            yield StageProgress(stage, done, total)
+
+
+def run_to_end(work: Generator[object, None, Value]) -> Value:
+    """What a generator returns, once it has run to its end."""
+    while True:
+        try:
+            next(work)
+        except StopIteration as finished:
+            value: Value = finished.value
+            return value

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..backbones import BackboneSpec
-from ..events import Event, Log, StageProgress
+from ..events import Event, Log, StageProgress, as_stage_progress
 from ..feature_store import FeatureStore, file_key
 from ..features import (
     Extracted,
@@ -240,13 +240,7 @@ class DataPreparation:
         work = extract_features(
             model, split, loader, self.device, self.channels_last, self.cancel, self.amp_dtype
         )
-        while True:
-            try:
-                done, total = next(work)
-            except StopIteration as finished:
-                extracted: Extracted = finished.value
-                break
-            yield StageProgress(stage, done, total)
+        extracted: Extracted = yield from as_stage_progress(work, stage)
         for failure in extracted.failures:
             self.unreadable.add(failure.path)
             yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")

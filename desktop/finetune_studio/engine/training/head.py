@@ -10,13 +10,13 @@ as the best epoch of any run is.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from ..events import BatchEnd, Event, Log, StageProgress
+from ..events import BatchEnd, Event, Log, as_stage_progress
 from ..head_fit import (
     MAX_ITERATIONS,
     PENALTIES,
@@ -47,7 +47,7 @@ def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
         "(L-BFGS; the recipe's epochs and learning rate apply when more than the head trains)."
     )
     choosing = choose_penalty(problem, val_features, val_labels, trainer.cancel_token)
-    penalty = yield from _with_progress(choosing, "Choosing the head's regularisation")
+    penalty = yield from as_stage_progress(choosing, "Choosing the head's regularisation")
     if trainer.cancel_token.is_set():
         return
     yield Log(f"Head: L2 penalty {penalty:g}, the lowest validation loss of {len(PENALTIES)}.")
@@ -76,15 +76,3 @@ def _problem(run: Run, label_smoothing: float, weights: torch.Tensor | None) -> 
     features = torch.cat([x for x, _ in run.data.train_features])
     labels = torch.cat([y for _, y in run.data.train_features])
     return Problem(features, labels, len(run.class_names), label_smoothing, weights)
-
-
-def _with_progress(
-    work: Generator[tuple[int, int], None, float], stage: str
-) -> Generator[Event, None, float]:
-    while True:
-        try:
-            done, total = next(work)
-        except StopIteration as finished:
-            value: float = finished.value
-            return value
-        yield StageProgress(stage, done, total)

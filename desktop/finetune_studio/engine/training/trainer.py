@@ -25,7 +25,7 @@ from ..backbones import BackboneSpec, build_model, get_spec
 from ..devices import autocast_dtype, describe_device, resolve_device
 from ..errors import DatasetError, WeightsError
 from ..evaluation import Evaluation, evaluation_steps
-from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress
+from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_stage_progress
 from ..feature_store import FeatureStore
 from ..freezing import hold_frozen_modules
 from ..head_fit import linear_of
@@ -405,14 +405,7 @@ class Trainer:
             run.data.forward, run.data.val, run.device, len(run.class_names),
             None, run.data.channels_last, cancel, run.amp_dtype,
         )  # fmt: skip
-        while True:
-            try:
-                done, total = next(steps)
-            except StopIteration as finished:
-                evaluation: Evaluation = finished.value
-                return evaluation
-            if stage is not None:
-                yield StageProgress(stage, done, total)
+        return (yield from as_stage_progress(steps, stage))
 
     # --- the end -----------------------------------------------------------------------------
     def _finish(self, run: Run) -> Generator[Event, None, TrainingResult]:
