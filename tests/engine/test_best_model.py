@@ -7,14 +7,17 @@ run keeps that promise too, and refuses a dataset whose classes changed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 from finetune_studio.engine.errors import UserFacingError
-from finetune_studio.engine.events import EpochEnd
+from finetune_studio.engine.events import EpochEnd, Log
 from finetune_studio.engine.export import load_model_folder, save_model_folder
 from finetune_studio.engine.freezing import FreezePlan, GradualUnfreeze, apply_freeze_plan
 from finetune_studio.engine.inspection import inspect_dataset
@@ -22,7 +25,7 @@ from finetune_studio.engine.predict import Predictor
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import ResumeMismatchError, Trainer
 from support.runs import drain
-from support.tiny import TinyNet
+from support.tiny import TINY, TinyNet, pretrained_tiny_state
 
 
 def exported_accuracy(folder: Path, dataset: Path, recipe: Recipe) -> float:
@@ -49,6 +52,11 @@ def reported(folder: Path) -> tuple[float, float]:
 
 RUNS = {
     "head-only": {"freeze": FreezePlan("head")},
+    "head-only, solved": {"freeze": FreezePlan("head"), "head_fit": "optimum"},
+    "head solved, bias frozen": {
+        "freeze": FreezePlan("head").with_override("fc.bias", False),
+        "head_fit": "optimum",
+    },
     "partial": {"freeze": FreezePlan("last:1")},
     "full": {"freeze": FreezePlan("none"), "lr": 0.02},
     # The backbone's learning rate is far too high: the epochs after the unfreeze get
@@ -231,3 +239,62 @@ def test_a_weights_file_changed_in_place_recomputes_features(
     assert os.stat(weights).st_size == before.st_size
 
     assert cached_lines() == []
+
+
+class TinyVggHead(nn.Module):
+    """The tiny network with a VGG-style classifier: Linear, ReLU, Dropout, Linear. The
+    cached features are the ReLU's input, so the head block starts with it."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.body = TinyNet()
+        self.classifier = nn.Sequential(
+            nn.Linear(24, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        body = self.body
+        return self.classifier(torch.flatten(body.pool(body.features(x)), 1))
+
+
+def vgg_style_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(4321)
+    model = TinyVggHead()
+    model.body.load_state_dict(pretrained_tiny_state())
+    return model.state_dict()
+
+
+def test_a_head_solved_behind_an_activation_is_solved_for_what_it_sees(
+    tiny_recipe: Recipe, colour_dataset: Path, tmp_path: Path
+) -> None:
+    from finetune_studio.engine.backbones import register_backbone, unregister_backbone
+    from support.tiny import tiny_spec
+
+    spec = dataclasses.replace(
+        tiny_spec("tiny_vgg_head"), build=TinyVggHead, bundled_weights=vgg_style_state
+    )
+    register_backbone(spec)
+    try:
+        recipe = tiny_recipe.replace(backbone="tiny_vgg_head", head_fit="optimum")
+        events, result = drain(Trainer(recipe).events())
+    finally:
+        unregister_backbone("tiny_vgg_head")
+
+    assert any(isinstance(e, Log) and "to its optimum" in e.message for e in events)
+    assert result.evaluation is not None and result.evaluation.accuracy == 1.0
+    best = [e for e in events if isinstance(e, EpochEnd) and e.is_best][-1]
+    assert best.train_acc == 1.0
+
+
+def test_a_head_parameter_the_user_froze_stays_as_it_was(tiny_recipe: Recipe) -> None:
+    from finetune_studio.engine.backbones import build_model
+    from finetune_studio.engine.training import seed_everything
+
+    plan = FreezePlan("head").with_override("fc.bias", False)
+    recipe = tiny_recipe.replace(freeze=plan, head_fit="optimum")
+    _, result = drain(Trainer(recipe).events())
+
+    seed_everything(recipe.seed)
+    initial = build_model(TINY, 3, "default").model.state_dict()
+    assert torch.equal(result.model.state_dict()["fc.bias"], initial["fc.bias"])
+    assert not torch.equal(result.model.state_dict()["fc.weight"], initial["fc.weight"])

@@ -96,6 +96,11 @@ class LinearHeadSolver:
             self.loss = self._loss().item()
         return abs(before - self.loss) / max(abs(before), 1e-12)
 
+    def fit_loss(self) -> float:
+        """The loss without the penalty: what a run trained by epochs reports."""
+        with torch.no_grad():
+            return float(self._loss() - 0.5 * self.penalty * self.weight.square().sum())
+
     def accuracy(self) -> float:
         with torch.no_grad():
             predicted = (self.inputs @ self.weight.T + self.bias).argmax(1)
@@ -167,12 +172,34 @@ def choose_penalty(
     return best
 
 
-def linear_of(head_block: nn.Module) -> nn.Linear | None:
-    """The head block's only parameterised module, if it is a Linear layer with a
-    bias (the other modules, dropout or flatten, do nothing at evaluation)."""
-    with_parameters = [m for m in head_block.modules() if any(True for _ in m.parameters(False))]
-    only = with_parameters[0] if len(with_parameters) == 1 else None
-    return only if isinstance(only, nn.Linear) and only.bias is not None else None
+@dataclass(frozen=True)
+class SolvableHead:
+    """A head block that ends in a Linear layer after parameter-free modules."""
+
+    before: nn.Module  # what runs before the Linear (an activation, dropout): fixed
+    linear: nn.Linear
+
+    def inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """What the Linear layer sees for cached features, at evaluation (dropout off,
+        an activation such as VGG's ReLU or MobileNetV3's Hardswish applied)."""
+        self.before.eval()
+        with torch.no_grad():
+            return self.before(features)  # type: ignore[no-any-return]
+
+
+def solvable_head(head_block: nn.Module) -> SolvableHead | None:
+    """The head block as a fixed function followed by a Linear layer whose weight and
+    bias both train; None when it is anything else (then it trains by epochs): a
+    parameter the user froze stays exactly as it is."""
+    modules = list(head_block.children()) if isinstance(head_block, nn.Sequential) else []
+    *before, linear = modules or [head_block]
+    if not isinstance(linear, nn.Linear) or linear.bias is None:
+        return None
+    if not all(parameter.requires_grad for parameter in linear.parameters()):
+        return None
+    if any(True for module in before for _ in module.parameters()):
+        return None
+    return SolvableHead(nn.Sequential(*before), linear)
 
 
 def load_into(linear: nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> None:

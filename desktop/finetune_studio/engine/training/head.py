@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ..events import BatchEnd, Event, Log, as_stage_progress
 from ..head_fit import (
@@ -22,6 +21,7 @@ from ..head_fit import (
     PENALTIES,
     LinearHeadSolver,
     Problem,
+    SolvableHead,
     choose_penalty,
     load_into,
 )
@@ -34,14 +34,15 @@ SOLVER_PATIENCE = 20
 recipe sets its own early-stopping patience)."""
 
 
-def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
+def fit_head(trainer: Trainer, run: Run, head: SolvableHead) -> Iterator[Event]:
     from .trainer import EpochTally, class_weights
 
     recipe = trainer.recipe
     weights = class_weights(run.report.train_counts) if recipe.class_balanced else None
-    problem = _problem(run, recipe.label_smoothing, weights)
+    problem = _problem(run, head, recipe.label_smoothing, weights)
     assert run.data.val_features is not None
     val_features, val_labels = run.data.val_features
+    val_features = head.inputs(val_features)
     yield Log(
         "Fitting the head to its optimum on standardised cached features "
         "(L-BFGS; the recipe's epochs and learning rate apply when more than the head trains)."
@@ -55,12 +56,11 @@ def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
     patience = recipe.early_stopping_patience or SOLVER_PATIENCE
     started = time.perf_counter()
     for iteration in solver.solve(trainer.cancel_token):
-        load_into(linear, *solver.folded())
-        yield BatchEnd(
-            iteration, MAX_ITERATIONS, 1, 1, solver.loss, solver.step_size(), "iteration"
-        )
+        load_into(head.linear, *solver.folded())
+        loss = solver.fit_loss()
+        yield BatchEnd(iteration, MAX_ITERATIONS, 1, 1, loss, solver.step_size(), "iteration")
         tally = EpochTally(
-            solver.loss, solver.accuracy(), time.perf_counter() - started, solver.step_size()
+            loss, solver.accuracy(), time.perf_counter() - started, solver.step_size()
         )
         ended = yield from trainer.end_epoch(
             run, iteration, MAX_ITERATIONS, tally, patience, checkpoint=False, unit="iteration"
@@ -70,9 +70,12 @@ def fit_head(trainer: Trainer, run: Run, linear: nn.Linear) -> Iterator[Event]:
         started = time.perf_counter()
 
 
-def _problem(run: Run, label_smoothing: float, weights: torch.Tensor | None) -> Problem:
-    """Every cached view of every training picture, as one set of rows."""
+def _problem(
+    run: Run, head: SolvableHead, label_smoothing: float, weights: torch.Tensor | None
+) -> Problem:
+    """Every cached view of every training picture, as one set of rows, as the head's
+    Linear layer sees them."""
     assert run.data.train_features is not None
-    features = torch.cat([x for x, _ in run.data.train_features])
+    features = head.inputs(torch.cat([x for x, _ in run.data.train_features]))
     labels = torch.cat([y for _, y in run.data.train_features])
     return Problem(features, labels, len(run.class_names), label_smoothing, weights)

@@ -28,7 +28,7 @@ from ..evaluation import Evaluation, evaluation_steps
 from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_stage_progress
 from ..feature_store import FeatureStore
 from ..freezing import hold_frozen_modules
-from ..head_fit import linear_of
+from ..head_fit import SolvableHead, solvable_head
 from ..inspection import DatasetReport, ProgressCallback, inspect_dataset
 from ..loading import Batch
 from ..parameters import ParameterTree
@@ -205,12 +205,12 @@ class Trainer:
             if (yield from self.end_epoch(run, epoch, self.recipe.epochs, tally)):
                 return
 
-    def _solvable_head(self, run: Run) -> nn.Linear | None:
-        """The Linear head to solve for, when the run trains it alone on cached features
-        and the recipe asks for its optimum (``head_fit``)."""
+    def _solvable_head(self, run: Run) -> SolvableHead | None:
+        """The head to solve for, when the run trains it alone on cached features and
+        the recipe asks for its optimum (``head_fit``)."""
         if self.recipe.head_fit != "optimum" or run.data.train_features is None:
             return None
-        return linear_of(run.data.forward)
+        return solvable_head(run.data.forward)
 
     # --- set-up ------------------------------------------------------------------------------
     def _set_up(self) -> Generator[Event, None, Run]:
