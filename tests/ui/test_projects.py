@@ -148,3 +148,37 @@ def test_a_project_that_cannot_be_read_is_shown_and_fails_a_scripted_run(
     assert "not valid JSON" in window.data_panel.banner.text
     assert "not valid JSON" in capsys.readouterr().err
     window.close()
+
+
+def test_values_beyond_what_the_widgets_show_survive_open_and_save(
+    qtbot, window, project, tmp_path
+):
+    extreme = Recipe.load(project).replace(
+        epochs=150_000, lr=2.5e-7, early_stopping_patience=15_000, cached_views=64
+    )
+    extreme.save(project)
+    open_and_wait(qtbot, window, project)
+    saved = tmp_path / "saved.json"
+
+    assert window.save_project(saved)
+
+    assert field_by_field(saved) == field_by_field(project)
+
+
+def test_a_project_whose_folder_is_gone_never_trains_on_the_folder_shown_before(
+    qtbot, window, project, colour_dataset, tmp_path
+):
+    from helpers import load
+
+    load(qtbot, window, colour_dataset)
+    moved = Recipe.load(project).replace(dataset=str(tmp_path / "gone"))
+    moved.save(project)
+
+    window.open_project(project)
+    qtbot.waitUntil(lambda: window.data_panel.banner.isVisible(), timeout=30_000)
+    saved = tmp_path / "saved.json"
+
+    assert not window.train_panel.start_button.isEnabled()
+    assert not window.start_training()
+    assert window.save_project(saved)
+    assert field_by_field(saved) == field_by_field(project)

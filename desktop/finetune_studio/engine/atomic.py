@@ -25,7 +25,7 @@ def temporary_sibling(destination: Path, tag: str = "partial") -> Path:
     return destination.parent / f".{destination.name}.{tag}-{uuid.uuid4().hex[:12]}"
 
 
-def write_file_atomically(destination: Path, write: Callable[[Path], None]) -> Path:
+def write_file_atomically(destination: Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(temporary)`` to create the file, then move it onto ``destination``.
 
     An existing destination is replaced; callers that must not overwrite check first.

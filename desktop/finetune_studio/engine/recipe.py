@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_file_atomically
 from .backbones import DEFAULT_BACKBONE
 from .errors import RecipeError
 from .freezing import FreezePlan, GradualUnfreeze
@@ -128,7 +129,12 @@ class Recipe:
             raise RecipeError(f"Invalid recipe: {exc}.") from exc
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        """Write atomically: a failure keeps the project file as it was."""
+        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        write_file_atomically(
+            Path(path).expanduser().absolute(),
+            lambda temporary: temporary.write_text(text, encoding="utf-8"),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:

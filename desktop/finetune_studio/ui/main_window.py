@@ -289,7 +289,14 @@ class MainWindow(QMainWindow):
         if recipe is None:
             self.statusBar().showMessage("Load a dataset before saving a project.", 5000)
             return False
-        recipe.save(path)
+        try:
+            recipe.save(path)
+        except OSError as error:
+            self.data_panel.banner.show_error(
+                f"Cannot save the project to {path}: {error.strerror or error}. "
+                "Choose another folder."
+            )
+            return False
         self.statusBar().showMessage(f"Saved {path}", 5000)
         return True
 
@@ -308,6 +315,7 @@ class MainWindow(QMainWindow):
         self.train_panel.show_recipe(recipe)
         self.model_panel.show_recipe(recipe)
         self.data_panel.show_recipe(recipe)
+        self._update_start_button()  # nothing trains until the project's folder is checked
         return True
 
     @Slot()

@@ -306,8 +306,14 @@ class DatasetPanel(QWidget):
 
     def show_recipe(self, recipe: Recipe) -> None:
         """Check the recipe's folder with the recipe's split, so the pictures shown are
-        the ones its run trains and validates on."""
+        the ones its run trains and validates on. The folder shown before is let go at
+        once: if the recipe's folder cannot be used, nothing trains on the old one."""
         self.val_fraction, self.seed = recipe.val_fraction, recipe.seed
+        self.report, self.folder = None, ""
+        self.classes_model.set_rows([], [])
+        self.skipped_model.set_rows([], tooltips=[])
+        self.skipped_label.setText("Skipped files (0)")
+        self._show_summary()
         self.load_folder(recipe.dataset)
 
     def _show_summary(self) -> None:

@@ -53,8 +53,9 @@ class TrainPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self._shown: dict[str, object] = {}  # widget values right after show_recipe
         self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
+        self.epochs.setRange(1, 100_000)
         self.epochs.setValue(10)
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 4096)
@@ -82,7 +83,7 @@ class TrainPanel(QWidget):
         # Head-only runs train on features computed once per picture; each augmented
         # copy computes them once more from an augmented picture (recipe cached_views).
         self.augmented_copies = QSpinBox()
-        self.augmented_copies.setRange(0, 15)
+        self.augmented_copies.setRange(0, 63)  # the recipe allows 64 views
         self.augmented_copies.setSpecialValueText("none (fastest)")
         self.augmented_copies.setToolTip(
             "When only the head trains, each picture goes through the network once and "
@@ -107,7 +108,7 @@ class TrainPanel(QWidget):
         )
         self.mixed_precision.setChecked(True)
         self.patience = QSpinBox()
-        self.patience.setRange(0, 100)
+        self.patience.setRange(0, 10_000)
         self.patience.setSpecialValueText("off")
         self.patience.setSuffix(" epochs")
 
@@ -189,6 +190,9 @@ class TrainPanel(QWidget):
         Without augmentation the copies box is disabled: the recipe's
         ``cached_views`` is then kept as it is rather than read from it."""
         fields = self._fields()
+        for name, shown in self._shown.items():
+            if fields.get(name) == shown:  # not edited since shown: the recipe's value
+                fields[name] = getattr(recipe, name)  # (a widget may round or clamp it)
         if not self._augmenting():
             fields["cached_views"] = recipe.cached_views
         return recipe.replace(**fields)
@@ -207,6 +211,7 @@ class TrainPanel(QWidget):
         self.mixed_precision.setChecked(recipe.mixed_precision)
         self.patience.setValue(recipe.early_stopping_patience)
         self.augmented_copies.setValue(recipe.cached_views - 1)
+        self._shown = self._fields()
 
     def save_settings(self, settings: QSettings) -> None:
         settings.beginGroup(SETTINGS_GROUP)
