@@ -72,7 +72,10 @@ def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserFacingError(f"There is no checkpoint to resume from at {path}.") from None
+        raise UserFacingError(
+            f"There is no checkpoint to resume from at {path}. A run that solves the head "
+            "alone writes none: start it again (its features come from the cache)."
+        ) from None
     except Exception as exc:  # unreadable or tampered with: refuse, never unpickle more
         raise UserFacingError(f"The checkpoint {path} cannot be read ({exc}).") from exc
     if state.get("version") != CHECKPOINT_VERSION:
