@@ -27,6 +27,7 @@ import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import __version__
 from .atomic import write_file_atomically
 from .backbones import BackboneSpec, architecture_identity
 from .preprocessing import Preprocessing
@@ -178,6 +179,8 @@ class FeatureStore:
                 "preprocessing": preprocessing.to_dict(),
                 "precision": precision,
                 "torch": torch.__version__,
+                # How pictures are decoded and resized is this package's own code.
+                "finetune_studio": __version__,
             }
         )
 
