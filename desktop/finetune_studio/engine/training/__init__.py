@@ -1,6 +1,7 @@
 """Engine layer: training, as a generator of events that returns the best model.
 
-The parts: ``trainer`` (the run's course), ``data`` (features or pictures),
+The parts: ``trainer`` (the run's course), ``run`` (what a run is made of, and the
+checks before it), ``data`` (features or pictures),
 ``phases`` (freeze plans and optimizers over the epochs), ``stepper`` (one step,
 surviving out-of-memory), ``state`` (progress and the best model, as a checkpoint),
 ``callbacks`` (checkpointing, early stopping), ``checkpoint`` (the file itself).
@@ -9,16 +10,9 @@ surviving out-of-memory), ``state`` (progress and the best model, as a checkpoin
 from __future__ import annotations
 
 from .result import TrainingResult
+from .run import TrainingListener, class_weights, preflight, seed_everything
 from .state import ResumeMismatchError
-from .trainer import (
-    DECODE_BUDGET_BYTES,
-    Trainer,
-    TrainingListener,
-    class_weights,
-    fit,
-    preflight,
-    seed_everything,
-)
+from .trainer import DECODE_BUDGET_BYTES, Trainer, fit
 
 __all__ = [
     "DECODE_BUDGET_BYTES",

@@ -25,9 +25,10 @@ from ..head_fit import (
     choose_penalty,
     load_into,
 )
+from .run import EpochTally, Run, class_weights
 
 if TYPE_CHECKING:
-    from .trainer import Run, Trainer
+    from .trainer import Trainer
 
 SOLVER_PATIENCE = 20
 """Iterations without a better validation loss before the fit stops (unless the
@@ -35,8 +36,6 @@ recipe sets its own early-stopping patience)."""
 
 
 def fit_head(trainer: Trainer, run: Run, head: SolvableHead) -> Iterator[Event]:
-    from .trainer import EpochTally, class_weights
-
     recipe = trainer.recipe
     weights = class_weights(run.report.train_counts) if recipe.class_balanced else None
     problem = _problem(run, head, recipe.label_smoothing, weights)
