@@ -87,7 +87,7 @@ def tuned_probe(result: TrainingResult, recipe: Recipe) -> float | None:
     import threading
 
     from finetune_studio.engine.backbones import build_model
-    from finetune_studio.engine.devices import resolve_device
+    from finetune_studio.engine.devices import autocast_dtype, resolve_device
     from finetune_studio.engine.feature_store import FeatureStore
     from finetune_studio.engine.freezing import apply_preset, hold_frozen_modules
     from finetune_studio.engine.inspection import inspect_dataset
@@ -98,9 +98,10 @@ def tuned_probe(result: TrainingResult, recipe: Recipe) -> float | None:
     apply_preset(built.model, built.head_path, "head")
     built.model.train()
     hold_frozen_modules(built.model)
-    device = resolve_device("cpu")
+    device = resolve_device(recipe.device)
+    precision = autocast_dtype(device, recipe.mixed_precision)  # the run's own features
     preparation = DataPreparation(
-        recipe, device, True, None, threading.Event(), FeatureStore(), 2**31, set()
+        recipe, device, True, precision, threading.Event(), FeatureStore(), 2**31, set()
     )
     data = drain(preparation.prepare(built.model, built.head_path, built.spec, report))[1]
     assert data.train_features is not None and data.val_features is not None
@@ -120,7 +121,7 @@ def row(name: str, accuracy: float | None, seconds: float | None) -> str:
 
 
 def bench(label: str, folder: Path, unfreeze: bool) -> None:
-    base = Recipe(dataset=str(folder), val_fraction=VAL_FRACTION, mixed_precision=False)
+    base = Recipe(dataset=str(folder), val_fraction=VAL_FRACTION)  # default settings
     epochs, _ = train(base.replace(head_fit="epochs"))  # pays for the features
     optimum, optimum_s = train(base.replace(head_fit="optimum"))
     _, epochs_s = train(base.replace(head_fit="epochs"))  # features cached: a fair time
