@@ -223,6 +223,28 @@ def test_the_evaluation_after_stop_shows_its_progress(qtbot, window, colour_data
     assert result.evaluation.images == len(window.data_panel.report.val)
 
 
+def test_a_second_stop_skips_the_evaluation_that_follows_a_stop(
+    qtbot, window, colour_dataset, monkeypatch
+):
+    gate, _ = hold_first_training_step(monkeypatch)
+    window.model_panel.set_preset("none")
+    start_training(qtbot, window, colour_dataset, epochs=5000)
+    qtbot.waitUntil(gate.entered.is_set, timeout=60_000)
+    panel = window.train_panel
+    stages: list[str] = []
+    window.training.stage_progressed.connect(lambda stage, done, total: stages.append(stage))
+
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+        assert panel.stop_button.isEnabled() and panel.stop_button.text() == "Stop now"
+        qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+        gate.release.set()
+
+    assert "Evaluating the model" not in stages
+    assert window.results_panel.result is not None
+    assert panel.stop_button.text() == "Stop"
+
+
 def test_the_layer_tree_stays_locked_when_its_network_arrives_during_a_run(
     qtbot, window, colour_dataset, tmp_path, monkeypatch
 ):

@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.runner = TaskRunner(self)
         self.training = TrainingController(self.runner, self)
         self._recipe: Recipe | None = None  # see ``recipe()``
+        self._stopping = False  # Stop was pressed once: a second press stops at once
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
@@ -251,12 +252,23 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_train_panel_stop_requested(self) -> None:
+        button = self.train_panel.stop_button
+        if self._stopping:
+            self.training.stop_now()
+            button.setEnabled(False)
+            self.train_panel.progress.setFormat("Stopping now…")
+            return
+        self._stopping = True
         self.training.stop()
-        self.train_panel.stop_button.setEnabled(False)
+        button.setText("Stop now")
+        button.setToolTip("Also skip evaluating the model as it is when no epoch has ended")
         self.train_panel.progress.setFormat("Stopping after this batch…")
 
     @Slot(bool)
     def _on_training_running_changed(self, running: bool) -> None:
+        self._stopping = False
+        self.train_panel.stop_button.setText("Stop")
+        self.train_panel.stop_button.setToolTip("")
         self.train_panel.set_running(running)
         self.model_panel.set_editable(not running)
         self.data_panel.setEnabled(not running)

@@ -99,6 +99,11 @@ class TrainingController(QObject):
         if self.task is not None:
             self.task.cancel()
 
+    def stop_now(self) -> None:
+        """Stop, and skip the evaluation that may follow a stop as well."""
+        if self.task is not None:
+            self.task.abort()
+
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
         batches: list[BatchEnd] = []
