@@ -14,6 +14,16 @@ def mps_available() -> bool:
     return bool(backend and backend.is_available())
 
 
+def available_devices() -> tuple[str, ...]:
+    """The forced device choices that exist on this machine (``cpu`` always does)."""
+    present = ["cpu"]
+    if torch.cuda.is_available():
+        present.append("cuda")
+    if mps_available():
+        present.append("mps")
+    return tuple(present)
+
+
 def resolve_device(choice: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then the CPU; a forced device must exist."""
     if choice == "auto":

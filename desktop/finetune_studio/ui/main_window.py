@@ -7,6 +7,7 @@ task and the steps that need it come alive when it arrives (``engine_ready``).
 from __future__ import annotations
 
 import gc
+import os
 import platform
 import threading
 from collections.abc import Callable
@@ -25,9 +26,11 @@ from .widgets.model_panel import ModelPanel
 from .widgets.results_panel import ResultsPanel
 from .widgets.train_panel import TrainPanel
 from .workers.tasks import ProgressFn, TaskRunner
-from .workers.training import TrainingController
+from .workers.training import TrainingController, threads_leaving_one_core
 
 if TYPE_CHECKING:
+    import torch
+
     from ..engine.backbones import BackboneInfo
     from ..engine.events import FitEnd
     from ..engine.inspection import DatasetReport
@@ -45,24 +48,36 @@ class EngineInfo:
     """What the window needs once torch is loaded."""
 
     backbones: list[BackboneInfo]
-    device: str  # the device training uses, in words
+    device: str  # this computer's device for "automatic", in words (the status bar)
+    devices: tuple[str, ...] = ("cpu",)  # the forced choices that exist here
 
 
 def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
     """Runs in a worker thread: import torch and the engine, describe the device."""
     from ..engine.backbones import backbone_infos
-    from ..engine.devices import describe_device, resolve_device
+    from ..engine.devices import available_devices, resolve_device
     from ..engine.export import load_model_folder  # noqa: F401 - warm the import
     from ..engine.training import Trainer  # noqa: F401 - warm the import
 
     device = resolve_device("auto")
-    engine = EngineInfo(backbone_infos(), describe_device(device))
+    engine = EngineInfo(backbone_infos(), describe_machine(device), available_devices())
     # torch and torchvision leave ~340,000 long-lived objects: a full garbage collection
     # then takes ~180 ms (measured here), and one during training stalls the window.
     # Freezing them once at start-up makes later collections skip them.
     gc.collect()
     gc.freeze()
     return engine
+
+
+def describe_machine(device: torch.device) -> str:
+    """The machine, not torch's current thread setting: a run sets that process-wide
+    (``torch.set_num_threads``), so it would read 1 after a run on 2 cores."""
+    from ..engine.devices import describe_device
+
+    if device.type != "cpu":
+        return describe_device(device)
+    cores = os.cpu_count() or 1
+    return f"CPU ({cores} core{'' if cores == 1 else 's'})"
 
 
 def dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
@@ -102,10 +117,18 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
 
         self.device_label = QLabel("Loading PyTorch…")
+        self.device_label.setToolTip(
+            "This computer. A training run leaves one CPU core to the window, "
+            "so its log may show fewer threads."
+        )
         self.statusBar().addPermanentWidget(self.device_label)
         self._build_menus()
 
         self.data_panel.dataset_loaded.connect(self._on_data_panel_dataset_loaded)
+        self.data_panel.loading_changed.connect(self._on_start_conditions_changed)
+        self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
+        self.train_panel.device.currentIndexChanged.connect(self._on_start_conditions_changed)
+        self.train_panel.run_began.connect(self._on_train_panel_run_began)
         self.train_panel.start_requested.connect(self._on_train_panel_start_requested)
         self.train_panel.stop_requested.connect(self._on_train_panel_stop_requested)
         self.training.batches_arrived.connect(self.train_panel.add_batches)
@@ -122,30 +145,84 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 820)
-        self.train_panel.start_button.setEnabled(False)
+        self._update_start_button()
+
+    def _action(
+        self,
+        text: str,
+        shortcuts: list[QKeySequence.StandardKey | str],
+        slot: Callable[[], None],
+    ) -> QAction:
+        action = QAction(text, self)
+        action.setShortcuts([QKeySequence(shortcut) for shortcut in shortcuts])
+        action.triggered.connect(slot)
+        return action
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        actions: list[tuple[str, QKeySequence.StandardKey | str, Callable[[], None]]] = [
-            ("&Open dataset…", QKeySequence.StandardKey.Open, self.data_panel.choose_folder),
-            ("Open &project…", "Ctrl+Shift+O", self._on_open_project_triggered),
-            ("&Save project…", QKeySequence.StandardKey.Save, self._on_save_project_triggered),
-            ("&Export model…", "Ctrl+E", self.results_panel.choose_export_folder),
-        ]
-        for text, shortcut, slot in actions:
-            action = QAction(text, self)
-            action.setShortcut(QKeySequence(shortcut))
-            action.triggered.connect(slot)
+        self.open_dataset_action = self._action(
+            "&Open dataset…", [QKeySequence.StandardKey.Open], self.data_panel.choose_folder
+        )
+        self.open_project_action = self._action(
+            "Open &project…", ["Ctrl+Shift+O"], self._on_open_project_triggered
+        )
+        save = self._action(
+            "&Save project…", [QKeySequence.StandardKey.Save], self._on_save_project_triggered
+        )
+        export = self._action("&Export model…", ["Ctrl+E"], self.results_panel.choose_export_folder)
+        for action in (self.open_dataset_action, self.open_project_action, save, export):
             file_menu.addAction(action)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self._build_step_menu()
+        self._build_training_menu()
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("&About Finetune Studio", self)
         about.triggered.connect(self._on_about_triggered)
         help_menu.addAction(about)
+
+    def _build_step_menu(self) -> None:
+        """Ctrl+1…4 go to the four steps."""
+        menu = self.menuBar().addMenu("&Step")
+        self.step_actions: list[QAction] = []
+        for index in range(self.tabs.count()):
+            title = self.tabs.tabText(index).split(maxsplit=1)[-1]
+            action = QAction(f"&{index + 1} {title}", self)
+            action.setShortcut(QKeySequence(f"Ctrl+{index + 1}"))
+            action.setData(index)
+            action.triggered.connect(self._on_step_action_triggered)
+            menu.addAction(action)
+            self.step_actions.append(action)
+
+    def _build_training_menu(self) -> None:
+        """Ctrl+Enter starts a run (when Start could be clicked), Esc stops it."""
+        menu = self.menuBar().addMenu("&Training")
+        self.start_action = self._action(
+            "&Start training", ["Ctrl+Return", "Ctrl+Enter"], self._on_start_action_triggered
+        )
+        self.stop_action = self._action("S&top training", ["Esc"], self._on_stop_action_triggered)
+        self.stop_action.setEnabled(False)
+        menu.addAction(self.start_action)
+        menu.addAction(self.stop_action)
+
+    @Slot()
+    def _on_step_action_triggered(self) -> None:
+        action = self.sender()
+        if isinstance(action, QAction):
+            self.tabs.setCurrentIndex(int(action.data()))
+
+    @Slot()
+    def _on_start_action_triggered(self) -> None:
+        if self.train_panel.start_button.isEnabled():
+            self.start_training()
+
+    @Slot()
+    def _on_stop_action_triggered(self) -> None:
+        if self.train_panel.stop_button.isEnabled():
+            self.train_panel.stop_button.click()
 
     # --- engine start-up ---------------------------------------------------------------------
     def start_engine(self) -> None:
@@ -157,7 +234,8 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_engine_task_succeeded(self, engine: EngineInfo) -> None:
         self.engine = engine
-        self.device_label.setText(engine.device)
+        self.device_label.setText(f"This computer: {engine.device}")
+        self.train_panel.set_available_devices(engine.devices)
         self.statusBar().showMessage("Ready", 3000)
         backbone = self.settings.value("model/backbone")
         self.model_panel.set_backbones(
@@ -182,7 +260,11 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         paths = dropped_paths(event)
         folders = [p for p in paths if p.is_dir()]
-        if self.tabs.currentIndex() == RESULTS_TAB and self.results_panel.result is not None:
+        if self.training.running:  # the run's inputs stay as they are until it ends
+            self.statusBar().showMessage(
+                "Training is running: stop it before opening another dataset.", 5000
+            )
+        elif self.tabs.currentIndex() == RESULTS_TAB and self.results_panel.result is not None:
             self.results_panel.predict([str(p) for p in paths])
         elif folders:
             self.tabs.setCurrentIndex(DATA_TAB)
@@ -200,15 +282,38 @@ class MainWindow(QMainWindow):
         self._update_start_button()
 
     # --- training --------------------------------------------------------------------------------
+    def start_blocker(self) -> str | None:
+        """Why a run cannot start now, in words; None when it can."""
+        report = self.data_panel.report
+        missing_device = self.train_panel.device_missing()
+        if self.training.running:
+            return None  # Stop is the button that matters
+        if self.engine is None:
+            return "PyTorch is still loading…"
+        if self.data_panel.loading:
+            return "Pictures are being checked (step 1)…"
+        if report is None:
+            return "Load a dataset first (step 1)."
+        if report.errors:
+            return f"{report.errors[0]} (step 1)"
+        if self.model_panel.unavailable:
+            return self.model_panel.unavailable
+        if missing_device:
+            return f"This computer has no {missing_device}: choose Automatic or CPU as the device."
+        return None
+
     def _update_start_button(self) -> None:
-        ready = (
-            self.engine is not None
-            and self.data_panel.report is not None
-            and not self.data_panel.report.errors
-            and not self.training.running
-        )
-        self.train_panel.start_button.setEnabled(ready)
-        self.train_panel.start_button.setToolTip("" if ready else "Load a dataset first (step 1).")
+        reason = self.start_blocker()
+        if self.training.running:
+            self.train_panel.show_start_blocker(None)
+            self.train_panel.start_button.setEnabled(False)
+        else:
+            self.train_panel.show_start_blocker(reason)
+        self.start_action.setEnabled(not self.training.running and reason is None)
+
+    @Slot()
+    def _on_start_conditions_changed(self) -> None:
+        self._update_start_button()
 
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own
@@ -234,6 +339,10 @@ class MainWindow(QMainWindow):
 
         if self.training.running or self.data_panel.report is None:
             return False
+        reason = self.start_blocker()
+        if reason is not None:
+            self.train_panel.show_start_blocker(reason)
+            return False
         try:
             recipe = self.recipe()
         except UserFacingError as error:
@@ -241,10 +350,28 @@ class MainWindow(QMainWindow):
             return False
         if recipe is None:
             return False
-        self.results_panel.set_result(None)
         self.tabs.setCurrentIndex(TRAIN_TAB)
+        self.train_panel.run_note = self._cpu_note(recipe.device)
         self.training.start(recipe, self.data_panel.report)
         return True
+
+    def _cpu_note(self, device: str) -> str:
+        """Why the run's log counts fewer CPU threads than the status bar."""
+        on_cpu = device == "cpu" or (
+            device == "auto" and self.engine is not None and self.engine.devices == ("cpu",)
+        )
+        if not on_cpu:
+            return ""
+        threads = threads_leaving_one_core()
+        return (
+            f"This run uses {threads} CPU thread{'' if threads == 1 else 's'} and leaves a "
+            "core to the window; the status bar describes the whole computer."
+        )
+
+    @Slot()
+    def _on_train_panel_run_began(self) -> None:
+        """The new run is under way: the previous run's results no longer apply."""
+        self.results_panel.set_result(None)
 
     @Slot()
     def _on_train_panel_start_requested(self) -> None:
@@ -272,6 +399,10 @@ class MainWindow(QMainWindow):
         self.train_panel.set_running(running)
         self.model_panel.set_editable(not running)
         self.data_panel.setEnabled(not running)
+        # Every way to change the run's inputs waits for the run to end.
+        for action in (self.open_dataset_action, self.open_project_action):
+            action.setEnabled(not running)
+        self.stop_action.setEnabled(running)
         self._update_start_button()
 
     @Slot(object)
@@ -285,7 +416,7 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_training_run_failed(self, message: str, details: str) -> None:
         self.train_panel.banner.show_error(message, details)
-        self.train_panel.progress.setFormat("Training failed")
+        self.train_panel.show_failed()
         self.training_finished.emit(False)
 
     # --- projects --------------------------------------------------------------------------------
@@ -318,6 +449,9 @@ class MainWindow(QMainWindow):
         from ..engine.errors import UserFacingError
         from ..engine.recipe import Recipe
 
+        if self.training.running:
+            self.statusBar().showMessage("Stop training before opening a project.", 5000)
+            return False
         try:
             recipe = Recipe.load(path)
         except UserFacingError as error:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.parameter_tree_model import ParameterTreeModel
+from .train_panel import count_suffix
 
 if TYPE_CHECKING:
     from ...engine.backbones import BuiltModel
@@ -44,6 +45,7 @@ class LayerEditor(QWidget):
         self.plan: FreezePlan | None = None  # created once the engine is loaded
         self.multipliers: dict[str, float] = {}
         self.built: BuiltModel | None = None
+        self.classes: int | None = None  # the head's size in the network shown
         self.tree: ParameterTree | None = None
         self.tree_model: ParameterTreeModel | None = None
         self._editable = True
@@ -65,7 +67,7 @@ class LayerEditor(QWidget):
         self.gradual_epochs = QSpinBox()
         self.gradual_epochs.setRange(1, 999)
         self.gradual_epochs.setValue(DEFAULT_HEAD_EPOCHS)
-        self.gradual_epochs.setSuffix(" epochs, then the checked layers")
+        count_suffix(self.gradual_epochs, "epoch", ", then the checked layers")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -115,11 +117,12 @@ class LayerEditor(QWidget):
             self.plan = FreezePlan(self.plan.preset)
         self.multipliers = {}
 
-    def show_network(self, built: BuiltModel) -> None:
+    def show_network(self, built: BuiltModel, classes: int | None = None) -> None:
         from ...engine.freezing import block_units
         from ...engine.parameters import ParameterTree
 
         self.built = built
+        self.classes = classes
         self.tree = ParameterTree(built.model)
         self.tree_model = ParameterTreeModel(self.tree, self.multipliers, self)
         self.tree_model.trainable_changed.connect(self._on_tree_model_trainable_changed)
@@ -179,8 +182,18 @@ class LayerEditor(QWidget):
         self.apply_plan()
 
     def _update_summary(self) -> None:
-        if self.tree is not None:
-            self.summary.setText(str(self.tree.summary()))
+        """The tree counts the network with the user's head; the backbone list counts
+        it with its ImageNet head. Say so, or the two figures look contradictory."""
+        from ...engine.parameters import human_count
+
+        if self.tree is None:
+            return
+        text = str(self.tree.summary())
+        if self.built is not None and self.classes:
+            imagenet = human_count(self.built.spec.num_params)
+            head = "1 class" if self.classes == 1 else f"{self.classes} classes"
+            text += f" with your head for {head} ({imagenet} with its ImageNet head)"
+        self.summary.setText(text)
 
     @Slot()
     def _on_head_button_clicked(self) -> None:

@@ -62,6 +62,7 @@ class ModelPanel(QWidget):
         self.weights = "default"
         self.num_classes = PLACEHOLDER_CLASSES
         self.build_task: Task | None = None
+        self.unavailable: str | None = None  # why no network can train, after a failed build
         self.layers = LayerEditor()
 
         self.search = QLineEdit()
@@ -126,6 +127,14 @@ class ModelPanel(QWidget):
         self.backbone_view.selectionModel().currentChanged.connect(
             self._on_backbone_view_current_changed
         )
+        model.setHeaderData(
+            1,
+            Qt.Orientation.Horizontal,
+            "Parameters with its ImageNet head (1,000 classes). The layer tree counts "
+            "them with your head, sized for your classes.",
+            Qt.ItemDataRole.ToolTipRole,
+        )
+        model.setHeaderData(1, Qt.Orientation.Horizontal, "Params (ImageNet)")
         header = self.backbone_view.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
@@ -208,6 +217,7 @@ class ModelPanel(QWidget):
         if self.build_task is not None:
             self.build_task.discard()
         self.banner.clear()
+        self.unavailable = None
         self.layers.forget_network(f"Loading {self.backbone}…")
         self._end_download()
         job = NetworkBuild(self.backbone, self.num_classes, self.weights)
@@ -248,7 +258,7 @@ class ModelPanel(QWidget):
     @Slot(object)
     def _on_build_task_succeeded(self, built: BuiltModel) -> None:
         self._build_ended()
-        self.layers.show_network(built)
+        self.layers.show_network(built, self.num_classes)
         warning = self.layers.apply_plan()
         if warning:
             self.banner.show_warning(warning)
@@ -256,12 +266,14 @@ class ModelPanel(QWidget):
 
     @Slot(str, str)
     def _on_build_task_failed(self, message: str, details: str) -> None:
+        self.unavailable = "No network loaded (see step 2): choose a backbone that loads."
         self._build_ended()
         self.layers.forget_network("No network loaded.")
         self.banner.show_error(message, details)
 
     @Slot()
     def _on_build_task_cancelled(self) -> None:
+        self.unavailable = "No network loaded: the download was cancelled (step 2)."
         self._build_ended()
         self.layers.forget_network("Download cancelled.")
         self.banner.show_info("Download cancelled. Choose the backbone again to retry.")

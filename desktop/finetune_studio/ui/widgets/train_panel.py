@@ -6,6 +6,7 @@ import time
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -41,6 +43,21 @@ def _combo(items: dict[str, str]) -> QComboBox:
     return combo
 
 
+def plural(count: int, unit: str) -> str:
+    """ "1 epoch", "2 epochs": a count with its unit."""
+    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
+
+
+def count_suffix(spin: QSpinBox, unit: str, rest: str = "") -> None:
+    """Keep a spin box's unit singular or plural to match its value."""
+
+    def update(value: int) -> None:
+        spin.setSuffix(f" {unit}{'' if value == 1 else 's'}{rest}")
+
+    spin.valueChanged.connect(update)
+    update(spin.value())
+
+
 def _format_duration(seconds: float) -> str:
     minutes, seconds = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -50,10 +67,12 @@ def _format_duration(seconds: float) -> str:
 class TrainPanel(QWidget):
     start_requested = Signal()
     stop_requested = Signal()
+    run_began = Signal()  # a started run sent its first progress: the old curves are gone
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._shown: dict[str, object] = {}  # widget values right after show_recipe
+        self._devices: tuple[str, ...] | None = None  # known once the engine is loaded
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 100_000)
         self.epochs.setValue(10)
@@ -110,7 +129,7 @@ class TrainPanel(QWidget):
         self.patience = QSpinBox()
         self.patience.setRange(0, 10_000)
         self.patience.setSpecialValueText("off")
-        self.patience.setSuffix(" epochs")
+        count_suffix(self.patience, "epoch")
 
         form = QFormLayout()
         form.addRow("Epochs", self.epochs)
@@ -127,7 +146,8 @@ class TrainPanel(QWidget):
         self.settings_box.setLayout(form)
 
         self.start_button = QPushButton("Start training")
-        self.start_button.setDefault(True)
+        # Not setDefault(True): outside a dialog it only changes the look, and Fusion's
+        # default-button outline is the colour of its focus ring, hiding the focus.
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
         self.start_button.setIcon(action_icon("start"))
@@ -135,6 +155,11 @@ class TrainPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
+        # Why Start is disabled, in words beside it (a tooltip alone goes unseen).
+        self.start_reason = QLabel()
+        self.start_reason.setWordWrap(True)
+        self.start_reason.setObjectName("startReason")
+        self.start_reason.hide()
 
         self.banner = Banner()
         self.progress = QProgressBar()
@@ -150,6 +175,7 @@ class TrainPanel(QWidget):
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addWidget(self.settings_box)
         left_layout.addLayout(buttons)
+        left_layout.addWidget(self.start_reason)
         left_layout.addStretch()
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plots)
@@ -168,6 +194,13 @@ class TrainPanel(QWidget):
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button.clicked.connect(self.stop_requested)
         self._started_at = 0.0
+        self.run_note = ""  # the first log line of the next run (set by the window)
+        # A run clears the previous one's curves and log only once it sends its first
+        # progress: a start that fails (no CUDA, a missing file) leaves them as they were.
+        self._pending = False
+        self._early_lines: list[str] = []
+        self._previous_progress: tuple[int, str] = (0, "Not started")
+        self._run_epochs = 0
 
     # --- recipes and settings ------------------------------------------------------------------
     def _fields(self) -> dict[str, object]:
@@ -261,6 +294,34 @@ class TrainPanel(QWidget):
     def _update_augmented_copies(self) -> None:
         self.augmented_copies.setEnabled(self._augmenting())
 
+    def set_available_devices(self, devices: tuple[str, ...]) -> None:
+        """Grey out the forced devices this machine lacks (``auto`` always works)."""
+        model = self.device.model()
+        if not isinstance(model, QStandardItemModel):
+            return
+        for row in range(self.device.count()):
+            value = self.device.itemData(row)
+            item = model.item(row)
+            present = value == "auto" or value in devices
+            item.setEnabled(present)
+            item.setToolTip("" if present else "Not present on this computer")
+        self._devices = devices
+
+    def device_missing(self) -> str | None:
+        """The chosen device in words when this machine does not have it."""
+        value = self.device.currentData()
+        devices = self._devices
+        if devices is None or value == "auto" or value in devices:
+            return None
+        return str(self.device.currentText())
+
+    def show_start_blocker(self, reason: str | None) -> None:
+        """Enable Start, or disable it and say why beside it."""
+        self.start_button.setEnabled(reason is None)
+        self.start_button.setToolTip(reason or "")
+        self.start_reason.setText(reason or "")
+        self.start_reason.setVisible(bool(reason))
+
     # --- run state -------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -268,15 +329,46 @@ class TrainPanel(QWidget):
         self.settings_box.setEnabled(not running)
         if running:
             self.banner.clear()
-            self.plots.clear_curves(self.epochs.value())
-            self.log.clear()
+            self._pending = True
+            self._early_lines = [self.run_note] if self.run_note else []
+            self._previous_progress = (self.progress.value(), self.progress.format())
+            self._run_epochs = self.epochs.value()
             self.progress.setRange(0, 1000)
             self.progress.setValue(0)
             self.progress.setFormat("Starting…")
             self._started_at = time.monotonic()
 
+    def _begin(self) -> None:
+        """The run is under way: now its curves and log replace the previous run's."""
+        if not self._pending:
+            return
+        self._pending = False
+        self.plots.clear_curves(self._run_epochs)
+        self.log.clear()
+        for line in self._early_lines:
+            self.log.appendPlainText(line)
+        self._early_lines = []
+        self.run_began.emit()
+
+    def show_failed(self) -> None:
+        """A run ended with an error. One that never got going keeps the previous
+        run's curves, log and progress; its own log lines are added below."""
+        if not self._pending:
+            self.progress.setFormat("Training failed")
+            return
+        self._pending = False
+        value, text = self._previous_progress
+        self.progress.setValue(value)
+        self.progress.setFormat(text)
+        if self._early_lines:
+            self.log.appendPlainText("— A new run could not start —")
+            for line in self._early_lines:
+                self.log.appendPlainText(line)
+        self._early_lines = []
+
     @Slot(list)
     def add_batches(self, events: list[BatchEnd]) -> None:
+        self._begin()
         for event in events:
             self.plots.add_batch(
                 event.epoch - 1 + event.batch / event.batches, event.loss, event.lr
@@ -298,11 +390,13 @@ class TrainPanel(QWidget):
     def show_stage(self, stage: str, done: int, total: int) -> None:
         """Work outside the epochs: decoding, computing cached features, and the
         evaluation after a Stop, which can take a while on a large validation set."""
+        self._begin()
         self.progress.setValue(int(self.progress.maximum() * done / max(total, 1)))
         self.progress.setFormat(f"{stage}… {done} of {total}")
 
     @Slot(object)
     def add_epoch(self, event: EpochEnd) -> None:
+        self._begin()
         self.plots.add_epoch(
             event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc
         )
@@ -326,12 +420,15 @@ class TrainPanel(QWidget):
     @Slot(str, str)
     def append_log(self, message: str, level: str = "info") -> None:
         prefix = "⚠ " if level == "warning" else ""
-        self.log.appendPlainText(prefix + message)
+        if self._pending:
+            self._early_lines.append(prefix + message)
+        else:
+            self.log.appendPlainText(prefix + message)
 
     def show_finished(self, event: FitEnd) -> None:
+        self._begin()
         elapsed = _format_duration(time.monotonic() - self._started_at)
-        count = event.epochs_completed
-        epochs = f"{count} {event.unit}" if count == 1 else f"{count} {event.unit}s"
+        epochs = plural(event.epochs_completed, event.unit)
         if event.cancelled:
             text = f"Stopped after {epochs} ({elapsed})"
         elif event.stopped_early:
