@@ -167,7 +167,7 @@ def test_the_status_bar_describes_the_computer_even_after_a_run_set_torch_thread
         window = open_window(qtbot, settings)
         cores = os.cpu_count() or 1
         text = window.device_label.text()
-        assert text.startswith("This computer: ")
+        assert text.endswith(" on this computer")
         if "CPU" in text:
             assert f"({cores} core" in text
         assert "leaves one CPU core" in window.device_label.toolTip()

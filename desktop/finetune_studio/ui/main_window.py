@@ -234,7 +234,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_engine_task_succeeded(self, engine: EngineInfo) -> None:
         self.engine = engine
-        self.device_label.setText(f"This computer: {engine.device}")
+        self.device_label.setText(f"{engine.device} on this computer")
         self.train_panel.set_available_devices(engine.devices)
         self.statusBar().showMessage("Ready", 3000)
         backbone = self.settings.value("model/backbone")
@@ -498,7 +498,7 @@ class MainWindow(QMainWindow):
             import torchvision
 
             lines.append(f"PyTorch {torch.__version__} · torchvision {torchvision.__version__}")
-            lines.append(f"Device: {self.engine.device}")
+            lines.append(f"Device: {self.device_label.text()}")
         return "<br>".join(lines)
 
     @Slot()
