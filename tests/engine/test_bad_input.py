@@ -80,6 +80,9 @@ def test_every_bad_file_is_reported_and_the_rest_trains(tmp_path: Path) -> None:
     assert reasons == {name: reason for name, reason in expected.items() if reason}
     used = {Path(s.path).name for s in (*report.train, *report.val)}
     assert used == {name for name, reason in expected.items() if reason is None}
+    # good/loop leads back to the root: no picture is taken in twice, under a second label.
+    assert len(report.train) + len(report.val) == len(used)
+    assert len(report.skipped) == len(reasons)
     assert report.classes == ("good café", "другой класс")
 
     recipe = Recipe(

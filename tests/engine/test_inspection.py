@@ -15,7 +15,9 @@ from finetune_studio.engine.inspection import inspect_dataset, stratified_split
 from finetune_studio.engine.scan import scan_folder
 
 
-def save_picture(path: Path, size: tuple[int, int] = (40, 30), colour=(120, 30, 200)) -> Path:
+def save_picture(
+    path: Path, size: tuple[int, int] = (40, 30), colour: tuple[int, int, int] = (120, 30, 200)
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path)
     return path

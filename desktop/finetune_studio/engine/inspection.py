@@ -20,7 +20,14 @@ from typing import Any
 
 from .errors import DatasetError
 from .images import ImageProblem, inspect_image
-from .scan import FolderScan, raise_if_cancelled, scan_folder
+from .scan import (
+    MAX_NAMED,
+    FolderScan,
+    identical_files_across_classes,
+    raise_if_cancelled,
+    relative_name,
+    scan_folder,
+)
 from .scan import ScanCancelled as ScanCancelled  # raised by inspect_dataset too
 
 ProgressCallback = Callable[[int, int], None]
@@ -184,6 +191,21 @@ def _problems(
     return errors, warnings
 
 
+def _identical_across_classes(
+    scan: FolderScan, usable: dict[str, list[Path]], cancel: threading.Event | None
+) -> list[str]:
+    """One warning naming the byte-identical pictures filed under two classes."""
+    groups = identical_files_across_classes(usable, cancel)
+    if not groups:
+        return []
+    named = [" and ".join(relative_name(path, scan.root) for _, path in g) for g in groups]
+    more = f" and {len(named) - MAX_NAMED} more" if len(named) > MAX_NAMED else ""
+    return [
+        f"Identical pictures in different classes: {'; '.join(named[:MAX_NAMED])}{more}. "
+        "The same picture cannot carry two labels: keep each in one class."
+    ]
+
+
 def inspect_dataset(
     root: str | Path,
     val_fraction: float = DEFAULT_VAL_FRACTION,
@@ -198,10 +220,15 @@ def inspect_dataset(
     all_paths = [p for files in scan.train_files.values() for p in files]
     if scan.val_files is not None:
         all_paths += [p for files in scan.val_files.values() for p in files]
-    good, skipped = validate_images(all_paths, progress, cancel=cancel)
+    good, skipped = validate_images(list(dict.fromkeys(all_paths)), progress, cancel=cancel)
 
     def usable(files: dict[str, list[Path]]) -> dict[str, list[Path]]:
         return {name: [p for p in paths if p in good] for name, paths in files.items()}
+
+    per_class = usable(scan.train_files)
+    for name, paths in usable(scan.val_files or {}).items():
+        per_class[name] = per_class.get(name, []) + paths
+    identical = _identical_across_classes(scan, per_class, cancel)
 
     if scan.val_files is None:
         train, val = stratified_split(usable(scan.train_files), scan.classes, val_fraction, seed)
@@ -222,4 +249,5 @@ def inspect_dataset(
     errors, warnings = _problems(scan.classes, report.train_counts, report.val_counts)
     if not report.val:
         warnings.append("No validation pictures: accuracy will be measured on nothing.")
-    return replace(report, warnings=tuple(scan.notes + warnings), errors=tuple(errors))
+    warnings = scan.notes + identical + warnings
+    return replace(report, warnings=tuple(warnings), errors=tuple(errors))

@@ -2,15 +2,23 @@
 
 Layout: each immediate subfolder of the root is a class, pictures in nested folders
 below a class belong to it. If the root holds ``train/`` and ``val/`` (or
-``valid/``, ``validation/``), those are the split. Hidden entries are ignored, and
-symbolic links are followed at most once per real folder, so loops end.
+``valid/``, ``validation/``), those are the split. Hidden entries are ignored.
+
+A picture takes the label of the class folder it is in, so links are followed only
+where they cannot give a picture a second label: a link inside a class may lead into
+that class or out of the dataset, never back to the dataset's root, into another
+class, or to a folder that holds the whole dataset. A file reached twice (a link or a
+hard link: the same ``(st_dev, st_ino)``) is counted once. Nothing here reads a
+picture, except ``identical_files_across_classes``, which reads only files whose sizes
+collide.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +27,8 @@ from .images import is_candidate_image
 
 TRAIN_FOLDER_NAMES = ("train", "training")
 VAL_FOLDER_NAMES = ("val", "valid", "validation")
+MAX_NAMED = 5
+"""A warning about links or copies names at most this many, then says how many more."""
 
 
 class ScanCancelled(DatasetError):
@@ -41,15 +51,57 @@ class FolderScan:
     notes: list[str] = field(default_factory=list)
 
 
+FileKey = tuple[int, int]  # (st_dev, st_ino): one file, however many paths reach it
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """Where links below one class folder may lead: into that class, or out of the dataset."""
+
+    root: str  # the dataset's real path
+    own: str  # the class folder's real path
+
+    @classmethod
+    def of(cls, root: Path, class_dir: Path) -> Boundary:
+        return cls(os.path.realpath(root), os.path.realpath(class_dir))
+
+    def allows(self, link: str | Path) -> bool:
+        target = os.path.realpath(link)
+        if _inside(target, self.own):
+            return True
+        return not _inside(target, self.root) and not _inside(self.root, target)
+
+
+def _inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # on different drives
+        return False
+
+
 def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__")
 
 
-def walk_files(folder: Path, cancel: threading.Event | None = None) -> Iterator[Path]:
-    """All non-hidden files below ``folder``, following links but never in circles.
+def walk_files(
+    folder: Path,
+    cancel: threading.Event | None = None,
+    boundary: Boundary | None = None,
+    refused: list[Path] | None = None,
+) -> Iterator[Path]:
+    """All non-hidden files below ``folder``, following links but never in circles, and
+    with a ``boundary`` only the links it allows (the others are added to ``refused``).
     A set ``cancel`` raises ``ScanCancelled`` at the next folder: a large tree on a
     slow disk takes seconds to walk."""
-    seen: set[tuple[int, int]] = set()
+
+    def allowed(path: Path) -> bool:
+        if boundary is None or not path.is_symlink() or boundary.allows(path):
+            return True
+        if refused is not None:
+            refused.append(path)
+        return False
+
+    seen: set[FileKey] = set()
     for current, dirs, files in os.walk(folder, followlinks=True):
         raise_if_cancelled(cancel)
         stat = os.stat(current)
@@ -58,10 +110,11 @@ def walk_files(folder: Path, cancel: threading.Event | None = None) -> Iterator[
             dirs[:] = []
             continue
         seen.add(key)
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        dirs[:] = [d for d in sorted(dirs) if not _is_hidden(d) and allowed(Path(current, d))]
         for name in sorted(files):
-            if not _is_hidden(name):
-                yield Path(current, name)
+            path = Path(current, name)
+            if not _is_hidden(name) and allowed(path):
+                yield path
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -70,11 +123,105 @@ def _class_folders(folder: Path) -> list[Path]:
     )
 
 
-def _files_per_class(folder: Path, cancel: threading.Event | None) -> dict[str, list[Path]]:
-    return {
-        class_dir.name: [p for p in walk_files(class_dir, cancel) if is_candidate_image(p)]
-        for class_dir in _class_folders(folder)
-    }
+class _Collector:
+    """Candidate pictures per class for one dataset, each file once (the first path found
+    wins), and what was left out on the way, for the notes."""
+
+    def __init__(self, root: Path, cancel: threading.Event | None) -> None:
+        self.root = root
+        self.cancel = cancel
+        self.owner: dict[FileKey, tuple[str, Path]] = {}
+        self.refused: list[Path] = []
+        self.shared: list[tuple[Path, Path, str]] = []  # kept, left out, kept's class
+
+    def files_per_class(self, folder: Path) -> dict[str, list[Path]]:
+        return {
+            class_dir.name: self._class_files(class_dir) for class_dir in _class_folders(folder)
+        }
+
+    def _class_files(self, class_dir: Path) -> list[Path]:
+        boundary = Boundary.of(self.root, class_dir)
+        kept: list[Path] = []
+        for path in walk_files(class_dir, self.cancel, boundary, self.refused):
+            if not is_candidate_image(path):
+                continue
+            try:
+                stat = os.stat(path)
+            except OSError:
+                kept.append(path)  # a dangling link: the check says why it is skipped
+                continue
+            key = (stat.st_dev, stat.st_ino)
+            if key not in self.owner:
+                self.owner[key] = (class_dir.name, path)
+                kept.append(path)
+            elif self.owner[key][0] != class_dir.name:
+                self.shared.append((self.owner[key][1], path, self.owner[key][0]))
+        return kept
+
+    def notes(self) -> list[str]:
+        notes: list[str] = []
+        if self.refused:
+            links = _named([self._relative(p) for p in self.refused])
+            notes.append(
+                f"Links not followed, since they lead back into the dataset: {links}. "
+                "A picture takes the label of its own class folder only."
+            )
+        if self.shared:
+            pairs = _named(
+                [
+                    f"{self._relative(a)} and {self._relative(b)} (counted once, in {c!r})"
+                    for a, b, c in self.shared
+                ]
+            )
+            notes.append(f"The same file is in two classes, under two labels: {pairs}.")
+        return notes
+
+    def _relative(self, path: Path) -> str:
+        return relative_name(path, self.root)
+
+
+def relative_name(path: str | Path, root: str | Path) -> str:
+    """``path`` as the user knows it inside the dataset (``cat/0005.jpg``)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _named(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:MAX_NAMED])
+    more = len(items) - MAX_NAMED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def identical_files_across_classes(
+    files: Mapping[str, Sequence[Path]], cancel: threading.Event | None = None
+) -> list[list[tuple[str, Path]]]:
+    """Groups of byte-identical files that lie in two or more classes, as (class, path).
+    Only files whose sizes collide across classes are read, so a dataset of distinct
+    pictures is not read a second time."""
+    by_size: dict[int, list[tuple[str, Path]]] = {}
+    for name, paths in files.items():
+        for path in paths:
+            by_size.setdefault(os.stat(path).st_size, []).append((name, path))
+    groups: list[list[tuple[str, Path]]] = []
+    for same_size in by_size.values():
+        if len({name for name, _ in same_size}) < 2:
+            continue
+        by_digest: dict[bytes, list[tuple[str, Path]]] = {}
+        for name, path in same_size:
+            raise_if_cancelled(cancel)
+            by_digest.setdefault(_digest(path), []).append((name, path))
+        groups += [g for g in by_digest.values() if len({name for name, _ in g}) >= 2]
+    return groups
+
+
+def _digest(path: Path) -> bytes:
+    digest = hashlib.blake2b()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -92,13 +239,14 @@ def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> Fold
         raise DatasetError(f"The dataset folder {root} does not exist.")
     if not root.is_dir():
         raise DatasetError(f"{root} is a file. Choose a folder that holds one subfolder per class.")
+    collector = _Collector(root, cancel)
     try:
         train_dir = _find_child(root, TRAIN_FOLDER_NAMES)
         val_dir = _find_child(root, VAL_FOLDER_NAMES)
         notes: list[str] = []
         if train_dir is not None and val_dir is not None:
-            train_files = _files_per_class(train_dir, cancel)
-            val_files: dict[str, list[Path]] | None = _files_per_class(val_dir, cancel)
+            train_files = collector.files_per_class(train_dir)
+            val_files: dict[str, list[Path]] | None = collector.files_per_class(val_dir)
             assert val_files is not None
             extra = sorted(set(val_files) - set(train_files))
             if extra:
@@ -108,7 +256,7 @@ def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> Fold
             val_files = {name: val_files.get(name, []) for name in train_files}
             notes.append(f"Using the split folders {train_dir.name}/ and {val_dir.name}/.")
         else:
-            train_files = _files_per_class(root, cancel)
+            train_files = collector.files_per_class(root)
             val_files = None
     except PermissionError as exc:
         raise DatasetError(f"Cannot read {exc.filename}: permission denied.") from exc
@@ -119,4 +267,4 @@ def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> Fold
             f"Found {found} in {root}. A dataset needs at least 2 classes: "
             "put the pictures of each class in its own subfolder."
         )
-    return FolderScan(root, classes, train_files, val_files, notes)
+    return FolderScan(root, classes, train_files, val_files, notes + collector.notes())
