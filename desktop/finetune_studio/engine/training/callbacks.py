@@ -52,5 +52,6 @@ class EarlyStopping:
 
     def should_stop(self, state: RunState) -> Log | None:
         if self.patience and state.epochs_without_gain >= self.patience:
-            return Log(f"Early stop: no better validation loss for {self.patience} epochs.")
+            epochs = "1 epoch" if self.patience == 1 else f"{self.patience} epochs"
+            return Log(f"Early stop: no better validation loss for {epochs}.")
         return None

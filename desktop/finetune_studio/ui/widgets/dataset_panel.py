@@ -81,6 +81,16 @@ class SampleDrawing:
         return str(generate_sample_dataset(self.folder, progress=progress))
 
 
+def sample_folder() -> Path:
+    """Where "Try a sample dataset" draws. Qt's app data folder ends in the organisation
+    and the application name, both "Finetune Studio" here: the repeat is dropped, so the
+    pictures land in ``~/.local/share/Finetune Studio/sample-shapes``."""
+    base = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    if base.name == base.parent.name:
+        base = base.parent
+    return base / "sample-shapes"
+
+
 def icon_from_rgb(data: bytes, width: int, height: int) -> QIcon:
     image = QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888)
     return QIcon(QPixmap.fromImage(image.copy()))
@@ -245,8 +255,7 @@ class DatasetPanel(QWidget):
     @Slot()
     def load_sample(self) -> None:
         """Draw the practice dataset into the user's data folder (once), then load it."""
-        base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-        task = self.runner.run_function(SampleDrawing(Path(base) / "sample-shapes"), "draw")
+        task = self.runner.run_function(SampleDrawing(sample_folder()), "draw")
         task.succeeded.connect(self._on_sample_task_succeeded)
         self._start(task, "Drawing sample pictures… %v of %m")
 
@@ -338,6 +347,8 @@ class DatasetPanel(QWidget):
         )
 
     def show_report(self, report: DatasetReport, thumbnails: Thumbnails) -> None:
+        from ...engine.scan import relative_name
+
         self.report = report
         self._show_summary()
         icons = [
@@ -348,7 +359,8 @@ class DatasetPanel(QWidget):
             list(zip(report.classes, report.train_counts, report.val_counts)), icons
         )
         self.skipped_model.set_rows(
-            [(s.path, s.reason) for s in report.skipped], tooltips=[s.path for s in report.skipped]
+            [(relative_name(s.path, report.root), s.reason) for s in report.skipped],
+            tooltips=[s.path for s in report.skipped],
         )
         self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")
         if report.errors:
@@ -389,5 +401,5 @@ class DatasetPanel(QWidget):
     @Slot()
     def _on_skipped_view_double_clicked(self) -> None:
         row = self.skipped_view.currentIndex().row()
-        if 0 <= row < len(self.skipped_model.rows):
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.skipped_model.rows[row][0])))
+        if self.report is not None and 0 <= row < len(self.report.skipped):
+            QDesktopServices.openUrl(QUrl.fromLocalFile(self.report.skipped[row].path))

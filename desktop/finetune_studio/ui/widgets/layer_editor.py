@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.parameter_tree_model import ParameterTreeModel
-from .train_panel import count_suffix
+from .wording import count_suffix
 
 if TYPE_CHECKING:
     from ...engine.backbones import BuiltModel

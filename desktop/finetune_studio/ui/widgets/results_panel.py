@@ -32,6 +32,10 @@ from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .banner import Banner
 from .dataset_panel import icon_from_rgb
 
+VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
+"""A prediction item keeps its verdict lines here; its heading (the path) changes as
+more pictures with the same name arrive."""
+
 if TYPE_CHECKING:
     from ...engine.predict import Prediction
     from ...engine.training import TrainingResult
@@ -92,6 +96,29 @@ class ModelExport:
         from ...engine.export import save_model_folder
 
         return str(save_model_folder(self.result, self.folder, self.overwrite, self.formats))
+
+
+def distinct_names(paths: list[str]) -> list[str]:
+    """The shortest tail of each path (file name, then ``parent/name``, and so on) that no
+    other path shown shares; the same path twice gets the same name."""
+    parts = {path: Path(path).parts for path in paths}
+    depth = dict.fromkeys(parts, 1)
+    while True:
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for path, tail in parts.items():
+            groups.setdefault(tail[-depth[path] :], []).append(path)
+        deeper = [
+            path
+            for group in groups.values()
+            if len(group) > 1
+            for path in group
+            if depth[path] < len(parts[path])
+        ]
+        if not deeper:
+            break
+        for path in deeper:
+            depth[path] += 1
+    return ["/".join(parts[path][-depth[path] :]) for path in paths]
 
 
 def suggested_export_name(result: TrainingResult) -> str:
@@ -280,18 +307,27 @@ class ResultsPanel(QWidget):
         elif not outcome:
             self.banner.show_warning("No pictures found there.")
         for prediction, preview in reversed(outcome):  # the newest batch on top, in its order
-            name = Path(prediction.path).name
             if prediction.error:
-                text = f"{name}\nskipped: {prediction.error}"
+                verdict = f"skipped: {prediction.error}"
             else:
-                text = name + "\n" + "\n".join(f"{label}  {p:.1%}" for label, p in prediction.top)
-            item = QListWidgetItem(text)
+                verdict = "\n".join(f"{label}  {p:.1%}" for label, p in prediction.top)
+            item = QListWidgetItem()
             item.setToolTip(prediction.path)
+            item.setData(VERDICT_ROLE, verdict)
             if preview is not None:
                 item.setIcon(icon_from_rgb(*preview))
             self.predictions.insertItem(0, item)
+        self._name_predictions()
         self.predictions_shown.emit(len(outcome))
         self._predict_next()
+
+    def _name_predictions(self) -> None:
+        """Head each prediction with as much of its path as tells it from the others shown:
+        two ``0005.jpg`` from different folders read ``a/0005.jpg`` and ``b/0005.jpg``."""
+        items = [self.predictions.item(row) for row in range(self.predictions.count())]
+        names = distinct_names([item.toolTip() for item in items])
+        for item, name in zip(items, names):
+            item.setText(f"{name}\n{item.data(VERDICT_ROLE)}")
 
     @Slot(str, str)
     def _on_prediction_task_failed(self, message: str, details: str) -> None:

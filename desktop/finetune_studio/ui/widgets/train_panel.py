@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from ..resources import action_icon
 from .banner import Banner
 from .training_plots import TrainingPlots
+from .wording import count_suffix, format_duration, plural
 
 if TYPE_CHECKING:
     from ...engine.events import BatchEnd, EpochEnd, FitEnd
@@ -41,27 +42,6 @@ def _combo(items: dict[str, str]) -> QComboBox:
     for value, label in items.items():
         combo.addItem(label, value)
     return combo
-
-
-def plural(count: int, unit: str) -> str:
-    """ "1 epoch", "2 epochs": a count with its unit."""
-    return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
-
-
-def count_suffix(spin: QSpinBox, unit: str, rest: str = "") -> None:
-    """Keep a spin box's unit singular or plural to match its value."""
-
-    def update(value: int) -> None:
-        spin.setSuffix(f" {unit}{'' if value == 1 else 's'}{rest}")
-
-    spin.valueChanged.connect(update)
-    update(spin.value())
-
-
-def _format_duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 class TrainPanel(QWidget):
@@ -383,7 +363,7 @@ class TrainPanel(QWidget):
         self.progress.setValue(int(done * 1000))
         self.progress.setFormat(
             f"Epoch {last.epoch}/{last.epochs} · batch {last.batch}/{last.batches} · "
-            f"about {_format_duration(remaining)} left"
+            f"about {format_duration(remaining)} left"
         )
 
     @Slot(str, int, int)
@@ -427,7 +407,7 @@ class TrainPanel(QWidget):
 
     def show_finished(self, event: FitEnd) -> None:
         self._begin()
-        elapsed = _format_duration(time.monotonic() - self._started_at)
+        elapsed = format_duration(time.monotonic() - self._started_at)
         epochs = plural(event.epochs_completed, event.unit)
         if event.cancelled:
             text = f"Stopped after {epochs} ({elapsed})"
