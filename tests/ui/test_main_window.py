@@ -378,3 +378,71 @@ def test_a_head_only_run_shows_its_fit_converging_in_iterations(qtbot, window, c
     assert "Fitting the head to its optimum" in log
     assert "Iteration 1:" in log and "Epoch 1/" not in log
     assert "iterations in" in window.train_panel.progress.format()
+
+
+def test_skipped_files_read_as_paths_inside_the_dataset(qtbot, window, colour_dataset, monkeypatch):
+    from PySide6.QtGui import QDesktopServices
+
+    broken = colour_dataset / "red" / "scans" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(b"")
+    load(qtbot, window, colour_dataset)
+
+    skipped, view = window.data_panel.skipped_model, window.data_panel.skipped_view
+    assert skipped.index(0, 0).data() == "red/scans/broken.png"
+    assert skipped.index(0, 0).data(Qt.ItemDataRole.ToolTipRole) == str(broken)
+    opened: list[str] = []
+    monkeypatch.setattr(QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    window.tabs.setCurrentIndex(0)
+    cell = view.visualRect(skipped.index(0, 0)).center()
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=cell)
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=cell)
+    assert opened == [str(broken)]
+
+
+def test_predictions_name_enough_of_the_path_to_tell_pictures_apart(
+    qtbot, window, colour_dataset, tmp_path
+):
+    picture = (colour_dataset / "red" / "red_000.png").read_bytes()
+    for folder in ("monday", "tuesday/cam", "wednesday/cam"):
+        (tmp_path / "drops" / folder).mkdir(parents=True)
+    (tmp_path / "drops" / "monday" / "0005.png").write_bytes(picture)
+    (tmp_path / "drops" / "tuesday" / "cam" / "0005.png").write_bytes(picture)
+    (tmp_path / "drops" / "wednesday" / "cam" / "0005.png").write_bytes(picture)
+    start_training(qtbot, window, colour_dataset, epochs=1)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        pass
+    panel = window.results_panel
+
+    def headings() -> list[str]:
+        return [
+            panel.predictions.item(i).text().splitlines()[0]
+            for i in range(panel.predictions.count())
+        ]
+
+    drop_paths(window, [tmp_path / "drops" / "monday" / "0005.png"])
+    qtbot.waitUntil(lambda: panel.predictions.count() == 1, timeout=30_000)
+    assert headings() == ["0005.png"]  # alone, the name is enough
+    drop_paths(window, [tmp_path / "drops" / "tuesday", tmp_path / "drops" / "wednesday"])
+    qtbot.waitUntil(lambda: panel.predictions.count() == 3, timeout=30_000)
+    assert headings() == ["tuesday/cam/0005.png", "wednesday/cam/0005.png", "monday/0005.png"]
+
+
+def test_the_sample_dataset_folder_does_not_repeat_the_app_name(
+    qtbot, window, tmp_path, monkeypatch
+):
+    from PySide6.QtCore import QStandardPaths
+
+    from finetune_studio.engine import sample_data
+
+    app_data = tmp_path / "Finetune Studio" / "Finetune Studio"  # Qt's, for this app's names
+    monkeypatch.setattr(QStandardPaths, "writableLocation", lambda location: str(app_data))
+    small = sample_data.generate_sample_dataset
+    monkeypatch.setattr(
+        sample_data, "generate_sample_dataset", lambda folder, **kw: small(folder, 3, 32, **kw)
+    )
+    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=60_000):
+        qtbot.mouseClick(window.data_panel.drop_zone.sample_button, Qt.MouseButton.LeftButton)
+    assert window.data_panel.recent_folders()[0] == str(
+        tmp_path / "Finetune Studio" / "sample-shapes"
+    )
