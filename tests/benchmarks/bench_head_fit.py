@@ -84,28 +84,10 @@ def tuned_probe(result: TrainingResult, recipe: Recipe) -> float | None:
         from sklearn.preprocessing import StandardScaler
     except ImportError:
         return None
-    import threading
-
-    from finetune_studio.engine.backbones import build_model
-    from finetune_studio.engine.devices import autocast_dtype, resolve_device
     from finetune_studio.engine.feature_store import FeatureStore
-    from finetune_studio.engine.freezing import apply_preset, hold_frozen_modules
-    from finetune_studio.engine.inspection import inspect_dataset
-    from finetune_studio.engine.training.data import DataPreparation
+    from support.head_features import head_features
 
-    report = inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed)
-    built = build_model(recipe.backbone, len(report.classes), recipe.weights)
-    apply_preset(built.model, built.head_path, "head")
-    built.model.train()
-    hold_frozen_modules(built.model)
-    device = resolve_device(recipe.device)
-    precision = autocast_dtype(device, recipe.mixed_precision)  # the run's own features
-    preparation = DataPreparation(
-        recipe, device, True, precision, threading.Event(), FeatureStore(), 2**31, set()
-    )
-    data = drain(preparation.prepare(built.model, built.head_path, built.spec, report))[1]
-    assert data.train_features is not None and data.val_features is not None
-    (train_x, train_y), (val_x, val_y) = data.train_features[0], data.val_features
+    (train_x, train_y), (val_x, val_y), _ = head_features(recipe, FeatureStore())
     scaler = StandardScaler().fit(train_x.numpy())
     best = 0.0
     for c in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0):

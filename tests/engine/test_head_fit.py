@@ -13,6 +13,7 @@ from finetune_studio.engine.head_fit import LinearHeadSolver, Problem, Standardi
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer
 from support.glyphs import make_letter_dataset
+from support.head_features import head_features
 from support.runs import drain
 from support.tiny import TINY
 
@@ -44,29 +45,8 @@ def reference_probe(result_features: Problem, val: tuple[torch.Tensor, torch.Ten
 
 
 def features_of(recipe: Recipe) -> tuple[Problem, tuple[torch.Tensor, torch.Tensor]]:
-    """The cached features the run trains on, through the engine's own preparation."""
-    import threading
-
-    from finetune_studio.engine.backbones import build_model
-    from finetune_studio.engine.devices import autocast_dtype, resolve_device
-    from finetune_studio.engine.freezing import apply_preset, hold_frozen_modules
-    from finetune_studio.engine.inspection import inspect_dataset
-    from finetune_studio.engine.training.data import DataPreparation
-
-    report = inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed)
-    built = build_model(recipe.backbone, len(report.classes), recipe.weights)
-    apply_preset(built.model, built.head_path, "head")
-    built.model.train()
-    hold_frozen_modules(built.model)
-    device = resolve_device(recipe.device)
-    precision = autocast_dtype(device, recipe.mixed_precision)  # the run's own features
-    preparation = DataPreparation(
-        recipe, device, False, precision, threading.Event(), None, 2**30, set()
-    )
-    _, data = drain(preparation.prepare(built.model, built.head_path, built.spec, report))
-    assert data.train_features is not None and data.val_features is not None
-    (x, y), val = data.train_features[0], data.val_features
-    return Problem(x, y, len(report.classes)), val
+    (x, y), val, classes = head_features(recipe)
+    return Problem(x, y, classes), val
 
 
 @pytest.mark.slow
