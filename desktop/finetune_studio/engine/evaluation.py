@@ -1,7 +1,7 @@
 """Engine layer: loss, accuracy and the confusion matrix on a data loader.
 
-``evaluation_steps`` is the cancellable generator (it yields ``(done, total)``
-batches and returns the ``Evaluation``); ``evaluate`` runs it to the end.
+``evaluation_steps`` is a cancellable generator: it yields ``(done, total)``
+batches and returns the ``Evaluation``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .devices import autocast
-from .events import run_to_end
 from .loading import Batch
 
 
@@ -47,23 +46,6 @@ def forward_within_memory(
             if slices >= len(images):
                 raise
             slices *= 2
-
-
-def evaluate(
-    model: nn.Module,
-    loader: DataLoader[object],
-    device: torch.device,
-    num_classes: int,
-    criterion: nn.Module | None = None,
-    channels_last: bool = False,
-    cancel: threading.Event | None = None,
-    amp_dtype: torch.dtype | None = None,
-) -> Evaluation:
-    return run_to_end(
-        evaluation_steps(
-            model, loader, device, num_classes, criterion, channels_last, cancel, amp_dtype
-        )
-    )
 
 
 def evaluation_steps(

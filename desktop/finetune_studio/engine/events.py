@@ -97,13 +97,3 @@ def as_stage_progress(
             return value
         if stage is not None:
             yield StageProgress(stage, done, total)
-
-
-def run_to_end(work: Generator[object, None, Value]) -> Value:
-    """What a generator returns, once it has run to its end."""
-    while True:
-        try:
-            next(work)
-        except StopIteration as finished:
-            value: Value = finished.value
-            return value

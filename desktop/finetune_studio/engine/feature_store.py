@@ -62,16 +62,6 @@ def file_key(path: str | Path) -> str | None:
     return _digest([real, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
 
 
-def weights_identity(weights: str, default_identity: str) -> str:
-    """The older, path-based identity, kept for callers of ``FeatureStore.model_key``;
-    ``FeatureStore.feature_model_key`` keys on content instead."""
-    if weights == "default":
-        return f"default:{default_identity}"
-    if weights == "none":
-        return "none"  # random weights differ per seed; the seed is part of the key too
-    return f"file:{file_key(weights)}"
-
-
 def state_dict_sha256(state: dict[str, torch.Tensor]) -> str:
     """A hash of a state dict's names, dtypes, shapes and bytes: the identity of
     weights that exist only in memory (a plug-in's bundled weights without a file)."""
@@ -149,11 +139,6 @@ class FeatureStore:
         self.folder = folder or default_cache_dir()
         self.budget_bytes = budget_bytes
         self.hashes = ContentHashes(self.folder / HASH_INDEX_FILE)
-
-    @staticmethod
-    def model_key(**identity: Any) -> str:
-        """A key from whatever identity the caller gives (kept for older callers)."""
-        return _digest({**identity, "torch": torch.__version__})
 
     def feature_model_key(
         self,
