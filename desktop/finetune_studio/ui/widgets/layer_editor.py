@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QGroupBox,
@@ -39,6 +39,8 @@ DEFAULT_HEAD_EPOCHS = 2
 class LayerEditor(QWidget):
     """Owns the recipe's freeze plan, learning-rate multipliers, ``train_batchnorm``
     and gradual unfreezing."""
+
+    plan_changed = Signal()  # what trains may differ (the Train step's notes follow it)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,6 +95,7 @@ class LayerEditor(QWidget):
         self.last_button.clicked.connect(self._on_last_button_clicked)
         self.all_button.clicked.connect(self._on_all_button_clicked)
         self.train_batchnorm.toggled.connect(self._on_train_batchnorm_toggled)
+        self.gradual.toggled.connect(self.plan_changed)
         self._update_enabled()
 
     # --- the network shown ---------------------------------------------------------------
@@ -108,6 +111,7 @@ class LayerEditor(QWidget):
         self.summary.setText(message)
         self.built = None
         self._update_enabled()
+        self.plan_changed.emit()
 
     def forget_choices(self) -> None:
         """Paths differ between networks: keep the preset, drop per-layer choices."""
@@ -173,6 +177,7 @@ class LayerEditor(QWidget):
             apply_freeze_plan(model, head_path, self.plan, self.train_batchnorm.isChecked())
         self.tree_model.refresh_all()
         self._update_summary()
+        self.plan_changed.emit()
         return warning
 
     def set_preset(self, preset: str) -> None:
@@ -216,6 +221,7 @@ class LayerEditor(QWidget):
         if self.plan is not None:
             self.plan = self.plan.with_override(path, trainable)
         self._update_summary()
+        self.plan_changed.emit()
 
     @Slot(str, float)
     def _on_tree_model_multiplier_changed(self, path: str, multiplier: float) -> None:
