@@ -178,7 +178,25 @@ class ScriptedRun(QObject):
             if not window.start_training():
                 self.finish(failed=True)
             return
-        self.finish()
+        if window.keeper.restoring:  # a project's last run is on its way back
+            window.keeper.restore_ended.connect(self._on_restore_ended)
+        else:
+            self._use_reopened_run()
+
+    @Slot()
+    def _on_restore_ended(self) -> None:
+        self.window.keeper.restore_ended.disconnect(self._on_restore_ended)
+        self._use_reopened_run()
+
+    def _use_reopened_run(self) -> None:
+        """Without --train, --predict and --export use the project's last run."""
+        if not (self.args.predict or self.args.export):
+            self.finish()
+        elif self.window.results_panel.result is None:
+            print("finetune-studio: no trained model: add --train", file=sys.stderr)
+            self.finish(failed=True)
+        else:
+            self._on_training_finished(True)
 
     @Slot(bool)
     def _on_training_finished(self, ok: bool) -> None:
@@ -289,10 +307,15 @@ def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
     QCoreApplication.setApplicationName("Finetune Studio")
     QCoreApplication.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
-    window = MainWindow(settings or QSettings())
+    # A self-check's settings lie in its temporary folder: its run is kept there too,
+    # not among the user's runs.
+    runs = Path(settings.fileName()).parent / "runs" if args.self_check and settings else None
+    window = MainWindow(settings or QSettings(), runs)
     if args.screenshot:
         window.resize(1280, 800)  # the same frame for every screenshot
-    ScriptedRun(window, args)
+    scripted = ScriptedRun(window, args)
+    if not (args.project or scripted.dataset or args.self_check):
+        window.offer_reopen()
     window.show()
     QTimer.singleShot(0, window.start_engine)
     code = int(app.exec())

@@ -17,14 +17,27 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import __version__
 from .resources import app_icon
-from .widgets.dataset_panel import DatasetPanel
+from .session import last_opened, remember_last
+from .widgets.augmentation_note import trains_cached_head
+from .widgets.dataset_panel import ENGINE_SOURCE, FOLDER_SOURCE, PROJECT_SOURCE, DatasetPanel
+from .widgets.getting_started import GettingStartedDialog
 from .widgets.model_panel import ModelPanel
+from .widgets.reopen_bar import ReopenBar
 from .widgets.results_panel import ResultsPanel
-from .widgets.train_panel import TrainPanel
+from .widgets.train_panel import RECIPE_SOURCE, TrainPanel
+from .workers.run_keeper import RunKeeper, app_runs_folder
 from .workers.tasks import ProgressFn, TaskRunner
 from .workers.training import TrainingController, threads_leaving_one_core
 
@@ -35,12 +48,16 @@ if TYPE_CHECKING:
     from ..engine.events import FitEnd
     from ..engine.inspection import DatasetReport
     from ..engine.recipe import Recipe
+    from ..engine.runs import RunRecord
+    from ..engine.training import TrainingResult
 
 DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB = range(4)
 PROJECT_FILTER = "Finetune Studio project (*.json)"
 CLOSE_WAIT_S = 1.0
 """How long closing the window waits for background work to stop. Work still going
 after that ends on its own once the window is gone (the app waits for it then)."""
+MINIMUM_SIZE = (960, 600)
+"""Small enough for a 1366x768 screen; the charts' legends and axes stay readable."""
 
 
 @dataclass(frozen=True)
@@ -89,17 +106,25 @@ class MainWindow(QMainWindow):
     engine_failed = Signal(str, str)  # message, details
     training_finished = Signal(bool)  # True when the run ended normally or was stopped
 
-    def __init__(self, settings: QSettings | None = None) -> None:
+    def __init__(self, settings: QSettings | None = None, runs_folder: Path | None = None) -> None:
+        """``runs_folder``: where runs made without a project are kept (default: the
+        app's data folder, ``run_keeper.app_runs_folder``)."""
         super().__init__()
         self.settings = settings or QSettings()
         self.setWindowTitle("Finetune Studio")
         self.setWindowIcon(app_icon())
+        self.setMinimumSize(*MINIMUM_SIZE)
         self.setAcceptDrops(True)
         self.engine: EngineInfo | None = None
         self.runner = TaskRunner(self)
         self.training = TrainingController(self.runner, self)
         self._recipe: Recipe | None = None  # see ``recipe()``
         self._stopping = False  # Stop was pressed once: a second press stops at once
+        self.keeper = RunKeeper(self.runner, runs_folder or app_runs_folder(), self)
+        self._project_path: Path | None = None  # the project file open, if any
+        self._saved_recipe: Recipe | None = None  # the recipe as that file holds it
+        self._reopen_when_ready: tuple[str, str] | None = None
+        self._guide: GettingStartedDialog | None = None
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
@@ -114,7 +139,13 @@ class MainWindow(QMainWindow):
             ("4  Results", self.results_panel),
         ):
             self.tabs.addTab(panel, title)
-        self.setCentralWidget(self.tabs)
+        self.reopen_bar = ReopenBar()
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.addWidget(self.reopen_bar)
+        central_layout.addWidget(self.tabs, stretch=1)
+        self.setCentralWidget(central)
 
         self.device_label = QLabel("Loading PyTorch…")
         self.device_label.setToolTip(
@@ -129,6 +160,11 @@ class MainWindow(QMainWindow):
         self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
         self.train_panel.device.currentIndexChanged.connect(self._on_start_conditions_changed)
         self.train_panel.run_began.connect(self._on_train_panel_run_began)
+        self.train_panel.settings_edited.connect(self._on_run_inputs_changed)
+        self.model_panel.layers.plan_changed.connect(self._on_run_inputs_changed)
+        self.train_panel.more_than_head_requested.connect(
+            self._on_train_panel_more_than_head_requested
+        )
         self.train_panel.start_requested.connect(self._on_train_panel_start_requested)
         self.train_panel.stop_requested.connect(self._on_train_panel_stop_requested)
         self.training.batches_arrived.connect(self.train_panel.add_batches)
@@ -138,6 +174,11 @@ class MainWindow(QMainWindow):
         self.training.running_changed.connect(self._on_training_running_changed)
         self.training.run_finished.connect(self._on_training_run_finished)
         self.training.run_failed.connect(self._on_training_run_failed)
+        self.keeper.keep_failed.connect(self._on_keeper_keep_failed)
+        self.keeper.restored.connect(self._on_keeper_restored)
+        self.keeper.restore_failed.connect(self._on_keeper_restore_failed)
+        self.results_panel.exported.connect(self._on_results_panel_exported)
+        self.reopen_bar.reopen_requested.connect(self._on_reopen_bar_reopen_requested)
 
         self.train_panel.restore_settings(self.settings)
         geometry = self.settings.value("window/geometry")
@@ -180,6 +221,10 @@ class MainWindow(QMainWindow):
         self._build_step_menu()
         self._build_training_menu()
         help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = self._action(
+            "&Getting started", [QKeySequence.StandardKey.HelpContents], self.show_guide
+        )
+        help_menu.addAction(self.guide_action)
         about = QAction("&About Finetune Studio", self)
         about.triggered.connect(self._on_about_triggered)
         help_menu.addAction(about)
@@ -243,12 +288,14 @@ class MainWindow(QMainWindow):
         )
         self._update_start_button()
         self.engine_ready.emit()
+        if self._reopen_when_ready is not None:
+            self.reopen(*self._reopen_when_ready)
 
     @Slot(str, str)
     def _on_engine_task_failed(self, message: str, details: str) -> None:
         self.device_label.setText("PyTorch failed to load")
         self.data_panel.banner.show_error(
-            f"The training engine could not start: {message}", details
+            f"The training engine could not start: {message}", details, ENGINE_SOURCE
         )
         self.engine_failed.emit(message, details)
 
@@ -272,7 +319,8 @@ class MainWindow(QMainWindow):
         else:
             self.tabs.setCurrentIndex(DATA_TAB)
             self.data_panel.banner.show_warning(
-                "That is a file. Drop a folder that holds one subfolder per class."
+                "That is a file. Drop a folder that holds one subfolder per class.",
+                FOLDER_SOURCE,
             )
         event.acceptProposedAction()
 
@@ -280,6 +328,9 @@ class MainWindow(QMainWindow):
     def _on_data_panel_dataset_loaded(self, report: DatasetReport) -> None:
         self.model_panel.set_num_classes(len(report.classes))
         self._update_start_button()
+        self.train_panel.run_inputs_changed()
+        if self._project_path is None:
+            remember_last(self.settings, "dataset", report.root)
 
     # --- training --------------------------------------------------------------------------------
     def start_blocker(self) -> str | None:
@@ -315,6 +366,30 @@ class MainWindow(QMainWindow):
     def _on_start_conditions_changed(self) -> None:
         self._update_start_button()
 
+    @Slot()
+    def _on_run_inputs_changed(self) -> None:
+        """What a run would train on changed: the Train step's note and messages follow."""
+        from ..engine.errors import UserFacingError
+
+        feature_cache = self._recipe.feature_cache if self._recipe is not None else True
+        self.train_panel.set_head_only_cached(
+            trains_cached_head(self.model_panel.layers, feature_cache)
+        )
+        self.train_panel.run_inputs_changed()
+        if self.train_panel.banner.message(RECIPE_SOURCE) is not None:
+            try:
+                self.recipe()
+            except UserFacingError:
+                return  # still invalid: the message still applies
+            self.train_panel.banner.clear(RECIPE_SOURCE)
+
+    @Slot()
+    def _on_train_panel_more_than_head_requested(self) -> None:
+        """Augmentation needs the network to run every epoch: train its last block too,
+        and show the layer tree so the change is seen where it is made."""
+        self.model_panel.set_preset("last:1")
+        self.tabs.setCurrentIndex(MODEL_TAB)
+
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own
         fields replaced by what its widgets show. Fields no widget edits (weight decay,
@@ -346,7 +421,7 @@ class MainWindow(QMainWindow):
         try:
             recipe = self.recipe()
         except UserFacingError as error:
-            self.train_panel.banner.show_error(str(error))
+            self.train_panel.banner.show_error(str(error), source=RECIPE_SOURCE)
             return False
         if recipe is None:
             return False
@@ -371,6 +446,7 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_train_panel_run_began(self) -> None:
         """The new run is under way: the previous run's results no longer apply."""
+        self.keeper.forget()
         self.results_panel.set_result(None)
 
     @Slot()
@@ -408,15 +484,17 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_training_run_finished(self, event: FitEnd) -> None:
         self.train_panel.show_finished(event)
-        self.results_panel.set_result(self.training.last_result)
+        result = self.training.last_result
+        self.results_panel.set_result(result)
+        if result is not None:
+            self.keeper.keep(result, self.training.started_at)
         if not event.cancelled:
             self.tabs.setCurrentIndex(RESULTS_TAB)
         self.training_finished.emit(True)
 
     @Slot(str, str)
     def _on_training_run_failed(self, message: str, details: str) -> None:
-        self.train_panel.banner.show_error(message, details)
-        self.train_panel.show_failed()
+        self.train_panel.show_failed(message, details)
         self.training_finished.emit(False)
 
     # --- projects --------------------------------------------------------------------------------
@@ -427,7 +505,9 @@ class MainWindow(QMainWindow):
         try:
             recipe = self.recipe()
         except UserFacingError as error:
-            self.data_panel.banner.show_error(f"Cannot save the project: {error}")
+            self.data_panel.banner.show_error(
+                f"Cannot save the project: {error}", source=PROJECT_SOURCE
+            )
             return False
         if recipe is None:
             self.statusBar().showMessage("Load a dataset before saving a project.", 5000)
@@ -437,10 +517,15 @@ class MainWindow(QMainWindow):
         except OSError as error:
             self.data_panel.banner.show_error(
                 f"Cannot save the project to {path}: {error.strerror or error}. "
-                "Choose another folder."
+                "Choose another folder.",
+                source=PROJECT_SOURCE,
             )
             return False
+        self.data_panel.banner.clear(PROJECT_SOURCE)
         self.statusBar().showMessage(f"Saved {path}", 5000)
+        self._project_path, self._saved_recipe = Path(path).expanduser().absolute(), recipe
+        self.keeper.set_project(self._project_path)  # its runs folder gets the run shown
+        remember_last(self.settings, "project", self._project_path)
         return True
 
     def open_project(self, path: str | Path) -> bool:
@@ -455,14 +540,80 @@ class MainWindow(QMainWindow):
         try:
             recipe = Recipe.load(path)
         except UserFacingError as error:
-            self.data_panel.banner.show_error(str(error))
+            self.data_panel.banner.show_error(str(error), source=PROJECT_SOURCE)
             return False
+        self.data_panel.banner.clear(PROJECT_SOURCE)
         self._recipe = recipe
         self.train_panel.show_recipe(recipe)
         self.model_panel.show_recipe(recipe)
         self.data_panel.show_recipe(recipe)
         self._update_start_button()  # nothing trains until the project's folder is checked
+        self._project_path, self._saved_recipe = Path(path).expanduser().absolute(), recipe
+        remember_last(self.settings, "project", self._project_path)
+        self.reopen_bar.hide()
+        self.results_panel.set_result(None)  # until the project's last run is back
+        self.keeper.open_project(self._project_path)
         return True
+
+    def project_changed(self) -> bool:
+        """The open project's file no longer holds what the window shows."""
+        from ..engine.errors import UserFacingError
+
+        if self._project_path is None or self._saved_recipe is None:
+            return False
+        try:
+            return self.recipe() != self._saved_recipe
+        except UserFacingError:
+            return True  # values that make no recipe: edited, and not saved
+
+    # --- runs kept, and reopening at launch -------------------------------------------------
+    def offer_reopen(self) -> bool:
+        """At launch: offer the last project or dataset, if it still exists."""
+        last = last_opened(self.settings)
+        if last is not None:
+            self.reopen_bar.offer(*last)
+        return last is not None
+
+    def reopen(self, kind: str, path: str) -> None:
+        """Open the project (its last run comes back with it), or the dataset and the
+        last run made on it without a project."""
+        self.reopen_bar.hide()
+        if self.engine is None:
+            self._reopen_when_ready = (kind, path)
+            self.statusBar().showMessage(f"Reopening {path} once PyTorch has loaded…")
+            return
+        self._reopen_when_ready = None
+        if kind == "project":
+            self.open_project(path)
+        elif not self.training.running:
+            self.data_panel.load_folder(path)
+            self.keeper.restore(dataset=path)
+
+    @Slot(str, str)
+    def _on_reopen_bar_reopen_requested(self, kind: str, path: str) -> None:
+        self.reopen(kind, path)
+
+    @Slot(object, object)
+    def _on_keeper_restored(self, result: TrainingResult, record: RunRecord) -> None:
+        when = record.started.astimezone().strftime("%d %b %Y, %H:%M")
+        self.results_panel.set_result(result, f"The last run, from {when}, reopened.")
+        self.statusBar().showMessage(f"Reopened the run from {when} (step 4, Results).", 8000)
+
+    @Slot(str, str)
+    def _on_keeper_restore_failed(self, message: str, details: str) -> None:
+        self.results_panel.banner.show_error(
+            f"The last run could not be reopened: {message}", details
+        )
+
+    @Slot(str, str)
+    def _on_keeper_keep_failed(self, message: str, details: str) -> None:
+        self.results_panel.banner.show_error(
+            f"This run could not be kept: {message} Export the model to keep it.", details
+        )
+
+    @Slot(str)
+    def _on_results_panel_exported(self, folder: str) -> None:
+        self.keeper.mark_exported()
 
     @Slot()
     def _on_save_project_triggered(self) -> None:
@@ -502,6 +653,15 @@ class MainWindow(QMainWindow):
         return "<br>".join(lines)
 
     @Slot()
+    def show_guide(self) -> None:
+        """Help > Getting started, beside the window (not modal)."""
+        if self._guide is None:
+            self._guide = GettingStartedDialog(self)
+        self._guide.show()
+        self._guide.raise_()
+        self._guide.activateWindow()
+
+    @Slot()
     def _on_about_triggered(self) -> None:
         QMessageBox.about(self, "About Finetune Studio", self.about_text())
 
@@ -513,8 +673,42 @@ class MainWindow(QMainWindow):
         )
         return answer == QMessageBox.StandardButton.Yes
 
+    def work_at_risk(self) -> list[str]:
+        """What quitting now would lose, in words; empty when nothing."""
+        lost = []
+        if self.keeper.unkept is not None and not self.results_panel.exporting:
+            lost.append("the trained model, which could not be kept with the runs")
+        if self.project_changed() and self._project_path is not None:
+            lost.append(f"the changes to the project {self._project_path.name}")
+        return lost
+
+    def confirm_quit(self, lost: list[str]) -> str:
+        """Ask before losing work: "save" (the project, then quit), "quit" or "stay"."""
+        can_save = any(what.startswith("the changes") for what in lost)
+        buttons = QMessageBox.StandardButton
+        choice = QMessageBox.question(
+            self,
+            "Quit without saving?",
+            f"Quitting now loses {' and '.join(lost)}.",
+            (buttons.Save if can_save else buttons.NoButton) | buttons.Discard | buttons.Cancel,
+            buttons.Cancel,
+        )
+        return {buttons.Save: "save", buttons.Discard: "quit"}.get(choice, "stay")
+
+    def _may_close(self) -> bool:
+        lost = self.work_at_risk()
+        if not lost:
+            return True
+        choice = self.confirm_quit(lost)
+        if choice == "save" and self._project_path is not None:
+            return self.save_project(self._project_path)
+        return choice == "quit"
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training.running and not self.confirm_stop_training():
+            event.ignore()
+            return
+        if not self._may_close():
             event.ignore()
             return
         self.runner.shutdown(CLOSE_WAIT_S)  # aborts training (and its final evaluation) too

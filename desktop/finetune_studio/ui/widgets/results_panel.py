@@ -211,7 +211,8 @@ class ResultsPanel(QWidget):
         self.set_result(None)
 
     # --- results ---------------------------------------------------------------------------
-    def set_result(self, result: TrainingResult | None) -> None:
+    def set_result(self, result: TrainingResult | None, note: str = "") -> None:
+        """Show a run's results; ``note`` says where it came from (a reopened run)."""
         self._queued.clear()
         if self.prediction_task is not None:
             self.prediction_task.discard()  # pictures classified by the previous model
@@ -227,8 +228,11 @@ class ResultsPanel(QWidget):
             self.confusion_model.set_matrix([], [])
             return
         evaluation = result.evaluation
+        suffix = f"<br>{note}" if note else ""
         if evaluation is None or not evaluation.images:
-            self.summary.setText("The model is trained, but there were no validation pictures.")
+            self.summary.setText(
+                f"The model is trained, but there were no validation pictures.{suffix}"
+            )
             self.per_class_model.set_rows([])
             self.confusion_model.set_matrix([], [])
             return
@@ -241,7 +245,7 @@ class ResultsPanel(QWidget):
             f"<b>Validation accuracy {evaluation.accuracy:.1%}</b> on {evaluation.images} "
             f"pictures · best {result.unit} {result.best_epoch} of {len(result.history)}"
             f"{stopped} · "
-            f"{result.spec.name}"
+            f"{result.spec.name}{suffix}"
         )
         counts = [sum(row) for row in evaluation.confusion]
         self.per_class_model.set_rows(

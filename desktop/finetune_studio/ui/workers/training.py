@@ -10,6 +10,7 @@ splits each list into typed signals, batches again in lists.
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -73,6 +74,7 @@ class TrainingController(QObject):
         self.runner = runner
         self.task: Task | None = None
         self.last_result: TrainingResult | None = None
+        self.started_at = datetime.now().astimezone()  # of the run going or last run
         self._fit_end: FitEnd | None = None
 
     @property
@@ -86,6 +88,7 @@ class TrainingController(QObject):
             raise RuntimeError("a training run is already going")
         trainer = Trainer(recipe, dataset, cpu_threads=threads_leaving_one_core())
         self._fit_end = None
+        self.started_at = datetime.now().astimezone()  # the run's name in its storage
         self.task = self.runner.start(TrainingJob(trainer), "training")
         self.task.progressed.connect(self._on_task_progressed)
         self.task.succeeded.connect(self._on_task_succeeded)

@@ -1,0 +1,191 @@
+"""UI layer: every finished run is kept in the run storage (``engine/runs.py``), and a
+reopened project or dataset gets its last run back.
+
+Both are tasks (``tasks.py``): writing a model folder and rebuilding a network take
+seconds on a large backbone. A save does not stop on a cancel: closing the window
+right after a run must not lose it, and the app waits for background work before it
+exits (``wait_for_background_threads``).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, QStandardPaths, Signal, Slot
+
+from .tasks import ProgressFn, Task, TaskRunner
+
+if TYPE_CHECKING:  # these import torch: not before the window is shown
+    from ...engine.runs import RunRecord
+    from ...engine.training import TrainingResult
+
+
+def app_runs_folder() -> Path:
+    """Where runs made without a project are kept: ``runs`` in the app's data folder,
+    without Qt's repeated "Finetune Studio" (as ``dataset_panel.sample_folder``)."""
+    base = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation))
+    if base.name == base.parent.name:
+        base = base.parent
+    return base / "runs"
+
+
+class RunSave:
+    """A task's function: keep one finished run in the store at ``root``."""
+
+    def __init__(self, root: Path, result: TrainingResult, started: datetime) -> None:
+        self.root, self.result, self.started = root, result, started
+
+    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> RunRecord:
+        from ...engine.runs import RunStore
+
+        return RunStore(self.root).save(self.result, self.started)
+
+
+class LastRunLoad:
+    """A task's function: the newest run at ``root`` (on ``dataset`` only, if given),
+    its model rebuilt; None when there is none."""
+
+    def __init__(self, root: Path, dataset: str | None) -> None:
+        self.root, self.dataset = root, dataset
+
+    def __call__(
+        self, progress: ProgressFn, cancel: threading.Event
+    ) -> tuple[TrainingResult, RunRecord] | None:
+        from ...engine.runs import RunStore
+
+        store = RunStore(self.root)
+        record = store.latest(self.dataset)
+        if record is None or cancel.is_set():
+            return None
+        return store.load(record), record
+
+
+class RunKeeper(QObject):
+    """Knows where runs are kept (beside the project file, or the app's folder), which
+    run the Results step shows, and whether it would be lost on quitting."""
+
+    kept = Signal(object)  # RunRecord
+    keep_failed = Signal(str, str)  # message, details
+    restored = Signal(object, object)  # TrainingResult, RunRecord
+    restore_failed = Signal(str, str)
+    restore_ended = Signal()  # after restored, restore_failed, nothing found or a discard
+
+    def __init__(self, runner: TaskRunner, app_root: Path, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.app_root = app_root
+        self.project: Path | None = None
+        # The run the Results step shows: its result, start time and the store it is in.
+        self.shown: tuple[TrainingResult, datetime, Path] | None = None
+        self.unkept: TrainingResult | None = None  # not in any store, not exported
+        self._saves: dict[Task, TrainingResult] = {}
+        self._restore: Task | None = None
+
+    @property
+    def root(self) -> Path:
+        """``<project stem>.runs`` beside the project file, else the app's folder."""
+        if self.project is None:
+            return self.app_root
+        from ...engine.runs import runs_folder_for
+
+        return runs_folder_for(self.project)
+
+    @property
+    def saving(self) -> bool:
+        return bool(self._saves)
+
+    @property
+    def restoring(self) -> bool:
+        return self._restore is not None
+
+    # --- keeping --------------------------------------------------------------------------
+    def keep(self, result: TrainingResult, started: datetime) -> None:
+        """A run has finished: keep it in the current store."""
+        self.unkept = None
+        self.shown = (result, started, self.root)
+        self._save(result, started, self.root)
+
+    def set_project(self, project: Path) -> None:
+        """The window's project is now ``project`` (saved as): its runs folder gets the
+        run shown, so reopening the project brings it back."""
+        self.project = project
+        if self.shown is not None and self.shown[2] != self.root:
+            result, started, _ = self.shown
+            self.shown = (result, started, self.root)
+            self._save(result, started, self.root)
+
+    def forget(self) -> None:
+        """A new run has begun: the run shown before is no longer the window's."""
+        self.discard_restore()
+        self.shown, self.unkept = None, None
+
+    def mark_exported(self) -> None:
+        self.unkept = None
+
+    def _save(self, result: TrainingResult, started: datetime, root: Path) -> None:
+        task = self.runner.run_function(RunSave(root, result, started), "keep run")
+        self._saves[task] = result
+        task.succeeded.connect(self._on_save_task_succeeded)
+        task.failed.connect(self._on_save_task_failed)
+        task.ended.connect(self._on_save_task_ended)
+
+    def _task_result(self) -> TrainingResult | None:
+        task = self.sender()
+        return self._saves.get(task) if isinstance(task, Task) else None
+
+    @Slot(object)
+    def _on_save_task_succeeded(self, record: RunRecord) -> None:
+        if self.unkept is not None and self.unkept is self._task_result():
+            self.unkept = None
+        self.kept.emit(record)
+
+    @Slot(str, str)
+    def _on_save_task_failed(self, message: str, details: str) -> None:
+        result = self._task_result()
+        if self.shown is not None and result is self.shown[0]:
+            self.unkept = result
+        self.keep_failed.emit(message, details)
+
+    @Slot()
+    def _on_save_task_ended(self) -> None:
+        task = self.sender()
+        if isinstance(task, Task):
+            self._saves.pop(task, None)
+
+    # --- restoring ------------------------------------------------------------------------
+    def open_project(self, project: Path) -> None:
+        """A project was opened: bring back the last run kept beside it."""
+        self.project = project
+        self.restore()
+
+    def restore(self, dataset: str | None = None) -> None:
+        """Bring back the newest run of the current store (on ``dataset``, if given)."""
+        self.forget()
+        task = self.runner.run_function(LastRunLoad(self.root, dataset), "reopen run")
+        task.succeeded.connect(self._on_restore_task_succeeded)
+        task.failed.connect(self._on_restore_task_failed)
+        self._restore = task
+
+    def discard_restore(self) -> None:
+        if self._restore is not None:
+            self._restore.discard()
+            self._restore = None
+            self.restore_ended.emit()
+
+    @Slot(object)
+    def _on_restore_task_succeeded(self, outcome: tuple[TrainingResult, RunRecord] | None) -> None:
+        self._restore = None
+        if outcome is not None:
+            result, record = outcome
+            self.shown = (result, record.started, record.folder.parent)
+            self.restored.emit(result, record)
+        self.restore_ended.emit()
+
+    @Slot(str, str)
+    def _on_restore_task_failed(self, message: str, details: str) -> None:
+        self._restore = None
+        self.restore_failed.emit(message, details)
+        self.restore_ended.emit()
