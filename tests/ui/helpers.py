@@ -104,6 +104,7 @@ def open_window(qtbot, settings):
     window = MainWindow(settings)
     # pytest-qt closes the window after a failed test too: never wait on a dialog then.
     window.confirm_stop_training = lambda: True
+    window.confirm_quit = lambda lost: "quit"
     qtbot.addWidget(window)
     window.show()
     with qtbot.waitSignal(window.engine_ready, timeout=60_000):
