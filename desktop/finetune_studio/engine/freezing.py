@@ -44,6 +44,10 @@ class FreezePlan:
         )
         return FreezePlan(self.preset, (*kept, (path, trainable)))
 
+    def overridden_paths(self) -> frozenset[str]:
+        """The nodes that carry a setting of their own (shown in bold in the tree)."""
+        return frozenset(path for path, _ in self.overrides)
+
     def to_dict(self) -> dict[str, Any]:
         return {"preset": self.preset, "overrides": [[p, t] for p, t in self.overrides]}
 

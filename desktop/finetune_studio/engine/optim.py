@@ -2,7 +2,9 @@
 
 Built after the freeze plan is applied, from trainable parameters only. Groups are
 keyed by (learning-rate multiplier, decays?): biases, normalisation weights and
-ViT's token/position embeddings get no weight decay, as in timm and fastai.
+ViT's token/position embeddings get no weight decay, as in timm and fastai. A
+parameter's multiplier is its nearest named ancestor's (``multiplier_for``), so a
+layer's own multiplier survives one set later on the block around it.
 """
 
 from __future__ import annotations

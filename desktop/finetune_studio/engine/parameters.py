@@ -94,14 +94,37 @@ class TrainableSummary:
         )
 
 
-def multiplier_for(path: str, multipliers: Mapping[str, float]) -> float:
-    """The learning-rate multiplier of the deepest node on ``path`` that has one, else 1."""
+def multiplier_origin(path: str, multipliers: Mapping[str, float]) -> str | None:
+    """The node whose learning-rate multiplier applies to ``path``: ``path`` itself or
+    its nearest ancestor that has one (``""`` is the whole model); None when none has.
+
+    Nearest wins, whatever order the settings were made in: a multiplier set on a
+    block keeps applying to the layers inside it that have their own.
+    """
     parts = path.split(".") if path else []
     for depth in range(len(parts), -1, -1):
         prefix = ".".join(parts[:depth])
         if prefix in multipliers:
-            return float(multipliers[prefix])
-    return 1.0
+            return prefix
+    return None
+
+
+def multiplier_for(path: str, multipliers: Mapping[str, float]) -> float:
+    """The learning-rate multiplier in effect for ``path`` (see ``multiplier_origin``), else 1."""
+    origin = multiplier_origin(path, multipliers)
+    return 1.0 if origin is None else float(multipliers[origin])
+
+
+def with_multiplier(
+    multipliers: Mapping[str, float], path: str, multiplier: float | None
+) -> dict[str, float]:
+    """``multipliers`` with ``path``'s own setting replaced (None removes it, so the
+    node inherits again). Settings on other nodes, above or below, are kept: each
+    still applies to its own subtree."""
+    changed = {p: m for p, m in multipliers.items() if p != path}
+    if multiplier is not None:
+        changed[path] = float(multiplier)
+    return changed
 
 
 def human_count(n: int) -> str:
