@@ -6,8 +6,26 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
+from PySide6.QtCore import (
+    QEvent,
+    QObject,
+    QSettings,
+    QSize,
+    QStandardPaths,
+    Qt,
+    QUrl,
+    Signal,
+    Slot,
+)
+from PySide6.QtGui import (
+    QDesktopServices,
+    QDragMoveEvent,
+    QIcon,
+    QImage,
+    QPalette,
+    QPixmap,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -33,6 +51,10 @@ if TYPE_CHECKING:
     from ...engine.recipe import Recipe
 
 RECENT_KEY = "dataset/recent"
+# Banner sources (see banner.py): each message is cleared when its cause is gone.
+FOLDER_SOURCE = "folder"  # the folder checked (or dropped) last: cleared by the next check
+ENGINE_SOURCE = "engine"  # the engine failed to load: stands for the session
+PROJECT_SOURCE = "project"  # opening or saving a project failed: cleared by the next success
 MAX_RECENT = 8
 THUMBNAIL_SIZE = 48
 
@@ -96,21 +118,34 @@ def icon_from_rgb(data: bytes, width: int, height: int) -> QIcon:
     return QIcon(QPixmap.fromImage(image.copy()))
 
 
+IDLE_STYLE = "#dropZone { border: 2px dashed palette(mid); border-radius: 10px; }"
+HINT = "for example birds/robin/*.jpg, birds/wren/*.jpg, ..."
+
+
 class DropZone(QFrame):
-    """The big "drop a folder here" target; the whole window accepts drops too."""
+    """The big "drop a folder here" target; the whole window accepts drops too.
+
+    The window receives the drags (it accepts drops anywhere, see main_window.py);
+    the zone watches them through an event filter on its window and lights up while
+    one that carries files or folders is over it.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("dropZone")
-        self.setStyleSheet("#dropZone { border: 2px dashed palette(mid); border-radius: 10px; }")
+        self.setStyleSheet(IDLE_STYLE)
         self.setMinimumHeight(120)
+        self.highlighted = False
+        self._watched: QWidget | None = None
+        self._dragged_folder = False  # the drag over the window holds a folder
+        self._droppable = False  # ... or at least a local file
         layout = QVBoxLayout(self)
         title = QLabel("Drop a folder of class subfolders here")
         font = title.font()
         font.setPointSizeF(font.pointSizeF() * 1.4)
         title.setFont(font)
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint = QLabel("for example birds/robin/*.jpg, birds/wren/*.jpg, ...")
+        self.hint = hint = QLabel(HINT)
         hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         hint.setEnabled(False)
         self.open_button = QPushButton("Open folder…")
@@ -134,6 +169,54 @@ class DropZone(QFrame):
         layout.addWidget(hint)
         layout.addLayout(buttons)
         layout.addStretch()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        window = self.window()
+        if window is not self._watched and window is not self:
+            if self._watched is not None:
+                self._watched.removeEventFilter(self)
+            window.installEventFilter(self)
+            self._watched = window
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Follow the window's drags; never consume them (the window handles drops)."""
+        kind = event.type()
+        if isinstance(event, QDragMoveEvent) and kind in (
+            QEvent.Type.DragEnter,
+            QEvent.Type.DragMove,
+        ):
+            if kind == QEvent.Type.DragEnter:
+                paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+                self._dragged_folder = any(path.is_dir() for path in paths)
+                self._droppable = bool(paths)
+            point = self.mapFrom(self.window(), event.position().toPoint())
+            over = self.rect().contains(point) and self.isEnabled() and self.isVisible()
+            self.set_highlighted(over and self._droppable)
+        elif kind in (QEvent.Type.DragLeave, QEvent.Type.Drop):
+            self.set_highlighted(False)
+        return False
+
+    def set_highlighted(self, on: bool) -> None:
+        """Light up as the place to let go, and say what letting go will do."""
+        if on == self.highlighted:
+            return
+        self.highlighted = on
+        if on:
+            colour = self.palette().color(QPalette.ColorRole.Highlight)
+            r, g, b = colour.red(), colour.green(), colour.blue()
+            self.setStyleSheet(
+                f"#dropZone {{ border: 2px solid rgb({r}, {g}, {b}); border-radius: 10px; "
+                f"background: rgba({r}, {g}, {b}, 40); }}"
+            )
+            self.hint.setText(
+                "Release to check this folder"
+                if self._dragged_folder
+                else "That is a file: drop the folder that holds the class subfolders"
+            )
+        else:
+            self.setStyleSheet(IDLE_STYLE)
+            self.hint.setText(HINT)
 
 
 class DatasetPanel(QWidget):
@@ -234,7 +317,7 @@ class DatasetPanel(QWidget):
         task.progressed.connect(self._on_task_progressed)
         task.failed.connect(self._on_task_failed)
         task.cancelled.connect(self._on_task_cancelled)
-        self.banner.clear()
+        self.banner.clear(FOLDER_SOURCE)  # the new check re-evaluates the folder
         self.progress.setFormat(message)
         self.progress.setRange(0, 0)
         self._show_progress(True)
@@ -291,7 +374,7 @@ class DatasetPanel(QWidget):
         self.task = None
         self._show_progress(False)
         self._show_summary()  # the folder loaded before, if any, is still the one in use
-        self.banner.show_error(message, details)
+        self.banner.show_error(message, details, source=FOLDER_SOURCE)
         self.loading_changed.emit(False)
 
     @Slot()
@@ -299,7 +382,7 @@ class DatasetPanel(QWidget):
         self.task = None
         self._show_progress(False)
         self._show_summary()
-        self.banner.show_info("Stopped checking the folder.")
+        self.banner.show_info("Stopped checking the folder.", source=FOLDER_SOURCE)
         self.loading_changed.emit(False)
 
     @Slot()
@@ -364,9 +447,11 @@ class DatasetPanel(QWidget):
         )
         self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")
         if report.errors:
-            self.banner.show_error(" ".join(report.errors))
+            self.banner.show_error(" ".join(report.errors), source=FOLDER_SOURCE)
         elif report.warnings:
-            self.banner.show_warning(" ".join(report.warnings))
+            self.banner.show_warning(" ".join(report.warnings), source=FOLDER_SOURCE)
+        else:
+            self.banner.clear(FOLDER_SOURCE)
 
     # --- recent folders ----------------------------------------------------------------------
     def recent_folders(self) -> list[str]:

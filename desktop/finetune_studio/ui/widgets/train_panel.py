@@ -1,4 +1,8 @@
-"""UI layer: step 3, hyper-parameters, Start and Stop, live curves and the log."""
+"""UI layer: step 3, hyper-parameters, Start and Stop, live curves and the log.
+
+The options a newcomer meets first are in view, each with a tooltip; the rarely
+changed ones sit under an "Advanced" expander (``advanced_options.py``).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..resources import action_icon
+from .advanced_options import AdvancedOptions
+from .augmentation_note import AugmentationNote
 from .banner import Banner
 from .training_plots import TrainingPlots
 from .wording import count_suffix, format_duration, plural
@@ -35,6 +41,41 @@ if TYPE_CHECKING:
 
 SETTINGS_GROUP = "training"
 LOG_LINES = 5000
+# Banner sources (see banner.py): each message is cleared when its cause is gone.
+RUN_SOURCE = "run"  # a run failed: cleared by a new run or a change to its inputs
+RECIPE_SOURCE = "recipe"  # the settings do not make a valid recipe (set by the window)
+
+TIPS = {
+    "epochs": (
+        "How many times training goes through every training picture. Early "
+        "stopping can end the run sooner."
+    ),
+    "batch_size": (
+        "Pictures per training step. Larger batches need more memory: if a run "
+        "runs out of memory, lower this."
+    ),
+    "lr": (
+        "How large each update to the weights is. Too high and the loss jumps about "
+        "or grows; too low and it falls slowly. 0.001 suits AdamW when fine-tuning."
+    ),
+    "optimizer": (
+        "How the weights are updated. AdamW adapts each weight's step and works well "
+        "with the default learning rate; SGD with momentum usually wants a higher one."
+    ),
+    "augmentation": (
+        "Random changes to the training pictures each time they are used, so the "
+        "model learns the subject rather than the exact pictures. Light: random crop "
+        "and flip. Standard: also random scale and colour. Validation pictures are "
+        "never changed."
+    ),
+    "device": (
+        "Where training runs. Automatic uses a GPU when this computer has one, otherwise the CPU."
+    ),
+    "early_stopping_patience": (
+        "Stop once the validation loss has not improved for this many epochs; the "
+        "best model so far is kept. Off: train for every epoch."
+    ),
+}
 
 
 def _combo(items: dict[str, str]) -> QComboBox:
@@ -44,15 +85,23 @@ def _combo(items: dict[str, str]) -> QComboBox:
     return combo
 
 
+def _tipped(widget: QWidget, key: str) -> QWidget:
+    widget.setToolTip(TIPS[key])
+    return widget
+
+
 class TrainPanel(QWidget):
     start_requested = Signal()
     stop_requested = Signal()
     run_began = Signal()  # a started run sent its first progress: the old curves are gone
+    settings_edited = Signal()  # a value of this step changed: the run's inputs differ
+    more_than_head_requested = Signal()  # the note's "train the last block too"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._shown: dict[str, object] = {}  # widget values right after show_recipe
         self._devices: tuple[str, ...] | None = None  # known once the engine is loaded
+        self._cached_head: bool | None = None  # see ``set_head_only_cached``
         self.epochs = QSpinBox()
         self.epochs.setRange(1, 100_000)
         self.epochs.setValue(10)
@@ -65,13 +114,8 @@ class TrainPanel(QWidget):
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
         self.optimizer = _combo({"adamw": "AdamW", "sgd": "SGD with momentum"})
-        self.schedule = _combo(
-            {
-                "cosine": "Cosine with warm-up",
-                "onecycle": "One-cycle",
-                "constant": "Constant with warm-up",
-            }
-        )
+        self.advanced = AdvancedOptions()
+        self.schedule = self.advanced.schedule
         self.augmentation = _combo(
             {
                 "light": "Light (crop, flip)",
@@ -90,7 +134,7 @@ class TrainPanel(QWidget):
             "the pictures, augmented as chosen above, so the head sees more variety. "
             "When more layers train, augmentation applies every epoch instead."
         )
-        self.augmentation.currentIndexChanged.connect(self._update_augmented_copies)
+        self.augmentation_note = AugmentationNote()
         self.device = _combo(
             {
                 "auto": "Automatic (GPU if available)",
@@ -111,19 +155,8 @@ class TrainPanel(QWidget):
         self.patience.setSpecialValueText("off")
         count_suffix(self.patience, "epoch")
 
-        form = QFormLayout()
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Batch size", self.batch_size)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Optimizer", self.optimizer)
-        form.addRow("Schedule", self.schedule)
-        form.addRow("Augmentation", self.augmentation)
-        form.addRow("Augmented copies", self.augmented_copies)
-        form.addRow("Device", self.device)
-        form.addRow("", self.mixed_precision)
-        form.addRow("Early stopping", self.patience)
         self.settings_box = QGroupBox("Settings")
-        self.settings_box.setLayout(form)
+        self.settings_box.setLayout(self._settings_form())
 
         self.start_button = QPushButton("Start training")
         # Not setDefault(True): outside a dialog it only changes the look, and Fusion's
@@ -173,6 +206,10 @@ class TrainPanel(QWidget):
 
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button.clicked.connect(self.stop_requested)
+        self.augmentation_note.copies_requested.connect(self.augmented_copies.setValue)
+        self.augmentation_note.more_than_head_requested.connect(self.more_than_head_requested)
+        self._connect_edits()
+        self._update_augmentation()
         self._started_at = 0.0
         self.run_note = ""  # the first log line of the next run (set by the window)
         # A run clears the previous one's curves and log only once it sends its first
@@ -182,6 +219,50 @@ class TrainPanel(QWidget):
         self._previous_progress: tuple[int, str] = (0, "Not started")
         self._run_epochs = 0
 
+    def _settings_form(self) -> QFormLayout:
+        """The options in view, each with its tooltip on the label too; the
+        Augmentation note right below its setting; the Advanced expander last."""
+        form = QFormLayout()
+        for label, widget, key in (
+            ("Epochs", self.epochs, "epochs"),
+            ("Batch size", self.batch_size, "batch_size"),
+            ("Learning rate", self.lr, "lr"),
+            ("Optimizer", self.optimizer, "optimizer"),
+            ("Augmentation", self.augmentation, "augmentation"),
+        ):
+            form.addRow(_tipped(QLabel(label), key), _tipped(widget, key))
+        copies = QLabel("Augmented copies")
+        copies.setToolTip(self.augmented_copies.toolTip())
+        form.addRow(copies, self.augmented_copies)
+        form.addRow(self.augmentation_note)
+        form.addRow(_tipped(QLabel("Device"), "device"), _tipped(self.device, "device"))
+        form.addRow("", self.mixed_precision)
+        patience = "early_stopping_patience"
+        form.addRow(_tipped(QLabel("Early stopping"), patience), _tipped(self.patience, patience))
+        form.addRow(self.advanced)
+        return form
+
+    def _connect_edits(self) -> None:
+        for signal in (
+            self.epochs.valueChanged,
+            self.batch_size.valueChanged,
+            self.lr.valueChanged,
+            self.optimizer.currentIndexChanged,
+            self.augmentation.currentIndexChanged,
+            self.augmented_copies.valueChanged,
+            self.device.currentIndexChanged,
+            self.mixed_precision.toggled,
+            self.patience.valueChanged,
+            self.advanced.edited,
+        ):
+            signal.connect(self._on_setting_edited)
+
+    @Slot()
+    def _on_setting_edited(self) -> None:
+        self._update_augmentation()
+        self.run_inputs_changed()
+        self.settings_edited.emit()
+
     # --- recipes and settings ------------------------------------------------------------------
     def _fields(self) -> dict[str, object]:
         """The recipe fields this step owns, as its widgets show them."""
@@ -190,12 +271,12 @@ class TrainPanel(QWidget):
             "batch_size": self.batch_size.value(),
             "lr": self.lr.value(),
             "optimizer": self.optimizer.currentData(),
-            "schedule": self.schedule.currentData(),
             "augmentation": self.augmentation.currentData(),
             "cached_views": 1 + self.augmented_copies.value(),
             "device": self.device.currentData(),
             "mixed_precision": self.mixed_precision.isChecked(),
             "early_stopping_patience": self.patience.value(),
+            **self.advanced.fields(),
         }
 
     def update_recipe(self, recipe: Recipe) -> Recipe:
@@ -216,7 +297,6 @@ class TrainPanel(QWidget):
         self.lr.setValue(recipe.lr)
         for combo, value in (
             (self.optimizer, recipe.optimizer),
-            (self.schedule, recipe.schedule),
             (self.augmentation, recipe.augmentation),
             (self.device, recipe.device),
         ):
@@ -224,12 +304,16 @@ class TrainPanel(QWidget):
         self.mixed_precision.setChecked(recipe.mixed_precision)
         self.patience.setValue(recipe.early_stopping_patience)
         self.augmented_copies.setValue(recipe.cached_views - 1)
+        self.advanced.show_recipe(recipe)
         self._shown = self._fields()
 
     def save_settings(self, settings: QSettings) -> None:
         settings.beginGroup(SETTINGS_GROUP)
+        advanced = self.advanced.fields()
         for key, value in self._fields().items():
-            settings.setValue(key, value)
+            if key not in advanced:
+                settings.setValue(key, value)
+        self.advanced.save_settings(settings)
         settings.endGroup()
 
     def restore_settings(self, settings: QSettings) -> None:
@@ -250,7 +334,6 @@ class TrainPanel(QWidget):
                 self.augmented_copies.setValue(views - 1)
             combos = {
                 "optimizer": self.optimizer,
-                "schedule": self.schedule,
                 "augmentation": self.augmentation,
                 "device": self.device,
             }
@@ -262,6 +345,7 @@ class TrainPanel(QWidget):
                 self.mixed_precision.setChecked(
                     str(settings.value("mixed_precision")).lower() == "true"
                 )
+            self.advanced.restore_settings(settings)
         except (TypeError, ValueError):
             pass  # settings from another version: keep the defaults
         finally:
@@ -270,9 +354,23 @@ class TrainPanel(QWidget):
     def _augmenting(self) -> bool:
         return bool(self.augmentation.currentData() != "none")
 
-    @Slot()
-    def _update_augmented_copies(self) -> None:
+    def _update_augmentation(self) -> None:
+        """Copies only exist of augmented pictures; the note says when none will be."""
         self.augmented_copies.setEnabled(self._augmenting())
+        unaugmented = (
+            self._cached_head is True and self._augmenting() and self.augmented_copies.value() == 0
+        )
+        self.augmentation_note.setVisible(unaugmented)
+
+    def set_head_only_cached(self, cached: bool | None) -> None:
+        """Whether a run would train only the head on features computed once
+        (``engine/cache_decision.py``); None while no network is shown."""
+        self._cached_head = cached
+        self._update_augmentation()
+
+    def run_inputs_changed(self) -> None:
+        """What a run would train on changed: a failed run's message no longer applies."""
+        self.banner.clear(RUN_SOURCE)
 
     def set_available_devices(self, devices: tuple[str, ...]) -> None:
         """Grey out the forced devices this machine lacks (``auto`` always works)."""
@@ -330,9 +428,12 @@ class TrainPanel(QWidget):
         self._early_lines = []
         self.run_began.emit()
 
-    def show_failed(self) -> None:
-        """A run ended with an error. One that never got going keeps the previous
-        run's curves, log and progress; its own log lines are added below."""
+    def show_failed(self, message: str = "", details: str = "") -> None:
+        """A run ended with an error, shown until the next run or a change to what it
+        would train on. One that never got going keeps the previous run's curves,
+        log and progress; its own log lines are added below."""
+        if message:
+            self.banner.show_error(message, details, source=RUN_SOURCE)
         if not self._pending:
             self.progress.setFormat("Training failed")
             return
