@@ -99,7 +99,8 @@ def folder_from_argument(value: str | None) -> str | None:
 class ScriptedRun(QObject):
     """Performs the scripted flags through the window's own widgets, in order:
     project -> dataset -> backbone -> freeze -> train -> predict -> export ->
-    save project -> screenshot -> quit."""
+    save project -> screenshot -> quit. Without a project or dataset, the window
+    offers to reopen the last one."""
 
     def __init__(self, window: MainWindow, args: argparse.Namespace) -> None:
         super().__init__(window)
@@ -110,6 +111,8 @@ class ScriptedRun(QObject):
         self.exit_code: int | None = None
         window.engine_ready.connect(self._on_window_engine_ready)
         window.engine_failed.connect(self._on_window_engine_failed)
+        if not (args.project or self.dataset or args.self_check):
+            window.offer_reopen()  # a folder or project asked for replaces the offer
 
     @property
     def wants_training(self) -> bool:
@@ -313,9 +316,7 @@ def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
     window = MainWindow(settings or QSettings(), runs)
     if args.screenshot:
         window.resize(1280, 800)  # the same frame for every screenshot
-    scripted = ScriptedRun(window, args)
-    if not (args.project or scripted.dataset or args.self_check):
-        window.offer_reopen()
+    ScriptedRun(window, args)
     window.show()
     QTimer.singleShot(0, window.start_engine)
     code = int(app.exec())

@@ -17,7 +17,7 @@ The pictures are checked and a fifth of each class is set aside for validation: 
 model never trains on those, so they show how well it does on pictures it has not
 seen.</li>
 <li><b>Model.</b> Choose a backbone, the pretrained network, and which of its layers
-train: <i>Train head only</i>, <i>Train last N blocks</i>, <i>Train everything</i>,
+train: <i>Train head only</i>, <i>Train last</i> N blocks, <i>Train everything</i>,
 or check layers in the tree.</li>
 <li><b>Train.</b> Set the epochs (passes over the training pictures), the learning rate
 and the augmentation, then <i>Start training</i> (Ctrl+Enter). The curves show loss and
@@ -27,8 +27,8 @@ pictures. Drop pictures to see what the model says about them, and <i>Export…<
 model as a folder (model.safetensors and model.json, optionally TorchScript and
 ONNX).</li>
 </ol>
-<p>Every run is kept. <i>File › Save project…</i> keeps the settings too: opening
-the project later brings back its last run, ready to predict and export.</p>
+<p>Every run is kept. <i>Save project…</i> (File menu) keeps the settings too:
+opening the project later brings back its last run, ready to predict and export.</p>
 
 <h3>What freezing means</h3>
 <p>A <b>frozen</b> layer keeps the weights it learned on ImageNet; only the checked
@@ -46,7 +46,7 @@ parts</i> is checked.</p>
 fewest pictures is often the weakest row in <i>Accuracy per class</i>.</li>
 <li><b>Check the labels.</b> The confusion matrix shows which classes are mixed up:
 look in those folders for pictures in the wrong class, or classes that overlap.</li>
-<li><b>Unfreeze the last blocks</b> (step 2, <i>Train last 2 blocks</i>) when the
+<li><b>Unfreeze the last blocks</b> (step 2, <i>Train last</i> 2 blocks) when the
 head alone stops improving.</li>
 <li><b>More epochs</b> (step 3) while the validation curve still improves;
 <i>Early stopping</i> ends a run that no longer does.</li>
