@@ -35,7 +35,7 @@ from .widgets.dataset_panel import ENGINE_SOURCE, FOLDER_SOURCE, PROJECT_SOURCE,
 from .widgets.getting_started import GettingStartedDialog
 from .widgets.model_panel import ModelPanel
 from .widgets.reopen_bar import ReopenBar
-from .widgets.results_panel import ResultsPanel
+from .widgets.results_panel import STORAGE_SOURCE, ResultsPanel
 from .widgets.train_panel import RECIPE_SOURCE, TrainPanel
 from .workers.run_keeper import RunKeeper, app_runs_folder
 from .workers.tasks import ProgressFn, TaskRunner
@@ -174,6 +174,7 @@ class MainWindow(QMainWindow):
         self.training.running_changed.connect(self._on_training_running_changed)
         self.training.run_finished.connect(self._on_training_run_finished)
         self.training.run_failed.connect(self._on_training_run_failed)
+        self.keeper.kept.connect(self._on_keeper_kept)
         self.keeper.keep_failed.connect(self._on_keeper_keep_failed)
         self.keeper.restored.connect(self._on_keeper_restored)
         self.keeper.restore_failed.connect(self._on_keeper_restore_failed)
@@ -596,19 +597,26 @@ class MainWindow(QMainWindow):
     @Slot(object, object)
     def _on_keeper_restored(self, result: TrainingResult, record: RunRecord) -> None:
         when = record.started.astimezone().strftime("%d %b %Y, %H:%M")
+        self.results_panel.banner.clear(STORAGE_SOURCE)
         self.results_panel.set_result(result, f"The last run, from {when}, reopened.")
         self.statusBar().showMessage(f"Reopened the run from {when} (step 4, Results).", 8000)
 
     @Slot(str, str)
     def _on_keeper_restore_failed(self, message: str, details: str) -> None:
         self.results_panel.banner.show_error(
-            f"The last run could not be reopened: {message}", details
+            f"The last run could not be reopened: {message}", details, STORAGE_SOURCE
         )
+
+    @Slot(object)
+    def _on_keeper_kept(self, record: RunRecord) -> None:
+        self.results_panel.banner.clear(STORAGE_SOURCE)
 
     @Slot(str, str)
     def _on_keeper_keep_failed(self, message: str, details: str) -> None:
         self.results_panel.banner.show_error(
-            f"This run could not be kept: {message} Export the model to keep it.", details
+            f"This run could not be kept: {message} Export the model to keep it.",
+            details,
+            STORAGE_SOURCE,
         )
 
     @Slot(str)

@@ -13,9 +13,9 @@ your own classes apart. Four steps, one tab each (Ctrl+1 to Ctrl+4):</p>
 <ol>
 <li><b>Data.</b> Drop a folder that holds one subfolder per class (the subfolder names
 become the class names), choose <i>Open folder…</i>, or <i>Try a sample dataset</i>.
-The pictures are checked and a fifth of each class is set aside for validation: the
-model never trains on those, so they show how well it does on pictures it has not
-seen.</li>
+The pictures are checked and a fifth of each class is set aside for validation
+(unless the folder has its own train/ and val/ subfolders): the model never trains on
+those, so they show how well it does on pictures it has not seen.</li>
 <li><b>Model.</b> Choose a backbone, the pretrained network, and which of its layers
 train: <i>Train head only</i>, <i>Train last</i> N blocks, <i>Train everything</i>,
 or check layers in the tree.</li>

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ...engine.training import TrainingResult
 
 PREVIEW_SIZE = 96
+NO_RESULT = "Train a model to see its results here."
+STORAGE_SOURCE = "storage"  # keeping or reopening a run failed: cleared when one succeeds
 PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
 
 
@@ -140,7 +142,7 @@ class ResultsPanel(QWidget):
         self._queued: list[list[str]] = []  # pictures dropped while others are classified
 
         self.banner = Banner()
-        self.summary = QLabel("Train a model to see its results here.")
+        self.summary = QLabel(NO_RESULT)
         self.summary.setWordWrap(True)
         self.per_class_model = RowsModel(["Class", "Validation pictures", "Accuracy"], self)
         self.per_class_view = QTableView()
@@ -224,6 +226,7 @@ class ResultsPanel(QWidget):
             widget.setEnabled(has_model)
         self.predictions.clear()
         if result is None:
+            self.summary.setText(NO_RESULT)
             self.per_class_model.set_rows([])
             self.confusion_model.set_matrix([], [])
             return
