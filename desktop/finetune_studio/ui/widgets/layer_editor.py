@@ -3,28 +3,35 @@
 The layer tree edits a preview copy of the network built by the model panel; the
 training run builds its own from the recipe, so the GUI thread never touches a
 model in use. Every click becomes part of the recipe's freeze plan (a preset plus
-ordered overrides), so a saved project restores the tree exactly.
+ordered overrides), so a saved project restores the tree exactly. Without a network
+that will train (loading, or a load that failed) the tree shows no network at all,
+only the reason: never a previous network that no run would use.
 """
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPushButton,
     QSpinBox,
+    QStackedWidget,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from ..models.parameter_tree_model import ParameterTreeModel
+from ..models.parameter_tree_model import LR, ParameterTreeModel
+from .multiplier_delegate import MultiplierDelegate
 from .wording import count_suffix
 
 if TYPE_CHECKING:
@@ -34,6 +41,16 @@ if TYPE_CHECKING:
     from ...engine.recipe import Recipe
 
 DEFAULT_HEAD_EPOCHS = 2
+GRADUAL_TOOLTIP = (
+    "Train only the new head for this many epochs, then the layers checked above "
+    "too, with a fresh learning-rate schedule. The head learns something sensible "
+    "first, so its first, large errors do not disturb the pretrained layers."
+)
+BATCHNORM_TOOLTIP = (
+    "Off: BatchNorm layers inside frozen parts keep their pretrained statistics. On: "
+    "they train, and adapt their statistics to your pictures; a row you untick stays "
+    "frozen."
+)
 
 
 class LayerEditor(QWidget):
@@ -41,6 +58,7 @@ class LayerEditor(QWidget):
     and gradual unfreezing."""
 
     plan_changed = Signal()  # what trains may differ (the Train step's notes follow it)
+    plan_edited = Signal()  # the user chose what trains (a preset, a click, BatchNorm)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +74,20 @@ class LayerEditor(QWidget):
         self.layer_view = QTreeView()
         self.layer_view.setUniformRowHeights(True)
         self.layer_view.setAlternatingRowColors(True)
+        self.layer_view.setItemDelegateForColumn(LR, MultiplierDelegate(self.layer_view))
+        self.placeholder = QLabel("<b>Choose a backbone to see its layers.</b>")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setMargin(24)
+        # Framed on the view's background: it reads as the empty tree, not as a note.
+        self.placeholder.setFrameShape(QFrame.Shape.StyledPanel)
+        self.placeholder.setBackgroundRole(QPalette.ColorRole.Base)
+        self.placeholder.setAutoFillBackground(True)
+        self.placeholder.setTextFormat(Qt.TextFormat.RichText)
+        self.placeholder.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.tree_stack = QStackedWidget()  # the placeholder until a network is shown
+        self.tree_stack.addWidget(self.placeholder)
+        self.tree_stack.addWidget(self.layer_view)
         self.head_button = QPushButton("Train head only")
         self.last_button = QPushButton("Train last")
         self.last_blocks = QSpinBox()
@@ -70,6 +102,7 @@ class LayerEditor(QWidget):
         self.gradual_epochs.setRange(1, 999)
         self.gradual_epochs.setValue(DEFAULT_HEAD_EPOCHS)
         count_suffix(self.gradual_epochs, "epoch", ", then the checked layers")
+        self._set_tooltips()
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -79,7 +112,7 @@ class LayerEditor(QWidget):
             presets.addWidget(widget)
         presets.addStretch()
         layout.addLayout(presets)
-        layout.addWidget(self.layer_view, stretch=1)
+        layout.addWidget(self.tree_stack, stretch=1)
         layout.addWidget(self.summary)
         options = QGroupBox("Options")
         options_layout = QVBoxLayout(options)
@@ -98,6 +131,15 @@ class LayerEditor(QWidget):
         self.gradual.toggled.connect(self.plan_changed)
         self._update_enabled()
 
+    def _set_tooltips(self) -> None:
+        self.head_button.setToolTip("Freeze the backbone; train only the new head.")
+        self.last_button.setToolTip("Train the head and the backbone's last blocks.")
+        self.last_blocks.setToolTip("How many of the backbone's last blocks train.")
+        self.all_button.setToolTip("Train every layer (fine-tune the whole network).")
+        self.train_batchnorm.setToolTip(BATCHNORM_TOOLTIP)
+        self.gradual.setToolTip(GRADUAL_TOOLTIP)
+        self.gradual_epochs.setToolTip(GRADUAL_TOOLTIP)
+
     # --- the network shown ---------------------------------------------------------------
     def start(self) -> None:
         """The engine is loaded: the plan can exist."""
@@ -106,10 +148,19 @@ class LayerEditor(QWidget):
         if self.plan is None:
             self.plan = FreezePlan()
 
-    def forget_network(self, message: str) -> None:
-        """A new network is on its way (or none will come): nothing to edit meanwhile."""
+    def forget_network(self, message: str, reason: str = "") -> None:
+        """A new network is on its way (or none will come): show ``message`` (and the
+        ``reason``) in place of the tree, and nothing to edit meanwhile."""
         self.summary.setText(message)
+        text = f"<b>{html.escape(message)}</b>"
+        self.placeholder.setText(f"{text}<br><br>{html.escape(reason)}" if reason else text)
+        self.tree_stack.setCurrentWidget(self.placeholder)
         self.built = None
+        self.tree = None
+        if self.tree_model is not None:
+            self.layer_view.setModel(None)
+            self.tree_model.deleteLater()
+            self.tree_model = None
         self._update_enabled()
         self.plan_changed.emit()
 
@@ -127,11 +178,15 @@ class LayerEditor(QWidget):
 
         self.built = built
         self.classes = classes
+        old_model = self.tree_model
         self.tree = ParameterTree(built.model)
         self.tree_model = ParameterTreeModel(self.tree, self.multipliers, self)
         self.tree_model.trainable_changed.connect(self._on_tree_model_trainable_changed)
         self.tree_model.multiplier_changed.connect(self._on_tree_model_multiplier_changed)
+        if old_model is not None:
+            old_model.deleteLater()
         self.layer_view.setModel(self.tree_model)
+        self.tree_stack.setCurrentWidget(self.layer_view)
         self.layer_view.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.layer_view.expandToDepth(0)
         self.last_blocks.setMaximum(max(len(block_units(built.model, built.head_path)), 1))
@@ -175,6 +230,7 @@ class LayerEditor(QWidget):
             warning = f"{error} Using the {self.plan.preset} preset instead."
             self.plan = FreezePlan(self.plan.preset)
             apply_freeze_plan(model, head_path, self.plan, self.train_batchnorm.isChecked())
+        self.tree_model.set_freeze_overrides(self.plan.overridden_paths())
         self.tree_model.refresh_all()
         self._update_summary()
         self.plan_changed.emit()
@@ -203,28 +259,35 @@ class LayerEditor(QWidget):
     @Slot()
     def _on_head_button_clicked(self) -> None:
         self.set_preset("head")
+        self.plan_edited.emit()
 
     @Slot()
     def _on_last_button_clicked(self) -> None:
         self.set_preset(f"last:{self.last_blocks.value()}")
+        self.plan_edited.emit()
 
     @Slot()
     def _on_all_button_clicked(self) -> None:
         self.set_preset("none")
+        self.plan_edited.emit()
 
     @Slot(bool)
     def _on_train_batchnorm_toggled(self, _: bool) -> None:
         self.apply_plan()
+        self.plan_edited.emit()
 
     @Slot(str, bool)
     def _on_tree_model_trainable_changed(self, path: str, trainable: bool) -> None:
         if self.plan is not None:
             self.plan = self.plan.with_override(path, trainable)
+            if self.tree_model is not None:
+                self.tree_model.set_freeze_overrides(self.plan.overridden_paths())
         self._update_summary()
         self.plan_changed.emit()
+        self.plan_edited.emit()
 
-    @Slot(str, float)
-    def _on_tree_model_multiplier_changed(self, path: str, multiplier: float) -> None:
+    @Slot(str)
+    def _on_tree_model_multiplier_changed(self, path: str) -> None:
         if self.tree_model is not None:
             self.multipliers = dict(self.tree_model.multipliers)
 

@@ -3,6 +3,10 @@
 This panel owns the recipe's backbone and weights, and builds a preview copy of
 the network in a task (downloading the weights first if needed, with progress and
 Cancel); the ``LayerEditor`` beside it owns the freeze plan and its options.
+
+Its messages are tied to their causes: a failed load (``NETWORK_SOURCE``) lasts
+until another build starts, and a plan that did not fit (``PLAN_SOURCE``) until the
+user chooses what trains or another network is built.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ if TYPE_CHECKING:
 
 PLACEHOLDER_CLASSES = 2  # the head's size until a dataset is loaded
 WEIGHT_CHOICES = ("default", "none", "file")
+NETWORK_SOURCE = "network"  # the banner's message about loading the network
+PLAN_SOURCE = "plan"  # the banner's message about a plan that did not fit
+NO_NETWORK = "No network loaded (see step 2): choose a backbone that loads."
 
 
 class NetworkBuild:
@@ -109,6 +116,8 @@ class ModelPanel(QWidget):
         layout.addWidget(splitter, stretch=1)
 
         self.search.textChanged.connect(self._on_search_text_changed)
+        self.backbone_view.clicked.connect(self._on_backbone_view_clicked)
+        self.layers.plan_edited.connect(self._on_layers_plan_edited)
         self.weights_combo.activated.connect(self._on_weights_combo_activated)
         self.cancel_download.clicked.connect(self._on_cancel_download_clicked)
 
@@ -151,7 +160,12 @@ class ModelPanel(QWidget):
             Qt.MatchFlag.MatchExactly | Qt.MatchFlag.MatchRecursive,
         )
         if not matches:
-            self.banner.show_error(f"Unknown backbone {name!r}.")
+            if self.build_task is not None:
+                self.build_task.discard()  # not the network asked for
+            self._no_network(
+                f"Unknown backbone {name!r}.", NO_NETWORK, "Choose a backbone from the list."
+            )
+            self._build_ended()  # its busy_changed re-reads the blocker
             return False
         self.backbone_view.expand(matches[0].parent())
         self.backbone_view.setCurrentIndex(matches[0])
@@ -165,6 +179,13 @@ class ModelPanel(QWidget):
         name = current.data(NAME_ROLE)
         if name and name != self.backbone:
             self._choose(name)
+
+    @Slot(QModelIndex)
+    def _on_backbone_view_clicked(self, index: QModelIndex) -> None:
+        """A click on the row whose network did not load tries it again (the row is
+        already current, so ``currentChanged`` stays silent)."""
+        if index.data(NAME_ROLE) == self.backbone and self.unavailable:
+            self.rebuild()
 
     def _choose(self, name: str) -> None:
         if self.backbone and name != self.backbone:
@@ -216,7 +237,8 @@ class ModelPanel(QWidget):
             return
         if self.build_task is not None:
             self.build_task.discard()
-        self.banner.clear()
+        for source in (NETWORK_SOURCE, PLAN_SOURCE):
+            self.banner.clear(source)  # their causes are re-evaluated by this build
         self.unavailable = None
         self.layers.forget_network(f"Loading {self.backbone}…")
         self._end_download()
@@ -261,24 +283,40 @@ class ModelPanel(QWidget):
         self.layers.show_network(built, self.num_classes)
         warning = self.layers.apply_plan()
         if warning:
-            self.banner.show_warning(warning)
+            self.banner.show_warning(warning, source=PLAN_SOURCE)
         self.model_ready.emit(built.spec.name)
 
     @Slot(str, str)
     def _on_build_task_failed(self, message: str, details: str) -> None:
-        self.unavailable = "No network loaded (see step 2): choose a backbone that loads."
-        self._build_ended()
-        self.layers.forget_network("No network loaded.")
-        self.banner.show_error(message, details)
+        self._no_network(
+            message, NO_NETWORK, "Choose another backbone, or click this one to retry.", details
+        )
+        self._build_ended()  # last: its busy_changed re-reads the blocker set above
 
     @Slot()
     def _on_build_task_cancelled(self) -> None:
-        self.unavailable = "No network loaded: the download was cancelled (step 2)."
+        self._no_network(
+            "Download cancelled. Choose the backbone again to retry.",
+            "No network loaded: the download was cancelled (step 2).",
+            level="info",
+        )
         self._build_ended()
-        self.layers.forget_network("Download cancelled.")
-        self.banner.show_info("Download cancelled. Choose the backbone again to retry.")
         self.backbone = ""  # so choosing the same row again retries
         self.backbone_view.setCurrentIndex(QModelIndex())
+
+    def _no_network(
+        self, message: str, blocker: str, hint: str = "", details: str = "", level: str = "error"
+    ) -> None:
+        """No network will train: say why in the banner and in place of the tree, and
+        block Start until a build succeeds (``rebuild`` lifts all three)."""
+        self.unavailable = blocker
+        self.layers.forget_network("No network loaded.", f"{message} {hint}".strip())
+        self.banner.clear(PLAN_SOURCE)
+        self.banner.show_message(level, message, details, source=NETWORK_SOURCE)
+
+    @Slot()
+    def _on_layers_plan_edited(self) -> None:
+        self.banner.clear(PLAN_SOURCE)  # the user chose a plan: the fallback note is moot
 
     @Slot()
     def _on_cancel_download_clicked(self) -> None:
