@@ -207,6 +207,24 @@ def test_a_model_that_could_not_be_kept_is_not_lost_without_asking(
     assert asked == []
 
 
+def test_saving_a_project_keeps_a_run_the_app_folder_could_not_keep(
+    qtbot, window, colour_dataset, tmp_path
+):
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where the runs folder would go")
+    window.keeper.app_root = blocker
+    start_training(qtbot, window, colour_dataset, epochs=1)
+    with qtbot.waitSignals([window.training_finished, window.keeper.keep_failed], timeout=60_000):
+        pass
+
+    with qtbot.waitSignal(window.keeper.kept, timeout=60_000):
+        assert window.save_project(tmp_path / "colours.json")
+
+    assert "could not be kept" not in window.results_panel.banner.text
+    assert len(RunStore(tmp_path / "colours.runs").runs()) == 1
+    assert window.work_at_risk() == []
+
+
 def test_unsaved_project_changes_are_asked_about_and_can_be_saved(qtbot, window, later, project):
     open_project(qtbot, window, project)
     asked = recorded_questions(window, "stay")
