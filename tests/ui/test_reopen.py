@@ -245,6 +245,23 @@ def test_unsaved_project_changes_are_asked_about_and_can_be_saved(qtbot, window,
     assert asked == []
 
 
+def test_a_scripted_run_told_to_quit_asks_nothing(qtbot, later, project, monkeypatch):
+    from finetune_studio.ui import app
+
+    exits: list[int] = []
+    monkeypatch.setattr(app.QCoreApplication, "exit", exits.append)  # would end the tests' loop
+    window = later(engine=False)
+    asked = recorded_questions(window, "stay")
+    args = ["--project", str(project), "--epochs", "5", "--quit-when-done"]  # an unsaved change
+    scripted = ScriptedRun(window, parse_args(args))
+    window.start_engine()
+    qtbot.waitUntil(lambda: scripted.exit_code is not None, timeout=60_000)
+
+    assert exits == [0]
+    assert asked == []
+    assert not window.isVisible()
+
+
 # --- the next launch offers the last project or dataset ---------------------------------------
 def test_the_next_launch_offers_the_last_project(qtbot, window, later, project):
     open_project(qtbot, window, project)

@@ -277,7 +277,7 @@ class ScriptedRun(QObject):
     def _quit_if_asked(self) -> None:
         self.exit_code = 1 if self.failed else 0
         if self.args.quit_when_done:
-            self.window.close()
+            self.window.close_without_asking()
             QCoreApplication.exit(self.exit_code)
 
 

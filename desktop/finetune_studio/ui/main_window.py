@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self._saved_recipe: Recipe | None = None  # the recipe as that file holds it
         self._reopen_when_ready: tuple[str, str] | None = None
         self._guide: GettingStartedDialog | None = None
+        self._ask_before_quitting = True
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
@@ -712,11 +713,16 @@ class MainWindow(QMainWindow):
             return self.save_project(self._project_path)
         return choice == "quit"
 
+    def close_without_asking(self) -> bool:
+        """Close for a scripted run told to quit: no question may wait for an answer."""
+        self._ask_before_quitting = False
+        return self.close()
+
     def closeEvent(self, event: QCloseEvent) -> None:
         if self.training.running and not self.confirm_stop_training():
             event.ignore()
             return
-        if not self._may_close():
+        if self._ask_before_quitting and not self._may_close():
             event.ignore()
             return
         self.runner.shutdown(CLOSE_WAIT_S)  # aborts training (and its final evaluation) too
