@@ -120,12 +120,17 @@ class Banner(QWidget):
     def show_message(
         self, level: str, text: str, details: str = "", source: str = DEFAULT_SOURCE
     ) -> None:
-        """Show ``text`` as the message of ``source``, replacing its previous one."""
-        self._remove(source)
+        """Show ``text`` as the message of ``source``, replacing its previous one in
+        place (rows do not jump about as a cause is re-evaluated)."""
         row = _Row(Message(level, text, details), self)
         row.close_button.clicked.connect(self._on_row_close_clicked)
-        self._rows[source] = row
-        self._layout.addWidget(row)
+        previous = self._rows.get(source)
+        if previous is None:
+            self._layout.addWidget(row)
+        else:
+            self._layout.insertWidget(self._layout.indexOf(previous), row)
+            self._discard(previous)
+        self._rows[source] = row  # an existing key keeps its place in the order
         self.show()
 
     def show_error(self, text: str, details: str = "", source: str = DEFAULT_SOURCE) -> None:
@@ -147,8 +152,12 @@ class Banner(QWidget):
     def _remove(self, source: str) -> None:
         row = self._rows.pop(source, None)
         if row is not None:
-            row.hide()
-            row.deleteLater()
+            self._discard(row)
+
+    def _discard(self, row: _Row) -> None:
+        self._layout.removeWidget(row)
+        row.hide()
+        row.deleteLater()
 
     @Slot()
     def _on_row_close_clicked(self) -> None:

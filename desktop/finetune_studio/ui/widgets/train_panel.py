@@ -16,12 +16,14 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -183,13 +185,28 @@ class TrainPanel(QWidget):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(LOG_LINES)
 
+        # The settings scroll when the window is short (Advanced open, the note
+        # shown); Start and Stop stay in view below them.
+        settings_page = QWidget()
+        settings_layout = QVBoxLayout(settings_page)
+        settings_layout.setContentsMargins(0, 0, 0, 0)
+        settings_layout.addWidget(self.settings_box)
+        settings_layout.addStretch()
+        self.settings_scroll = QScrollArea()
+        self.settings_scroll.setWidget(settings_page)
+        self.settings_scroll.setWidgetResizable(True)
+        self.settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # A scroll area asks for no width of its own: without this the splitter
+        # squeezes the settings and cuts their right edge off.
+        scrollbar = self.settings_scroll.verticalScrollBar().sizeHint().width()
+        self.settings_scroll.setMinimumWidth(settings_page.sizeHint().width() + scrollbar)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.settings_box)
+        left_layout.addWidget(self.settings_scroll, stretch=1)
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.start_reason)
-        left_layout.addStretch()
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plots)
         right.addWidget(self.log)

@@ -12,6 +12,7 @@ fixed to the run's epochs, a repaint of the three plots fell from 24 ms to 2.6 m
 One legend row above the plots serves both loss and accuracy (same colours): a
 legend inside a plot covered its curves, and at the window's minimum size it
 overflowed the plot, its names running over the axis with no line beside them.
+The row wraps onto two lines (or four) when the widget is too narrow for one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QGraphicsItem, QWidget
 
 REDRAW_INTERVAL_MS = 66
 SMOOTHING = 0.9  # exponential moving average of the batch loss, bias-corrected
+# pyqtgraph's default grey (150) on white is hard to read at the small sizes the
+# window allows; this grey keeps the text secondary to the curves but legible.
+TEXT_COLOUR = (80, 80, 80)
+LEGEND_SPACING = 6  # px between a legend entry's line and its name, and between entries
+LEGEND_GAP = "&nbsp;" * 4  # after each name, so the entries read as separate
 LEGEND = {  # curve -> name; training and validation accuracy share these colours
     "batch_loss": "loss per batch",
     "smooth_loss": "smoothed",
@@ -69,7 +76,9 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             "val": pg.mkPen((255, 127, 14), width=2),
             "lr": pg.mkPen((44, 160, 44), width=2),
         }
-        self.legend = pg.LegendItem(colCount=len(LEGEND), horSpacing=18)
+        self.legend = pg.LegendItem(
+            colCount=len(LEGEND), horSpacing=LEGEND_SPACING, labelTextColor=TEXT_COLOUR
+        )
         self.ci.addItem(self.legend, row=0, col=0, colspan=3)
         self.loss_plot = self._plot(0, "Loss")
         self.acc_plot = self._plot(1, "Accuracy")
@@ -102,7 +111,8 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             "lr": self.lr_plot.plot(pen=pens["lr"]),
         }
         for curve, name in LEGEND.items():
-            self.legend.addItem(self.curves[curve], name)
+            self.legend.addItem(self.curves[curve], name + LEGEND_GAP)
+        self._fit_legend()
         for curve in self.curves.values():
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")
@@ -114,12 +124,38 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self._timer.timeout.connect(self._on_timer_timeout)
         self._timer.start()
 
+    def _legend_width(self, columns: int) -> float:
+        """The legend's width laid out in ``columns`` entries per row."""
+        entries: list[float] = [
+            float(sample.boundingRect().width() + label.preferredWidth())
+            for sample, label in self.legend.items
+        ]
+        widest = [max(entries[start::columns]) for start in range(min(columns, len(entries)))]
+        return sum(widest) + LEGEND_SPACING * (2 * len(widest) - 1)
+
+    def _fit_legend(self) -> None:
+        """As many entries per row as the width allows: 4, 2 or 1."""
+        available = self.viewport().width() - 40  # the layout's margins and spacing
+        columns = next(
+            (n for n in (len(LEGEND), 2) if self._legend_width(n) <= available),
+            1,
+        )
+        self.legend.setColumnCount(columns)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        if hasattr(self, "legend"):  # pyqtgraph's constructor resizes before ours ran
+            self._fit_legend()
+        super().resizeEvent(event)
+
     def _plot(self, column: int, title: str) -> pg.PlotItem:
-        plot = self.addPlot(row=1, col=column, title=title)
+        plot = self.addPlot(row=1, col=column)
+        plot.setTitle(title, color=TEXT_COLOUR)
         plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setLabel("bottom", "epoch")
+        plot.setLabel("bottom", "epoch", color=TEXT_COLOUR)
         for side in ("left", "bottom"):
-            plot.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            axis = plot.getAxis(side)
+            axis.setTextPen(TEXT_COLOUR)
+            axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return plot
 
     def clear_curves(self, epochs: int | None = None) -> None:
