@@ -7,17 +7,19 @@ error (a bug: the traceback follows the one-line summary).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:  # at run time each command imports the engine modules it needs
+    from .engine.advice import Advice
     from .engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
     from .engine.recipe import Recipe
 
@@ -49,44 +51,23 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune and write a model folder")
     train.add_argument("data", nargs="?", help="dataset folder (or taken from --recipe)")
     train.add_argument("--out", required=True, help="model folder to create")
-    train.add_argument("--recipe", help="recipe JSON; options given here override it")
-    train.add_argument("--backbone")
-    train.add_argument("--weights", help="default, none, or a .safetensors/.pt/.pth file")
-    train.add_argument("--freeze", help="head, last:N or none")
-    train.add_argument("--epochs", type=int)
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--val-split", type=float)
-    train.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    train.add_argument("--seed", type=int)
-    train.add_argument("--optimizer", choices=("adamw", "sgd"))
-    train.add_argument("--schedule", choices=("cosine", "onecycle", "constant"))
-    train.add_argument("--augmentation", choices=("none", "light", "standard"))
-    train.add_argument(
-        "--augmented-copies",
-        type=int,
-        metavar="N",
-        help="head-only runs: also compute features of N augmented copies of each picture",
-    )
-    train.add_argument(
-        "--head-fit",
-        choices=("optimum", "epochs"),
-        help="head-only runs: solve the head to its optimum (default) or train it by epochs",
-    )
-    train.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    train.add_argument(
-        "--unfreeze-after",
-        type=int,
-        metavar="K",
-        help="train only the head for K epochs, then the --freeze plan",
-    )
-    train.add_argument("--workers", type=int, help="data-loading processes")
+    _add_recipe_options(train)
     train.add_argument("--overwrite", action="store_true", help="replace an existing export")
     train.add_argument(
         "--resume",
         action="store_true",
         help="continue an interrupted run from its last completed epoch",
     )
+
+    advise = commands.add_parser(
+        "advise", help="measure how much to unfreeze: estimated accuracy and time per plan"
+    )
+    advise.add_argument("data", nargs="?", help="dataset folder (or taken from --recipe)")
+    advise.add_argument(
+        "--budget-s", type=float, default=120.0, metavar="S", help="time to measure (seconds)"
+    )
+    advise.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_recipe_options(advise)
 
     predict = commands.add_parser("predict", help="classify pictures with a model folder")
     predict.add_argument("model", help="model folder written by train")
@@ -105,6 +86,42 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="file to write (default: inside the model folder)")
     export.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    """The recipe's options, shared by the commands that train or measure training."""
+    parser.add_argument("--recipe", help="recipe JSON; options given here override it")
+    parser.add_argument("--backbone")
+    parser.add_argument("--weights", help="default, none, or a .safetensors/.pt/.pth file")
+    parser.add_argument("--freeze", help="head, last:N or none")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--val-split", type=float)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--optimizer", choices=("adamw", "sgd"))
+    parser.add_argument("--schedule", choices=("cosine", "onecycle", "constant"))
+    parser.add_argument("--augmentation", choices=("none", "light", "standard"))
+    parser.add_argument(
+        "--augmented-copies",
+        type=int,
+        metavar="N",
+        help="head-only runs: also compute features of N augmented copies of each picture",
+    )
+    parser.add_argument(
+        "--head-fit",
+        choices=("optimum", "epochs"),
+        help="head-only runs: solve the head to its optimum (default) or train it by epochs",
+    )
+    parser.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    parser.add_argument(
+        "--unfreeze-after",
+        type=int,
+        metavar="K",
+        help="train only the head for K epochs, then the --freeze plan",
+    )
+    parser.add_argument("--workers", type=int, help="data-loading processes")
 
 
 def _print_json(data: object) -> None:
@@ -289,16 +306,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume=args.resume,
     )
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        print("\nStopping after this batch (Ctrl-C again to abort)...", file=sys.stderr)
-        trainer.cancel()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
+    with _first_ctrl_c_calls(trainer.cancel, "Stopping after this batch"):
         result = trainer.run(_CliListener())
-    finally:
-        signal.signal(signal.SIGINT, previous)
     assert result is not None
     folder = save_model_folder(result, out, overwrite)
     if not result.cancelled:
@@ -310,6 +319,84 @@ def _cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _first_ctrl_c_calls(cancel: Callable[[], None], saying: str) -> Iterator[None]:
+    """The first Ctrl-C asks the work to stop cleanly; a second one interrupts."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        print(f"\n{saying} (Ctrl-C again to abort)...", file=sys.stderr)
+        cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _cmd_advise(args: argparse.Namespace) -> int:
+    from .engine.advice import Advisor
+    from .engine.events import Log, StageProgress
+    from .engine.training import preflight
+
+    recipe = _recipe_from_args(args)
+    preflight(recipe)
+    if args.budget_s <= 0:
+        from .engine.errors import RecipeError
+
+        raise RecipeError(f"--budget-s must be positive, got {args.budget_s:g}.")
+    advisor = Advisor(recipe, budget_s=args.budget_s)
+    listener = _CliListener()
+    events = advisor.events()
+    with _first_ctrl_c_calls(advisor.cancel, "Stopping the measurement"):
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as finished:
+                advice = finished.value
+                break
+            if isinstance(event, StageProgress):
+                listener.stage_progressed(event)
+            elif isinstance(event, Log):
+                listener.log(event)
+    if advice is None:
+        print("finetune-studio-cli: the measurement was stopped", file=sys.stderr)
+        return 130
+    if args.json:
+        _print_json(advice.to_dict())
+        return EXIT_OK
+    print(_advice_table(advice))
+    return EXIT_OK
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {rest:02d} s" if minutes else f"{rest} s"
+
+
+def _advice_table(advice: Advice) -> str:
+    lines = [
+        f"How much to unfreeze {advice.backbone}: estimates measured on "
+        f"{advice.sample_train} training and {advice.sample_val} validation pictures "
+        f"in {_duration(advice.seconds)}.",
+        "",
+        f"  {'plan':<8} {'accuracy':>9} {'time':>12}  how it was measured",
+    ]
+    for plan in advice.plans:
+        accuracy = "-" if plan.estimated_accuracy is None else f"{plan.estimated_accuracy:.1%}"
+        mark = "  <- recommended" if plan.freeze == advice.recommended_freeze else ""
+        lines.append(
+            f"  {plan.freeze:<8} {accuracy:>9} {_duration(plan.estimated_seconds):>12}  "
+            f"{plan.note}{mark}"
+        )
+    lines += ["", f"Recommended: --freeze {advice.recommended_freeze}"]
+    return "\n".join(lines)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -364,6 +451,7 @@ _COMMANDS = {
     "inspect": _cmd_inspect,
     "backbones": _cmd_backbones,
     "train": _cmd_train,
+    "advise": _cmd_advise,
     "predict": _cmd_predict,
     "export": _cmd_export,
     "sample": _cmd_sample,
