@@ -312,3 +312,27 @@ def test_the_cli_refuses_a_weights_file_that_would_run_code(
     assert code == 2
     assert "could run code" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_advise_prints_each_plan_and_the_recommendation(
+    colour_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = ("--backbone", "tiny_cnn", "--workers", "0", "--epochs", "3", *CPU)
+    assert cli("advise", colour_dataset, "--json", "--budget-s", "20", *tiny) == 0
+    advice = json.loads(capsys.readouterr().out)
+    assert [plan["freeze"] for plan in advice["plans"]] == ["head", "last:1", "last:2", "none"]
+    for plan in advice["plans"]:
+        assert {"freeze", "estimated_accuracy", "estimated_seconds"} <= set(plan)
+    assert advice["recommended_freeze"] in [plan["freeze"] for plan in advice["plans"]]
+
+    assert cli("advise", colour_dataset, "--budget-s", "20", *tiny) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"^Recommended: --freeze (head|last:\d|none)$", text, re.MULTILINE)
+    assert "last:2" in text
+
+
+def test_advise_refuses_a_budget_of_nothing(
+    colour_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("advise", colour_dataset, "--budget-s", "0", "--backbone", "tiny_cnn") == 2
+    assert "--budget-s must be positive" in capsys.readouterr().err
