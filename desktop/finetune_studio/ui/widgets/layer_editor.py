@@ -172,7 +172,8 @@ class LayerEditor(QWidget):
             self.plan = FreezePlan(self.plan.preset)
         self.multipliers = {}
 
-    def show_network(self, built: BuiltModel, classes: int | None = None) -> None:
+    def show_network(self, built: BuiltModel, classes: int | None = None) -> str | None:
+        """Show ``built`` with the plan applied; returns ``apply_plan``'s warning."""
         from ...engine.freezing import block_units
         from ...engine.parameters import ParameterTree
 
@@ -190,8 +191,9 @@ class LayerEditor(QWidget):
         self.layer_view.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.layer_view.expandToDepth(0)
         self.last_blocks.setMaximum(max(len(block_units(built.model, built.head_path)), 1))
-        self.apply_plan()
+        warning = self.apply_plan()
         self._update_enabled()
+        return warning
 
     # --- editing ---------------------------------------------------------------------------
     def set_editable(self, editable: bool) -> None:

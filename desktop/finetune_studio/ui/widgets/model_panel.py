@@ -165,6 +165,7 @@ class ModelPanel(QWidget):
             self._no_network(
                 f"Unknown backbone {name!r}.", NO_NETWORK, "Choose a backbone from the list."
             )
+            self.backbone_view.setCurrentIndex(QModelIndex())  # no row stands for it
             self._build_ended()  # its busy_changed re-reads the blocker
             return False
         self.backbone_view.expand(matches[0].parent())
@@ -182,10 +183,11 @@ class ModelPanel(QWidget):
 
     @Slot(QModelIndex)
     def _on_backbone_view_clicked(self, index: QModelIndex) -> None:
-        """A click on the row whose network did not load tries it again (the row is
-        already current, so ``currentChanged`` stays silent)."""
-        if index.data(NAME_ROLE) == self.backbone and self.unavailable:
-            self.rebuild()
+        """With no network loaded, a click on the current row builds it: on the row that
+        failed it tries again (``currentChanged`` stays silent for the current row)."""
+        name = index.data(NAME_ROLE)
+        if name and self.unavailable and self.build_task is None:
+            self._choose(name)
 
     def _choose(self, name: str) -> None:
         if self.backbone and name != self.backbone:
@@ -280,8 +282,8 @@ class ModelPanel(QWidget):
     @Slot(object)
     def _on_build_task_succeeded(self, built: BuiltModel) -> None:
         self._build_ended()
-        self.layers.show_network(built, self.num_classes)
-        warning = self.layers.apply_plan()
+        # The first application reports a plan that did not fit; a second would not.
+        warning = self.layers.show_network(built, self.num_classes)
         if warning:
             self.banner.show_warning(warning, source=PLAN_SOURCE)
         self.model_ready.emit(built.spec.name)
