@@ -43,6 +43,7 @@ PASS_SHARE = 0.4  # of the budget, at most, for the pass over the sample
 ACTIVATION_BYTES = 1 << 30  # kept activations, at most
 CUT_PLANS = (1, 2)  # last:N plans tried on kept activations
 EVAL_STEP_RATIO = 1 / 3  # an evaluation forward pass costs about a third of a step
+TIMED_PICTURES = 8  # the batch one training step of a plan is timed on
 
 
 @dataclass
@@ -317,8 +318,12 @@ class _Measurement:
             network, self.recipe, self.device, self.amp_dtype, self.class_weights, self.cancel
         )
         train, val = self._batches(kept, columns)
-        first_inputs, first_labels = next(iter(train(False)))
-        step = trial.time_step(first_inputs, first_labels)
+        if self.advisor._left() > 0:
+            inputs, labels = next(iter(train(False)))
+            few = min(len(labels), TIMED_PICTURES)  # a small batch: timing costs little
+            step = trial.time_step(tuple(i[:few] for i in inputs), labels[:few])
+        else:  # out of time: a training step costs about three forward passes
+            step = kept.frozen / EVAL_STEP_RATIO
         n_train, n_val = len(kept.train_labels), len(kept.val_labels)
         if columns is None:  # pictures: decoded again every epoch, like the pass did
             per_epoch = n_train * (step + kept.loading) + n_val * kept.seconds_per_picture
