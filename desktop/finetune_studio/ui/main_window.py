@@ -161,8 +161,8 @@ class MainWindow(QMainWindow):
         self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
         self.train_panel.device.currentIndexChanged.connect(self._on_start_conditions_changed)
         self.train_panel.run_began.connect(self._on_train_panel_run_began)
-        self.train_panel.settings_edited.connect(self._on_run_inputs_changed)
-        self.model_panel.layers.plan_changed.connect(self._on_run_inputs_changed)
+        self.train_panel.settings_edited.connect(self._on_train_panel_settings_edited)
+        self.model_panel.layers.plan_changed.connect(self._on_layers_plan_changed)
         self.train_panel.more_than_head_requested.connect(
             self._on_train_panel_more_than_head_requested
         )
@@ -369,15 +369,20 @@ class MainWindow(QMainWindow):
         self._update_start_button()
 
     @Slot()
-    def _on_run_inputs_changed(self) -> None:
-        """What a run would train on changed: the Train step's note and messages follow."""
-        from ..engine.errors import UserFacingError
-
+    def _on_layers_plan_changed(self) -> None:
+        """What trains changed: the Train step's note and messages follow."""
         feature_cache = self._recipe.feature_cache if self._recipe is not None else True
         self.train_panel.set_head_only_cached(
             trains_cached_head(self.model_panel.layers, feature_cache)
         )
         self.train_panel.run_inputs_changed()
+        self._on_train_panel_settings_edited()
+
+    @Slot()
+    def _on_train_panel_settings_edited(self) -> None:
+        """An invalid-settings message stands until the settings make a recipe."""
+        from ..engine.errors import UserFacingError
+
         if self.train_panel.banner.message(RECIPE_SOURCE) is not None:
             try:
                 self.recipe()
