@@ -202,6 +202,7 @@ class DropZone(QFrame):
         if on == self.highlighted:
             return
         self.highlighted = on
+        self.hint.setEnabled(on)  # greyed as an example; in full colour as an answer
         if on:
             colour = self.palette().color(QPalette.ColorRole.Highlight)
             r, g, b = colour.red(), colour.green(), colour.blue()

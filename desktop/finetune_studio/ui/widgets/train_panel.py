@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QObject, QSettings, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -85,6 +86,40 @@ def _combo(items: dict[str, str]) -> QComboBox:
     for value, label in items.items():
         combo.addItem(label, value)
     return combo
+
+
+class SettingsScroll(QScrollArea):
+    """A scroll area that asks for its page's whole size, so it scrolls only when the
+    window cannot give that (QScrollArea's own size hint stops at 24 lines of text,
+    and it asks for no width, so a splitter would cut the page's right edge off)."""
+
+    def __init__(self, page: QWidget) -> None:
+        super().__init__()
+        self.setWidget(page)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        page.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The page grew or shrank (the note, Advanced): ask the layout again."""
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def _bar(self) -> int:
+        return int(self.verticalScrollBar().sizeHint().width())
+
+    def sizeHint(self) -> QSize:
+        page = self.widget()
+        hint = page.sizeHint() if page is not None else QSize()
+        return QSize(hint.width() + self._bar(), hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        page = self.widget()
+        width = page.minimumSizeHint().width() if page is not None else 0
+        return QSize(width + self._bar(), super().minimumSizeHint().height())
 
 
 def _tipped(widget: QWidget, key: str) -> QWidget:
@@ -185,28 +220,16 @@ class TrainPanel(QWidget):
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(LOG_LINES)
 
-        # The settings scroll when the window is short (Advanced open, the note
-        # shown); Start and Stop stay in view below them.
-        settings_page = QWidget()
-        settings_layout = QVBoxLayout(settings_page)
-        settings_layout.setContentsMargins(0, 0, 0, 0)
-        settings_layout.addWidget(self.settings_box)
-        settings_layout.addStretch()
-        self.settings_scroll = QScrollArea()
-        self.settings_scroll.setWidget(settings_page)
-        self.settings_scroll.setWidgetResizable(True)
-        self.settings_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.settings_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        # A scroll area asks for no width of its own: without this the splitter
-        # squeezes the settings and cuts their right edge off.
-        scrollbar = self.settings_scroll.verticalScrollBar().sizeHint().width()
-        self.settings_scroll.setMinimumWidth(settings_page.sizeHint().width() + scrollbar)
+        # The settings scroll only when the window is too short for them (Advanced
+        # open, the note shown); Start and Stop stay in view right below them.
+        self.settings_scroll = SettingsScroll(self.settings_box)
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.settings_scroll, stretch=1)
+        left_layout.addWidget(self.settings_scroll)
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.start_reason)
+        left_layout.addStretch(1)
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.plots)
         right.addWidget(self.log)
