@@ -6,30 +6,10 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import (
-    QEvent,
-    QObject,
-    QSettings,
-    QSize,
-    QStandardPaths,
-    Qt,
-    QUrl,
-    Signal,
-    Slot,
-)
-from PySide6.QtGui import (
-    QDesktopServices,
-    QDragMoveEvent,
-    QIcon,
-    QImage,
-    QPalette,
-    QPixmap,
-    QShowEvent,
-)
+from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QComboBox,
     QFileDialog,
-    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -42,9 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.table_models import RowsModel
-from ..resources import action_icon
 from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .banner import Banner
+from .drop_zone import DropZone
 
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
@@ -116,108 +96,6 @@ def sample_folder() -> Path:
 def icon_from_rgb(data: bytes, width: int, height: int) -> QIcon:
     image = QImage(data, width, height, 3 * width, QImage.Format.Format_RGB888)
     return QIcon(QPixmap.fromImage(image.copy()))
-
-
-IDLE_STYLE = "#dropZone { border: 2px dashed palette(mid); border-radius: 10px; }"
-HINT = "for example birds/robin/*.jpg, birds/wren/*.jpg, ..."
-
-
-class DropZone(QFrame):
-    """The big "drop a folder here" target; the whole window accepts drops too.
-
-    The window receives the drags (it accepts drops anywhere, see main_window.py);
-    the zone watches them through an event filter on its window and lights up while
-    one that carries files or folders is over it.
-    """
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setObjectName("dropZone")
-        self.setStyleSheet(IDLE_STYLE)
-        self.setMinimumHeight(120)
-        self.highlighted = False
-        self._watched: QWidget | None = None
-        self._dragged_folder = False  # the drag over the window holds a folder
-        self._droppable = False  # ... or at least a local file
-        layout = QVBoxLayout(self)
-        title = QLabel("Drop a folder of class subfolders here")
-        font = title.font()
-        font.setPointSizeF(font.pointSizeF() * 1.4)
-        title.setFont(font)
-        title.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.hint = hint = QLabel(HINT)
-        hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        hint.setEnabled(False)
-        self.open_button = QPushButton("Open folder…")
-        self.sample_button = QPushButton("Try a sample dataset")
-        self.sample_button.setToolTip(
-            "Draw 360 pictures of shapes and textures in 6 classes and load them"
-        )
-        self.recent = QComboBox()
-        self.recent.setMinimumWidth(260)
-        self.recent.setPlaceholderText("Recent folders")
-        self.open_button.setIcon(action_icon("open-folder"))
-        self.sample_button.setIcon(action_icon("sample"))
-        buttons = QHBoxLayout()
-        buttons.addStretch()
-        buttons.addWidget(self.open_button)
-        buttons.addWidget(self.sample_button)
-        buttons.addWidget(self.recent)
-        buttons.addStretch()
-        layout.addStretch()
-        layout.addWidget(title)
-        layout.addWidget(hint)
-        layout.addLayout(buttons)
-        layout.addStretch()
-
-    def showEvent(self, event: QShowEvent) -> None:
-        super().showEvent(event)
-        window = self.window()
-        if window is not self._watched and window is not self:
-            if self._watched is not None:
-                self._watched.removeEventFilter(self)
-            window.installEventFilter(self)
-            self._watched = window
-
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        """Follow the window's drags; never consume them (the window handles drops)."""
-        kind = event.type()
-        if isinstance(event, QDragMoveEvent) and kind in (
-            QEvent.Type.DragEnter,
-            QEvent.Type.DragMove,
-        ):
-            if kind == QEvent.Type.DragEnter:
-                paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-                self._dragged_folder = any(path.is_dir() for path in paths)
-                self._droppable = bool(paths)
-            point = self.mapFrom(self.window(), event.position().toPoint())
-            over = self.rect().contains(point) and self.isEnabled() and self.isVisible()
-            self.set_highlighted(over and self._droppable)
-        elif kind in (QEvent.Type.DragLeave, QEvent.Type.Drop):
-            self.set_highlighted(False)
-        return False
-
-    def set_highlighted(self, on: bool) -> None:
-        """Light up as the place to let go, and say what letting go will do."""
-        if on == self.highlighted:
-            return
-        self.highlighted = on
-        self.hint.setEnabled(on)  # greyed as an example; in full colour as an answer
-        if on:
-            colour = self.palette().color(QPalette.ColorRole.Highlight)
-            r, g, b = colour.red(), colour.green(), colour.blue()
-            self.setStyleSheet(
-                f"#dropZone {{ border: 2px solid rgb({r}, {g}, {b}); border-radius: 10px; "
-                f"background: rgba({r}, {g}, {b}, 40); }}"
-            )
-            self.hint.setText(
-                "Release to check this folder"
-                if self._dragged_folder
-                else "That is a file: drop the folder that holds the class subfolders"
-            )
-        else:
-            self.setStyleSheet(IDLE_STYLE)
-            self.hint.setText(HINT)
 
 
 class DatasetPanel(QWidget):
