@@ -312,7 +312,9 @@ def run_window(args: argparse.Namespace, settings: QSettings | None) -> int:
     app.setWindowIcon(app_icon())
     # A self-check's settings lie in its temporary folder: its run is kept there too,
     # not among the user's runs.
-    runs = Path(settings.fileName()).parent / "runs" if args.self_check and settings else None
+    runs = None
+    if args.self_check and settings is not None:
+        runs = Path(settings.fileName()).parent / "runs"
     window = MainWindow(settings or QSettings(), runs)
     if args.screenshot:
         window.resize(1280, 800)  # the same frame for every screenshot
