@@ -159,6 +159,8 @@ class MainWindow(QMainWindow):
         self.data_panel.dataset_loaded.connect(self._on_data_panel_dataset_loaded)
         self.data_panel.loading_changed.connect(self._on_start_conditions_changed)
         self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
+        self.model_panel.advisor.running_changed.connect(self._on_start_conditions_changed)
+        self.model_panel.advisor.measure_requested.connect(self._on_advisor_measure_requested)
         self.train_panel.device.currentIndexChanged.connect(self._on_start_conditions_changed)
         self.train_panel.run_began.connect(self._on_train_panel_run_began)
         self.train_panel.settings_edited.connect(self._on_train_panel_settings_edited)
@@ -353,6 +355,8 @@ class MainWindow(QMainWindow):
             return self.model_panel.unavailable
         if missing_device:
             return f"This computer has no {missing_device}: choose Automatic or CPU as the device."
+        if self.model_panel.advisor.running:
+            return "Measuring how much to train (step 2)… Cancel it there to train now."
         return None
 
     def _update_start_button(self) -> None:
@@ -396,6 +400,24 @@ class MainWindow(QMainWindow):
         and show the layer tree so the change is seen where it is made."""
         self.model_panel.set_preset("last:1")
         self.tabs.setCurrentIndex(MODEL_TAB)
+
+    @Slot()
+    def _on_advisor_measure_requested(self) -> None:
+        """Measure how much to train with the window's recipe, on the loaded pictures."""
+        from ..engine.errors import UserFacingError
+
+        box = self.model_panel.advisor
+        reason = self.start_blocker()
+        if reason is not None:
+            box.show_unavailable(reason)
+            return
+        try:
+            recipe = self.recipe()
+        except UserFacingError as error:
+            box.show_unavailable(str(error))
+            return
+        if recipe is not None:
+            box.start(recipe, self.data_panel.report)
 
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own

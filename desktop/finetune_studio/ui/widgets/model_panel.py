@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ..models.backbone_model import NAME_ROLE, BackboneFilter, build_backbone_model
 from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
+from .advisor_box import AdvisorBox
 from .banner import Banner
 from .layer_editor import LayerEditor
 
@@ -90,6 +91,7 @@ class ModelPanel(QWidget):
         self.cancel_download = QPushButton("Cancel")
         self.cancel_download.hide()
         self.banner = Banner()
+        self.advisor = AdvisorBox(runner)
 
         picker = QWidget()
         picker_layout = QVBoxLayout(picker)
@@ -106,6 +108,7 @@ class ModelPanel(QWidget):
         download_row.addWidget(self.download_progress, stretch=1)
         download_row.addWidget(self.cancel_download)
         picker_layout.addLayout(download_row)
+        picker_layout.addWidget(self.advisor)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(picker)
@@ -120,6 +123,7 @@ class ModelPanel(QWidget):
         self.layers.plan_edited.connect(self._on_layers_plan_edited)
         self.weights_combo.activated.connect(self._on_weights_combo_activated)
         self.cancel_download.clicked.connect(self._on_cancel_download_clicked)
+        self.advisor.apply_requested.connect(self.set_preset)
 
     @property
     def ready(self) -> bool:
@@ -334,7 +338,7 @@ class ModelPanel(QWidget):
     def set_editable(self, editable: bool) -> None:
         """Lock the choices while a run is going."""
         self.layers.set_editable(editable)
-        for widget in (self.backbone_view, self.search, self.weights_combo):
+        for widget in (self.backbone_view, self.search, self.weights_combo, self.advisor):
             widget.setEnabled(editable)
 
     def update_recipe(self, recipe: Recipe) -> Recipe:
