@@ -266,7 +266,7 @@ class _Measurement:
             weight, bias = solver.folded()
             predicted = (val_features @ weight.T + bias).argmax(1)
             accuracy = float((predicted == kept.val_labels).float().mean())
-            note = "the head solved on the sample's features"
+            note = "solved to its optimum"
         solve_seconds = time.perf_counter() - started
         scale = len(self.report.train) / max(len(kept.train_labels), 1)
         pictures = len(self.report.train) + len(self.report.val)
