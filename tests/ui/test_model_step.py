@@ -191,6 +191,12 @@ def test_a_plan_that_did_not_fit_is_noted_until_the_user_chooses_one(qtbot, wind
 
     assert panel.banner.text == ""
 
+    with qtbot.waitSignal(panel.model_ready, timeout=30_000):
+        panel.show_recipe(recipe.replace(freeze=foreign))
+    assert "layer4.1.conv2" in panel.banner.text
+    panel.set_preset("last:1")  # a plan chosen whole: the advisor's, the Train step's fix
+    assert panel.banner.text == ""
+
 
 # --- item 8: learning-rate multipliers -------------------------------------------------------
 def edit_multiplier(qtbot, layers, path: str, text: str) -> str:

@@ -333,7 +333,9 @@ class ModelPanel(QWidget):
 
     # --- editing and recipes -----------------------------------------------------------------
     def set_preset(self, preset: str) -> None:
+        """A plan chosen whole (the advisor's, the Train step's one-click fix)."""
         self.layers.set_preset(preset)
+        self.banner.clear(PLAN_SOURCE)
 
     def set_editable(self, editable: bool) -> None:
         """Lock the choices while a run is going."""
