@@ -16,12 +16,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..backbones import BackboneSpec
+from ..cache_decision import cached_view_count, recipe_cache_blocker
 from ..events import Event, Log, StageProgress, as_stage_progress
 from ..feature_store import FeatureStore, file_key
 from ..features import (
     Extracted,
     FeatureSplit,
-    cache_blocker,
     extract_features,
     feature_batches,
     find_feature_split,
@@ -100,12 +100,7 @@ class DataPreparation:
         """Cached features when the run allows it, else decoded pictures."""
         recipe = self.recipe
         split = find_feature_split(model, head_path)
-        if not recipe.feature_cache:
-            blocker: str | None = "the feature cache is turned off"
-        elif recipe.gradual_unfreeze is not None:
-            blocker = "gradual unfreezing trains more than the head"
-        else:
-            blocker = cache_blocker(model, split)
+        blocker = recipe_cache_blocker(recipe, model, head_path)
         if blocker is None:
             return (yield from self._feature_data(model, split, spec, report))
         yield Log(f"Running the whole network every epoch: {blocker}.")
@@ -147,8 +142,7 @@ class DataPreparation:
     ) -> Generator[Event, None, RunData]:
         recipe = self.recipe
         pre = spec.preprocessing
-        # Without augmentation every extra view would be the same picture again.
-        views = 1 if recipe.augmentation == "none" else max(1, recipe.cached_views)
+        views = cached_view_count(recipe.augmentation, recipe.cached_views)
         if recipe.augmentation != "none" and views == 1:
             yield Log(
                 "Training the head on cached features of each picture, without "
