@@ -329,3 +329,31 @@ def test_the_tree_columns_and_the_options_explain_themselves(qtbot, window, colo
     assert "nearest setting wins" in tips[LR] and "empty" in tips[LR]
     assert "head" in layers.gradual.toolTip() and layers.gradual_epochs.toolTip()
     assert "BatchNorm" in layers.train_batchnorm.toolTip()
+
+
+def test_a_scripted_run_whose_network_cannot_load_ends_with_1(
+    qtbot, settings, colour_dataset, capsys
+):
+    """It used to wait for the network forever."""
+    from finetune_studio.engine.backbones import register_backbone, unregister_backbone
+    from finetune_studio.ui.app import ScriptedRun, parse_args
+    from finetune_studio.ui.main_window import MainWindow
+    from finetune_studio.ui.workers.tasks import background_threads_running
+    from support.tiny import tiny_spec
+
+    register_backbone(tiny_spec(OFFLINE, weights_url=closed_port_url()))
+    try:
+        window = MainWindow(settings)
+        qtbot.addWidget(window)
+        run = ScriptedRun(
+            window, parse_args(["--dataset", str(colour_dataset), "--backbone", OFFLINE])
+        )
+        window.show()
+        window.start_engine()
+        qtbot.waitUntil(lambda: run.exit_code is not None, timeout=60_000)
+        assert run.exit_code == 1
+        assert "Could not download" in capsys.readouterr().err
+        window.close()
+        qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=30_000)
+    finally:
+        unregister_backbone(OFFLINE)

@@ -157,6 +157,18 @@ class ScriptedRun(QObject):
             QTimer.singleShot(0, self._run_then)
         else:
             panel.model_ready.connect(self._on_model_ready)
+            panel.busy_changed.connect(self._on_model_busy_changed)
+
+    @Slot(bool)
+    def _on_model_busy_changed(self, busy: bool) -> None:
+        """A build that ended without a network (no download, unknown weights) ends
+        the scripted run: nothing would train."""
+        panel = self.window.model_panel
+        if busy or not panel.unavailable:
+            return
+        panel.model_ready.disconnect(self._on_model_ready)
+        panel.busy_changed.disconnect(self._on_model_busy_changed)
+        self.finish(failed=True)
 
     def _expected_classes(self) -> int:
         report = self.window.data_panel.report
@@ -167,6 +179,7 @@ class ScriptedRun(QObject):
         if self.window.model_panel.num_classes != self._expected_classes():
             return
         self.window.model_panel.model_ready.disconnect(self._on_model_ready)
+        self.window.model_panel.busy_changed.disconnect(self._on_model_busy_changed)
         self._run_then()
 
     def _run_then(self) -> None:
