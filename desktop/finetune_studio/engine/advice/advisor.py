@@ -23,7 +23,7 @@ import torch
 from torch import fx, nn
 
 from ..backbones import BuiltModel, build_model
-from ..devices import autocast, autocast_dtype, resolve_device
+from ..devices import autocast
 from ..events import Event, Log, StageProgress, as_stage_progress
 from ..features import find_feature_split
 from ..freezing import FreezePlan, apply_freeze_plan, block_units
@@ -33,7 +33,7 @@ from ..loading import ImageDataset, default_workers, make_loader
 from ..prefix import BlockGraph
 from ..preprocessing import eval_transform
 from ..recipe import Recipe
-from ..training.run import class_weights, preflight, seed_everything
+from ..training.run import class_weights, compute_set_up
 from .plans import Advice, PlanEstimate, recommend
 from .sampling import interleaved
 from .trials import STORE_DTYPE, Activations, Batches, Trial, stack_rows
@@ -117,12 +117,7 @@ class Advisor:
         """Progress and log events; returns the advice, or None when cancelled."""
         self._started = time.perf_counter()
         recipe = self.recipe
-        preflight(recipe)
-        if self.cpu_threads:
-            torch.set_num_threads(self.cpu_threads)
-        seed_everything(recipe.seed)
-        device = resolve_device(recipe.device)
-        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
+        device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         report = self.dataset or inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed)
         report.require_trainable()
         if not report.val:

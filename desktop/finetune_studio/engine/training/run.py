@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..backbones import BackboneSpec, get_spec
-from ..devices import resolve_device
+from ..devices import autocast_dtype, resolve_device
 from ..errors import DatasetError, WeightsError
 from ..events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
 from ..inspection import DatasetReport
@@ -56,6 +56,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def compute_set_up(
+    recipe: Recipe, cpu_threads: int | None
+) -> tuple[torch.device, torch.dtype | None]:
+    """What a run or a measurement does first: check the recipe, take its threads
+    and seed, and pick the device and the mixed-precision type."""
+    preflight(recipe)
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    seed_everything(recipe.seed)
+    device = resolve_device(recipe.device)
+    return device, autocast_dtype(device, recipe.mixed_precision)
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:

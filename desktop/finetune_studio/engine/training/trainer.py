@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..backbones import build_model
-from ..devices import autocast_dtype, describe_device, resolve_device
+from ..devices import describe_device
 from ..evaluation import Evaluation, evaluation_steps
 from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_stage_progress
 from ..feature_store import FeatureStore
@@ -46,8 +46,7 @@ from .run import (
     Run,
     TrainingListener,
     class_weights,
-    preflight,
-    seed_everything,
+    compute_set_up,
 )
 from .state import RunState
 from .stepper import Stepper
@@ -144,12 +143,7 @@ class Trainer:
     # --- set-up ------------------------------------------------------------------------------
     def _set_up(self) -> Generator[Event, None, Run]:
         recipe = self.recipe
-        preflight(recipe)
-        if self.cpu_threads:
-            torch.set_num_threads(self.cpu_threads)
-        seed_everything(recipe.seed)
-        device = resolve_device(recipe.device)
-        amp_dtype = autocast_dtype(device, recipe.mixed_precision)
+        device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
         preparation = DataPreparation(
             recipe, device, channels_last, amp_dtype, self.cancel_token,
