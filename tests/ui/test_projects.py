@@ -154,8 +154,9 @@ def test_values_beyond_what_the_widgets_show_survive_open_and_save(
     qtbot, window, project, tmp_path
 ):
     extreme = Recipe.load(project).replace(
-        epochs=150_000, lr=2.5e-7, early_stopping_patience=15_000, cached_views=64
-    )
+        epochs=150_000, lr=2.5e-7, early_stopping_patience=15_000, cached_views=64,
+        weight_decay=1e-5, warmup_fraction=0.0625, label_smoothing=0.125,
+    )  # fmt: skip
     extreme.save(project)
     open_and_wait(qtbot, window, project)
     saved = tmp_path / "saved.json"
@@ -182,3 +183,10 @@ def test_a_project_whose_folder_is_gone_never_trains_on_the_folder_shown_before(
     assert not window.start_training()
     assert window.save_project(saved)
     assert field_by_field(saved) == field_by_field(project)
+
+
+def test_an_advanced_value_the_user_edits_is_taken_as_shown(qtbot, window, project):
+    Recipe.load(project).replace(weight_decay=1e-5).save(project)
+    open_and_wait(qtbot, window, project)
+    window.train_panel.advanced.weight_decay.setValue(0.02)
+    assert window.recipe().weight_decay == 0.02
