@@ -422,8 +422,8 @@ class MainWindow(QMainWindow):
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own
         fields replaced by what its widgets show. Fields no widget edits (seed, feature
-        cache, ...) stay as the opened project has them, and a number a field shows
-        rounded keeps its full precision until the user edits it.
+        cache, ...) stay as the opened project has them, and a value a field shows
+        rounded keeps its full precision until the user edits it (``train_settings``).
         None until a dataset is loaded or a project opened. Raises ``RecipeError``
         when the widgets' values do not make a valid recipe together."""
         from ..engine.recipe import Recipe

@@ -85,7 +85,6 @@ class AdvancedOptions(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._exact: dict[str, float] = {}  # see _exact_value
         self.toggle = QToolButton()
         self.toggle.setCheckable(True)
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -148,35 +147,23 @@ class AdvancedOptions(QWidget):
         workers = self.workers.value()
         return {
             "schedule": self.schedule.currentData(),
-            **{key: self._exact_value(key, spin, scale) for key, spin, scale in self._spins()},
+            "warmup_fraction": self.warmup.value() / 100,
+            "weight_decay": self.weight_decay.value(),
+            "label_smoothing": self.label_smoothing.value(),
             "workers": None if workers == AUTOMATIC_WORKERS else workers,
         }
-
-    def _spins(self) -> tuple[tuple[str, QDoubleSpinBox, float], ...]:
-        """The number fields, with the scale from recipe values to what they show."""
-        return (
-            ("warmup_fraction", self.warmup, 100.0),
-            ("weight_decay", self.weight_decay, 1.0),
-            ("label_smoothing", self.label_smoothing, 1.0),
-        )
-
-    def _exact_value(self, key: str, spin: QDoubleSpinBox, scale: float) -> float:
-        """The value last shown, to full precision, while the field still shows it
-        rounded; what the field shows once the user has changed it. A project's weight
-        decay of 1e-5 must not become the 0.0000 four decimals can show."""
-        exact = self._exact.get(key)
-        if exact is not None and round(exact * scale, spin.decimals()) == spin.value():
-            return exact
-        return spin.value() / scale
 
     def show_values(self, values: dict[str, object]) -> None:
         """Show recipe-style values (any subset of ``DEFAULTS``' keys)."""
         if "schedule" in values:
             self.schedule.setCurrentIndex(max(self.schedule.findData(values["schedule"]), 0))
-        for key, spin, scale in self._spins():
+        for key, spin, scale in (
+            ("warmup_fraction", self.warmup, 100.0),
+            ("weight_decay", self.weight_decay, 1.0),
+            ("label_smoothing", self.label_smoothing, 1.0),
+        ):
             value = values.get(key)
             if isinstance(value, (int, float)):
-                self._exact[key] = float(value)
                 spin.setValue(float(value) * scale)
         if "workers" in values:
             workers = values["workers"]
