@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -344,10 +345,12 @@ def _cmd_advise(args: argparse.Namespace) -> int:
 
     recipe = _recipe_from_args(args)
     preflight(recipe)
-    if args.budget_s <= 0:
+    if not math.isfinite(args.budget_s) or args.budget_s <= 0:
         from .engine.errors import RecipeError
 
-        raise RecipeError(f"--budget-s must be positive, got {args.budget_s:g}.")
+        raise RecipeError(
+            f"--budget-s must be a positive number of seconds, got {args.budget_s:g}."
+        )
     advisor = Advisor(recipe, budget_s=args.budget_s)
     listener = _CliListener()
     events = advisor.events()

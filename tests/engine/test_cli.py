@@ -334,5 +334,6 @@ def test_advise_prints_each_plan_and_the_recommendation(
 def test_advise_refuses_a_budget_of_nothing(
     colour_dataset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli("advise", colour_dataset, "--budget-s", "0", "--backbone", "tiny_cnn") == 2
-    assert "--budget-s must be positive" in capsys.readouterr().err
+    for nothing in ("0", "nan", "inf"):
+        assert cli("advise", colour_dataset, "--budget-s", nothing, "--backbone", "tiny_cnn") == 2
+        assert "--budget-s must be a positive number" in capsys.readouterr().err

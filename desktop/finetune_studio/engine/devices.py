@@ -77,3 +77,11 @@ def describe_device(device: torch.device) -> str:
         return "Apple GPU (MPS)"
     threads = torch.get_num_threads()
     return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a GPU, so a clock around it measures the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

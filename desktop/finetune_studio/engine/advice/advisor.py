@@ -24,13 +24,14 @@ from torch import fx, nn
 
 from ..backbones import BuiltModel, build_model
 from ..devices import autocast
+from ..errors import DatasetError
 from ..events import Event, Log, StageProgress, as_stage_progress
 from ..features import find_feature_split
 from ..freezing import FreezePlan, apply_freeze_plan, block_units
 from ..head_fit import LinearHeadSolver, Problem, choose_penalty, solvable_head
 from ..inspection import DatasetReport, Sample, inspect_dataset
 from ..loading import ImageDataset, default_workers, make_loader
-from ..prefix import BlockGraph
+from ..prefix import BlockGraph, CutError
 from ..preprocessing import eval_transform
 from ..recipe import Recipe
 from ..training.run import class_weights, compute_set_up
@@ -39,6 +40,9 @@ from .sampling import interleaved
 from .trials import STORE_DTYPE, Activations, Batches, Trial, stack_rows
 
 DEFAULT_BUDGET_S = 120.0
+NO_VALIDATION = (
+    "The advisor compares plans on validation pictures: set a validation fraction above 0."
+)
 PASS_SHARE = 0.4  # of the budget, at most, for the pass over the sample
 ACTIVATION_BYTES = 1 << 30  # kept activations, at most
 CUT_PLANS = (1, 2)  # last:N plans tried on kept activations
@@ -115,25 +119,21 @@ class Advisor:
 
     def events(self) -> Generator[Event, None, Advice | None]:
         """Progress and log events; returns the advice, or None when cancelled."""
-        self._started = time.perf_counter()
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         report = self.dataset or inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed)
         report.require_trainable()
         if not report.val:
-            raise_no_validation()
-        built = build_model(recipe.backbone, len(report.classes), recipe.weights)
+            raise DatasetError(NO_VALIDATION)
+        built = build_model(
+            recipe.backbone, len(report.classes), recipe.weights, cancel=self.cancel_token
+        )
+        if self.cancel_token.is_set():
+            return None
         built.model.to(device)
+        self._started = time.perf_counter()  # the budget is for measuring, not building
         measure = _Measurement(self, built, report, device, amp_dtype)
         return (yield from measure.run())
-
-
-def raise_no_validation() -> None:
-    from ..errors import DatasetError
-
-    raise DatasetError(
-        "The advisor compares plans on validation pictures: set a validation fraction above 0."
-    )
 
 
 class _Measurement:
@@ -181,7 +181,7 @@ class _Measurement:
         estimates = tuple(plans)
         return Advice(
             backbone=self.spec.name,
-            recommended_freeze=recommend(estimates),
+            recommended_freeze=recommend(estimates, len(kept.val_labels)),
             plans=estimates,
             sample_train=len(kept.train_labels),
             sample_val=len(kept.val_labels),
@@ -221,10 +221,15 @@ class _Measurement:
             if spent > pass_budget or kept_bytes > ACTIVATION_BYTES:
                 break
         if not rows:
-            return None
+            raise DatasetError("No picture of the sample could be read: see the Data step.")
         columns = stack_rows(rows)
         is_val = torch.tensor([v for _, v in taken], dtype=torch.bool)
         all_labels = torch.cat(labels)
+        if bool(is_val.all()) or not bool(is_val.any()):
+            raise DatasetError(
+                "The sample needs both training and validation pictures that can be read; "
+                "add pictures or give the advisor more time."
+            )
         return SamplePass(
             train=[c[~is_val] for c in columns],
             val=[c[is_val] for c in columns],
@@ -271,11 +276,16 @@ class _Measurement:
     def _cut_plan(self, kept: SamplePass, blocks: int) -> Generator[Event, None, PlanEstimate]:
         freeze = f"last:{blocks}"
         self._prepare(freeze)
-        self.graph.cut_before_last(blocks)  # refuses a trainable parameter before the cut
-        frontier = self.graph.frontier(blocks)
-        rest = self.graph.rest(frontier)
-        columns = [self.values.index(v) for v in frontier]
-        accuracy, note, step = yield from self._trial(freeze, rest, kept, columns)
+        try:
+            self.graph.cut_before_last(blocks)  # refuses a trainable parameter before it
+        except CutError:  # "Train BatchNorm" trains layers before the cut
+            accuracy, step = None, kept.frozen / EVAL_STEP_RATIO
+            note = "not measured: layers before these blocks train too (Train BatchNorm)"
+        else:
+            frontier = self.graph.frontier(blocks)
+            rest = self.graph.rest(frontier)
+            columns = [self.values.index(v) for v in frontier]
+            accuracy, note, step = yield from self._trial(freeze, rest, kept, columns)
         per_epoch = (
             len(self.report.train) * (kept.seconds_per_picture + step)
             + len(self.report.val) * kept.seconds_per_picture
@@ -313,6 +323,8 @@ class _Measurement:
             network, self.recipe, self.device, self.amp_dtype, self.class_weights, self.cancel
         )
         train, val = self._batches(kept, columns)
+        if self.cancel.is_set():
+            return None, "not measured: stopped", kept.frozen / EVAL_STEP_RATIO
         if self.advisor._left() > 0:
             inputs, labels = next(iter(train(False)))
             few = min(len(labels), TIMED_PICTURES)  # a small batch: timing costs little
@@ -326,7 +338,9 @@ class _Measurement:
             per_epoch = (n_train + EVAL_STEP_RATIO * n_val) * step
         left = self.advisor._left() / self._trials_left(freeze)
         epochs = min(self.recipe.epochs, int(left / per_epoch)) if per_epoch > 0 else 0
-        if epochs < 1 or self.cancel.is_set():
+        if self.advisor._left() <= 0:
+            return None, "not measured: the time to measure was spent", step
+        if epochs < 1:
             return None, f"not measured: one epoch on the sample needs {per_epoch:.0f} s", step
         steps = max(1, -(-n_train // self.recipe.batch_size))
         deadline = self.advisor._started + self.advisor.budget_s  # never past the budget

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 CLOSE_ENOUGH = 0.01
-"""A plan this close to the best estimate is as good: the sample's accuracy is not
-more precise than that."""
+"""A plan this close to the best estimate is as good, at the least (see ``tolerance``)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,16 @@ class Advice:
         return next((p for p in self.plans if p.freeze == freeze), None)
 
 
-def recommend(plans: tuple[PlanEstimate, ...]) -> str:
-    """The first plan whose estimate is within ``CLOSE_ENOUGH`` of the best one.
+def tolerance(best: float, validation_pictures: int) -> float:
+    """How far below the best estimate a plan is as good: a point, or the sample's
+    own precision when it is coarser (about two standard errors of the best
+    accuracy; one picture of 18 is already 5.6 points)."""
+    spread = 1.96 * math.sqrt(best * (1 - best) / max(validation_pictures, 1))
+    return max(CLOSE_ENOUGH, spread)
+
+
+def recommend(plans: tuple[PlanEstimate, ...], validation_pictures: int) -> str:
+    """The first plan whose estimate is within ``tolerance`` of the best one.
 
     Plans come from the least trained to the most (head, last:1, last:2, none), which
     is also their order of cost: each one runs everything the one before it runs, and
@@ -62,4 +70,5 @@ def recommend(plans: tuple[PlanEstimate, ...]) -> str:
     if not measured:
         return "head"
     best = max(p.estimated_accuracy or 0.0 for p in measured)
-    return next(p.freeze for p in measured if (p.estimated_accuracy or 0.0) >= best - CLOSE_ENOUGH)
+    floor = best - tolerance(best, validation_pictures)
+    return next(p.freeze for p in measured if (p.estimated_accuracy or 0.0) >= floor)

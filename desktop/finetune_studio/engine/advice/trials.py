@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..devices import autocast
+from ..devices import autocast, synchronize
 from ..freezing import hold_frozen_modules
 from ..optim import make_optimizer, make_scheduler
 from ..recipe import Recipe
@@ -79,8 +79,10 @@ class Trial:
         optimizer = self._optimizer()
         self._train_mode()
         self._step(optimizer, inputs, labels)  # the first step pays for allocations
+        synchronize(self.device)  # GPU work is queued: time it done, not launched
         started = time.perf_counter()
         self._step(optimizer, inputs, labels)
+        synchronize(self.device)
         seconds = (time.perf_counter() - started) / len(labels)
         self.network.load_state_dict(saved)
         return seconds
