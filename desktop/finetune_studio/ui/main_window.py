@@ -330,6 +330,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_data_panel_dataset_loaded(self, report: DatasetReport) -> None:
+        self.model_panel.advisor.reset()  # advice measured other pictures
+        self.reopen_bar.hide()  # the user chose what to work on
         self.model_panel.set_num_classes(len(report.classes))
         self._update_start_button()
         self.train_panel.run_inputs_changed()
@@ -408,6 +410,8 @@ class MainWindow(QMainWindow):
 
         box = self.model_panel.advisor
         reason = self.start_blocker()
+        if reason is None and not self.model_panel.ready:
+            reason = "The network is still loading (step 2)…"
         if reason is not None:
             box.show_unavailable(reason)
             return

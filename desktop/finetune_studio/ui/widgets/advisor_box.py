@@ -159,6 +159,18 @@ class AdvisorBox(QGroupBox):
         if self.task is not None:
             self.task.cancel()
 
+    def reset(self) -> None:
+        """Forget the advice (and stop measuring): what it measured has changed."""
+        if self.task is not None:
+            self.task.discard()
+            self.task = None
+            self._set_running(False)
+        self.advice = None
+        self.table.hide()
+        self.apply_button.hide()
+        self.verdict.setText("")
+        self.verdict.setToolTip("")
+
     def show_unavailable(self, reason: str) -> None:
         """Measure was pressed but nothing can be measured yet."""
         self.verdict.setText(reason)
@@ -206,6 +218,7 @@ class AdvisorBox(QGroupBox):
 
     def show_advice(self, advice: Advice) -> None:
         self.advice = advice
+        self.verdict.setToolTip("")
         self.table_model.removeRows(0, self.table_model.rowCount())
         for plan in advice.plans:
             accuracy = (
@@ -240,7 +253,7 @@ class AdvisorBox(QGroupBox):
             f"the best estimate (measured on {advice.sample_train} + {advice.sample_val} "
             "pictures; times are for the whole dataset with your training settings)."
         )
-        self.apply_button.setText(f"Use {advice.recommended_freeze}")
+        self.apply_button.setText(f"Use: {words.lower()}")
         self.apply_button.setToolTip("Set the layer tree to this plan")
         self.apply_button.show()
 

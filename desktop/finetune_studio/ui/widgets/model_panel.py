@@ -245,6 +245,7 @@ class ModelPanel(QWidget):
             self.build_task.discard()
         for source in (NETWORK_SOURCE, PLAN_SOURCE):
             self.banner.clear(source)  # their causes are re-evaluated by this build
+        self.advisor.reset()  # advice measured another network
         self.unavailable = None
         self.layers.forget_network(f"Loading {self.backbone}…")
         self._end_download()
