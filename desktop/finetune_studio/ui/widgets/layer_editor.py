@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..models.parameter_tree_model import LR, ParameterTreeModel
+from ..models.parameter_tree_model import LR, NAME, ParameterTreeModel
 from .multiplier_delegate import MultiplierDelegate
 from .wording import count_suffix
 
@@ -188,7 +188,11 @@ class LayerEditor(QWidget):
             old_model.deleteLater()
         self.layer_view.setModel(self.tree_model)
         self.tree_stack.setCurrentWidget(self.layer_view)
-        self.layer_view.header().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header = self.layer_view.header()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The spare width goes to the names, so the multipliers sit beside Trainable, not far away.
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         self.layer_view.expandToDepth(0)
         self.last_blocks.setMaximum(max(len(block_units(built.model, built.head_path)), 1))
         warning = self.apply_plan()
