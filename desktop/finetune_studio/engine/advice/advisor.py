@@ -23,6 +23,7 @@ import torch
 from torch import fx, nn
 
 from ..backbones import BuiltModel, build_model
+from ..cache_decision import cached_view_count
 from ..devices import autocast
 from ..errors import DatasetError
 from ..events import Event, Log, StageProgress, as_stage_progress
@@ -66,6 +67,14 @@ class SamplePass:
     def seconds_per_picture(self) -> float:
         """Evaluating one picture: loading it and running the network."""
         return self.loading + self.frozen
+
+
+def _storable(value: torch.Tensor) -> torch.Tensor:
+    """On the CPU in half the memory, unless half precision would overflow it."""
+    value = value.detach().to("cpu")
+    if value.is_floating_point() and value.abs().max() < torch.finfo(STORE_DTYPE).max:
+        return value.to(STORE_DTYPE)
+    return value.float()
 
 
 class _PassClock:
@@ -210,7 +219,7 @@ class _Measurement:
             clock.loaded()
             with torch.inference_mode(), autocast(self.device, self.amp_dtype):
                 values = capture(batch.images.to(self.device))
-            stored = [v.to("cpu", STORE_DTYPE) for v in values]
+            stored = [_storable(v) for v in values]
             clock.computed(len(batch.labels))
             rows.append(stored)
             labels.append(batch.labels)
@@ -267,11 +276,20 @@ class _Measurement:
             predicted = (val_features @ weight.T + bias).argmax(1)
             accuracy = float((predicted == kept.val_labels).float().mean())
             note = "solved to its optimum"
-        solve_seconds = time.perf_counter() - started
-        scale = len(self.report.train) / max(len(kept.train_labels), 1)
-        pictures = len(self.report.train) + len(self.report.val)
-        seconds = pictures * kept.seconds_per_picture + solve_seconds * scale
-        return PlanEstimate("head", accuracy, seconds, note)
+        fit_seconds = time.perf_counter() - started
+        return PlanEstimate("head", accuracy, self._head_seconds(kept, fit_seconds), note)
+
+    def _head_seconds(self, kept: SamplePass, fit_seconds: float) -> float:
+        """A head-only run on the whole dataset: one pass over the pictures per cached
+        view, then the fit; without the cache, the network runs every epoch."""
+        recipe, n_train, n_val = self.recipe, len(self.report.train), len(self.report.val)
+        scale = n_train / max(len(kept.train_labels), 1)
+        if not recipe.feature_cache or recipe.gradual_unfreeze is not None:
+            per_epoch = (n_train + n_val) * kept.seconds_per_picture
+            return recipe.epochs * per_epoch + fit_seconds * scale
+        views = cached_view_count(recipe.augmentation, recipe.cached_views)
+        passes = n_train * views + n_val
+        return passes * kept.seconds_per_picture + fit_seconds * scale * views
 
     def _cut_plan(self, kept: SamplePass, blocks: int) -> Generator[Event, None, PlanEstimate]:
         freeze = f"last:{blocks}"

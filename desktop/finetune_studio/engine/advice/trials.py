@@ -58,7 +58,6 @@ class Activations:
 class TrialOutcome:
     accuracy: float  # best validation accuracy over the epochs
     epochs: int
-    seconds_per_picture: float  # one training step, per picture
 
 
 @dataclass
@@ -99,21 +98,17 @@ class Trial:
             optimizer, self.recipe.schedule, steps_per_epoch * epochs, warmup
         )
         best: float | None = None
-        step_seconds, pictures = 0.0, 0
         for epoch in range(1, epochs + 1):
             self._train_mode()
             for inputs, labels in train(True):
                 if self.cancel.is_set() or time.perf_counter() > deadline:
-                    return _outcome(best, epoch - 1, step_seconds, pictures)
-                started = time.perf_counter()
+                    return _outcome(best, epoch - 1)
                 self._step(optimizer, inputs, labels)
                 scheduler.step()
-                step_seconds += time.perf_counter() - started
-                pictures += len(labels)
             accuracy = self.accuracy(val)
             best = accuracy if best is None else max(best, accuracy)
             yield epoch, epochs
-        return _outcome(best, epochs, step_seconds, pictures)
+        return _outcome(best, epochs)
 
     def accuracy(self, batches: Batches) -> float:
         self.network.eval()
@@ -148,10 +143,8 @@ class Trial:
         optimizer.step()
 
 
-def _outcome(best: float | None, epochs: int, seconds: float, pictures: int) -> TrialOutcome | None:
-    if best is None:
-        return None
-    return TrialOutcome(best, epochs, seconds / max(pictures, 1))
+def _outcome(best: float | None, epochs: int) -> TrialOutcome | None:
+    return None if best is None else TrialOutcome(best, epochs)
 
 
 def stack_rows(rows: Sequence[Sequence[torch.Tensor]]) -> list[torch.Tensor]:
