@@ -183,15 +183,20 @@ def test_quitting_right_after_a_run_asks_nothing_and_the_run_is_kept(qtbot, wind
     assert record.evaluation.accuracy == accuracy
 
 
-def test_a_model_that_could_not_be_kept_is_not_lost_without_asking(
-    qtbot, window, colour_dataset, tmp_path
-):
+def train_where_the_run_cannot_be_kept(qtbot, window, colour_dataset, tmp_path) -> None:
+    """Train once while a file stands where the app's runs folder would go."""
     blocker = tmp_path / "runs"
     blocker.write_text("a file where the runs folder would go")
     window.keeper.app_root = blocker
     start_training(qtbot, window, colour_dataset, epochs=1)
     with qtbot.waitSignals([window.training_finished, window.keeper.keep_failed], timeout=60_000):
         pass
+
+
+def test_a_model_that_could_not_be_kept_is_not_lost_without_asking(
+    qtbot, window, colour_dataset, tmp_path
+):
+    train_where_the_run_cannot_be_kept(qtbot, window, colour_dataset, tmp_path)
     assert "could not be kept" in window.results_panel.banner.text
     asked = recorded_questions(window, "stay")
 
@@ -210,12 +215,7 @@ def test_a_model_that_could_not_be_kept_is_not_lost_without_asking(
 def test_saving_a_project_keeps_a_run_the_app_folder_could_not_keep(
     qtbot, window, colour_dataset, tmp_path
 ):
-    blocker = tmp_path / "runs"
-    blocker.write_text("a file where the runs folder would go")
-    window.keeper.app_root = blocker
-    start_training(qtbot, window, colour_dataset, epochs=1)
-    with qtbot.waitSignals([window.training_finished, window.keeper.keep_failed], timeout=60_000):
-        pass
+    train_where_the_run_cannot_be_kept(qtbot, window, colour_dataset, tmp_path)
 
     with qtbot.waitSignal(window.keeper.kept, timeout=60_000):
         assert window.save_project(tmp_path / "colours.json")
