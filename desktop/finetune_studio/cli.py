@@ -340,9 +340,12 @@ def _first_ctrl_c_calls(cancel: Callable[[], None], saying: str) -> Iterator[Non
 
 def _cmd_advise(args: argparse.Namespace) -> int:
     from .engine.advice import Advisor
+    from .engine.errors import RecipeError
     from .engine.events import Log, StageProgress
     from .engine.training import preflight
 
+    if args.freeze is not None:
+        raise RecipeError("advise measures every freeze plan: leave out --freeze.")
     recipe = _recipe_from_args(args)
     preflight(recipe)
     if not math.isfinite(args.budget_s) or args.budget_s <= 0:

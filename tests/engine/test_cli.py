@@ -337,3 +337,5 @@ def test_advise_refuses_a_budget_of_nothing(
     for nothing in ("0", "nan", "inf"):
         assert cli("advise", colour_dataset, "--budget-s", nothing, "--backbone", "tiny_cnn") == 2
         assert "--budget-s must be a positive number" in capsys.readouterr().err
+    assert cli("advise", colour_dataset, "--freeze", "last:2", "--backbone", "tiny_cnn") == 2
+    assert "leave out --freeze" in capsys.readouterr().err
