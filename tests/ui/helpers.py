@@ -105,6 +105,7 @@ def open_window(qtbot, settings):
     # pytest-qt closes the window after a failed test too: never wait on a dialog then.
     window.confirm_stop_training = lambda: True
     window.confirm_quit = lambda lost: "quit"
+    window.confirm_replace_model = lambda action: True
     qtbot.addWidget(window)
     window.show()
     with qtbot.waitSignal(window.engine_ready, timeout=60_000):

@@ -341,3 +341,29 @@ def test_results_of_a_reopened_run_show_in_the_results_step(qtbot, window, proje
     with qtbot.waitSignal(again.keeper.restored, timeout=60_000):
         again.open_project(project)
     assert "Reopened the run" in again.statusBar().currentMessage()
+
+
+def test_a_model_that_could_not_be_kept_is_not_replaced_without_asking(
+    qtbot, window, colour_dataset, tmp_path
+):
+    train_where_the_run_cannot_be_kept(qtbot, window, colour_dataset, tmp_path)
+    asked: list[str] = []
+
+    def refuse(action: str) -> bool:
+        asked.append(action)
+        return False
+
+    window.confirm_replace_model = refuse
+    shown = window.results_panel.result
+    assert not window.start_training()
+    assert asked == ["Train again"] and not window.training.running
+    assert window.results_panel.result is shown
+    assert not window.open_project(tmp_path / "any.json")
+    assert asked == ["Train again", "Open the project"]
+
+    with qtbot.waitSignal(window.results_panel.exported, timeout=60_000):
+        window.results_panel.export_to(tmp_path / "export")
+    asked.clear()
+    assert window.start_training()
+    assert asked == []
+    qtbot.waitUntil(lambda: not window.training.running, timeout=60_000)

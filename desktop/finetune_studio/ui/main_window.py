@@ -452,6 +452,8 @@ class MainWindow(QMainWindow):
         if reason is not None:
             self.train_panel.show_start_blocker(reason)
             return False
+        if not self._may_replace_unkept_model("Train again"):
+            return False
         try:
             recipe = self.recipe()
         except UserFacingError as error:
@@ -570,6 +572,8 @@ class MainWindow(QMainWindow):
 
         if self.training.running:
             self.statusBar().showMessage("Stop training before opening a project.", 5000)
+            return False
+        if not self._may_replace_unkept_model("Open the project"):
             return False
         try:
             recipe = Recipe.load(path)
@@ -722,6 +726,26 @@ class MainWindow(QMainWindow):
         if self.project_changed() and self._project_path is not None:
             lost.append(f"the changes to the project {self._project_path.name}")
         return lost
+
+    def _may_replace_unkept_model(self, action: str) -> bool:
+        """A new run or project replaces the model on screen: ask first when that model
+        exists nowhere else (it could not be kept with the runs and was not exported)."""
+        keeper = self.keeper
+        if keeper.unkept is None or self.results_panel.exporting:
+            return True
+        return not self._ask_before_quitting or self.confirm_replace_model(action)
+
+    def confirm_replace_model(self, action: str) -> bool:
+        buttons = QMessageBox.StandardButton
+        choice = QMessageBox.question(
+            self,
+            f"{action}?",
+            "The last trained model could not be kept with the runs and has not been "
+            f"exported. {action} and lose it? Export it first to keep it.",
+            buttons.Yes | buttons.Cancel,
+            buttons.Cancel,
+        )
+        return choice == buttons.Yes
 
     def confirm_quit(self, lost: list[str]) -> str:
         """Ask before losing work: "save" (the project, then quit), "quit" or "stay"."""
