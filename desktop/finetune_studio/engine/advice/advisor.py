@@ -140,6 +140,8 @@ class Advisor:
         if self.cancel_token.is_set():
             return None
         built.model.to(device)
+        if device.type in ("cpu", "cuda"):  # faster convolutions there, as in a run
+            built.model.to(memory_format=torch.channels_last)
         self._started = time.perf_counter()  # the budget is for measuring, not building
         measure = _Measurement(self, built, report, device, amp_dtype)
         return (yield from measure.run())
@@ -218,7 +220,7 @@ class _Measurement:
                 continue
             clock.loaded()
             with torch.inference_mode(), autocast(self.device, self.amp_dtype):
-                values = capture(batch.images.to(self.device))
+                values = capture(self._on_device(batch.images))
             stored = [_storable(v) for v in values]
             clock.computed(len(batch.labels))
             rows.append(stored)
@@ -248,6 +250,12 @@ class _Measurement:
             loading=clock.loading_per_picture(),
             frozen=clock.compute_per_picture(),
         )
+
+    def _on_device(self, pictures: torch.Tensor) -> torch.Tensor:
+        pictures = pictures.to(self.device)
+        if self.device.type in ("cpu", "cuda"):
+            pictures = pictures.contiguous(memory_format=torch.channels_last)
+        return pictures
 
     # --- plans ---------------------------------------------------------------------------
     def _head_plan(self, kept: SamplePass) -> Generator[Event, None, PlanEstimate]:
@@ -386,12 +394,12 @@ class _Measurement:
         pre = self.spec.preprocessing
         samples = [s for s, is_val in kept.samples if is_val == validation]
         dataset = ImageDataset(samples, eval_transform(pre), pre)
-        recipe, device = self.recipe, self.device
+        recipe, device, on_device = self.recipe, self.device, self._on_device
 
         def batches(shuffle: bool) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor]]:
             loader = make_loader(dataset, recipe.batch_size, shuffle, 0, recipe.seed)
             for batch in loader:
                 if batch.images is not None and batch.labels is not None:
-                    yield (batch.images.to(device),), batch.labels.to(device)
+                    yield (on_device(batch.images),), batch.labels.to(device)
 
         return batches
