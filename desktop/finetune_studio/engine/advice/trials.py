@@ -37,13 +37,11 @@ class Activations:
     labels: torch.Tensor
 
     def batches(self, size: int, seed: int, device: torch.device) -> Batches:
+        shuffler = torch.Generator().manual_seed(seed)  # a new order every epoch, seeded
+
         def batches(shuffle: bool) -> Iterable[tuple[Inputs, torch.Tensor]]:
             count = len(self.labels)
-            order = (
-                torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-                if shuffle
-                else torch.arange(count)
-            )
+            order = torch.randperm(count, generator=shuffler) if shuffle else torch.arange(count)
             for start in range(0, count, size):
                 rows = order[start : start + size]
                 if shuffle and len(rows) < 2 < count:
