@@ -22,9 +22,10 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.table_models import RowsModel
-from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
+from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
 from .drop_zone import DropZone
+from .task_progress import show_latest_progress
 
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
@@ -231,10 +232,7 @@ class DatasetPanel(QWidget):
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        latest = events[-1]
-        if isinstance(latest, Progress):
-            self.progress.setRange(0, max(latest.total, 1))
-            self.progress.setValue(latest.done)
+        show_latest_progress(self.progress, events)
 
     @Slot(object)
     def _on_check_task_succeeded(self, outcome: tuple[DatasetReport, Thumbnails]) -> None:

@@ -28,9 +28,10 @@ from PySide6.QtWidgets import (
 
 from ..models.table_models import ConfusionMatrixModel, RowsModel
 from ..resources import action_icon
-from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
+from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
 from .dataset_panel import icon_from_rgb
+from .task_progress import show_latest_progress
 
 VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
 """A prediction item keeps its verdict lines here; its heading (the path) changes as
@@ -291,10 +292,7 @@ class ResultsPanel(QWidget):
 
     @Slot(list)
     def _on_prediction_task_progressed(self, events: list[object]) -> None:
-        latest = events[-1]
-        if isinstance(latest, Progress):
-            self.prediction_progress.setRange(0, max(latest.total, 1))
-            self.prediction_progress.setValue(latest.done)
+        show_latest_progress(self.prediction_progress, events)
 
     @Slot()
     def _on_cancel_predictions_clicked(self) -> None:
