@@ -39,6 +39,15 @@ _ICONS = {
 }
 
 
+def dismiss_button(tooltip: str) -> QPushButton:
+    """The small flat ✕ at the end of a message row."""
+    button = QPushButton("✕")
+    button.setFlat(True)
+    button.setFixedWidth(28)
+    button.setToolTip(tooltip)
+    return button
+
+
 @dataclass(frozen=True)
 class Message:
     level: str
@@ -59,10 +68,7 @@ class _Row(QFrame):
         self.details_button = QPushButton("Details…")
         self.details_button.setVisible(bool(message.details))
         self.details_button.clicked.connect(self._on_details_button_clicked)
-        self.close_button = QPushButton("✕")
-        self.close_button.setFlat(True)
-        self.close_button.setFixedWidth(28)
-        self.close_button.setToolTip("Hide this message")
+        self.close_button = dismiss_button("Hide this message")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self.label, stretch=1)

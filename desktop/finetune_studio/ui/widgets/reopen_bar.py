@@ -12,6 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from .banner import dismiss_button
+
 KINDS = ("project", "dataset")
 
 
@@ -27,10 +29,7 @@ class ReopenBar(QFrame):
         )
         self.label = QLabel()
         self.reopen_button = QPushButton("Reopen")
-        self.dismiss_button = QPushButton("✕")
-        self.dismiss_button.setFlat(True)
-        self.dismiss_button.setFixedWidth(28)
-        self.dismiss_button.setToolTip("Start something new instead")
+        self.dismiss_button = dismiss_button("Start something new instead")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(10, 6, 6, 6)
         layout.addWidget(self.label, stretch=1)
