@@ -86,7 +86,7 @@ def add_engine_module(parent: Path, source: str) -> None:
 
 
 def add_cli_function(parent: Path, body: str) -> None:
-    cli = parent / "finetune_studio" / "cli.py"
+    cli = parent / "finetune_studio" / "cli" / "__init__.py"
     cli.write_text(
         cli.read_text(encoding="utf-8") + f"\n\ndef _forbidden_probe() -> None:\n    {body}\n",
         encoding="utf-8",
@@ -118,7 +118,7 @@ def test_an_engine_import_inside_a_function_breaks_the_contract(
 @pytest.mark.parametrize(
     ("statement", "forbidden"),
     [
-        ("from .ui import app", "finetune_studio.ui"),
+        ("from ..ui import app", "finetune_studio.ui"),
         ("import PySide6.QtWidgets", "PySide6"),
         ("import pyqtgraph", "pyqtgraph"),
     ],
@@ -134,7 +134,7 @@ def test_a_cli_import_of_the_ui_or_qt_breaks_the_contract(
 
 def test_the_cli_reaching_qt_through_the_engine_breaks_both_contracts(package_copy: Path) -> None:
     add_engine_module(package_copy, "import PySide6\n")
-    add_cli_function(package_copy, "from .engine import _forbidden_probe")
+    add_cli_function(package_copy, "from ..engine import _forbidden_probe")
     done = lint_imports(package_copy)
     assert done.returncode == 1, done.stdout + done.stderr
     assert {ENGINE_RULE.format("PySide6"), CLI_RULE.format("PySide6")} <= broken_rules(

@@ -1,0 +1,60 @@
+"""finetune-studio-cli: the engine from the command line; never imports Qt.
+
+Exit codes: 0 success, 2 bad input or arguments (one line on stderr), 1 internal
+error (a bug: the traceback follows the one-line summary).
+
+Each module of this package adds its commands to the parser (``add_commands``) and
+returns their handlers; handlers import the engine modules they need when they run,
+so ``--help`` and a typo answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from . import data, models, training
+from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, Handler, Parser
+from .training import checkpoint_path_for
+
+__all__ = ["checkpoint_path_for", "main"]
+
+COMMAND_MODULES = (data, training, models)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
+    parser = Parser(
+        prog="finetune-studio-cli",
+        description="Fine-tune pretrained image "
+        "classifiers on a folder of pictures (one subfolder per class).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    handlers: dict[str, Handler] = {}
+    for module in COMMAND_MODULES:
+        handlers.update(module.add_commands(commands))
+    return parser, handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser, handlers = build_parser()
+    args = parser.parse_args(argv)
+    from ..engine.errors import UserFacingError
+
+    try:
+        return handlers[args.command](args)
+    except UserFacingError as error:
+        print(f"finetune-studio-cli: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("finetune-studio-cli: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the boundary: anything else is our bug
+        print(f"finetune-studio-cli: internal error: {error!r}", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_INTERNAL

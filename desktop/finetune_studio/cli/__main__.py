@@ -1,0 +1,3 @@
+from finetune_studio.cli import main
+
+raise SystemExit(main())
