@@ -59,6 +59,7 @@ def test_a_model_folder_describes_itself_and_reloads_identically(
         "metrics.jsonl",
         "model.json",
         "model.safetensors",
+        "predictions.csv",
     ]
     assert meta["class_names"] == ["blue", "green", "red"]
     assert meta["backbone"] == "tiny_cnn" and meta["num_classes"] == 3

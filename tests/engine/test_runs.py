@@ -78,6 +78,7 @@ def test_a_run_folder_holds_the_record_and_an_ordinary_model_folder(
         "metrics.jsonl",
         "model.json",
         "model.safetensors",
+        "predictions.csv",
     ]
     kept = json.loads((record.folder / RUN_FILE).read_text())
     assert kept["recipe"] == trained.recipe.to_dict()

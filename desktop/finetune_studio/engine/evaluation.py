@@ -1,21 +1,26 @@
 """Engine layer: loss, accuracy and the confusion matrix on a data loader.
 
 ``evaluation_steps`` is a cancellable generator: it yields ``(done, total)``
-batches and returns the ``Evaluation``.
+batches and returns the ``Evaluation``. Given the pictures' paths, it also keeps what
+the model made of each picture (``review.records.Predictions``), which the model
+folder stores as ``predictions.csv`` and the Results step's gallery shows.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.utils.data import DataLoader
 
 from .devices import autocast
 from .loading import Batch
+from .review.records import Predictions
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Evaluation:
     images: int
     confusion: list[list[int]]  # confusion[true][predicted]
     failures: list[str] = field(default_factory=list)
+    predictions: Predictions | None = field(default=None, compare=False)
 
     @property
     def per_class_accuracy(self) -> list[float | None]:
@@ -57,15 +63,18 @@ def evaluation_steps(
     channels_last: bool = False,
     cancel: threading.Event | None = None,
     amp_dtype: torch.dtype | None = None,
+    paths: Sequence[str] | None = None,
 ) -> Generator[tuple[int, int], None, Evaluation]:
     """Evaluate batch by batch, yielding ``(batches done, batches)``; a cancel ends it
-    early with what was seen so far."""
+    early with what was seen so far. ``paths[i]`` names the picture a batch calls
+    index ``i``; with them the evaluation keeps every picture's prediction."""
     was_training = model.training
     model.eval()
     criterion = criterion or nn.CrossEntropyLoss()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     loss_sum, seen = 0.0, 0
     failures: list[str] = []
+    kept = _Kept() if paths is not None else None
     batch: Batch
     for index, batch in enumerate(loader, start=1):
         if cancel is not None and cancel.is_set():
@@ -77,6 +86,8 @@ def evaluation_steps(
                 labels = batch.labels.to(device)
                 loss_sum += float(criterion(logits, labels)) * len(labels)
             seen += len(labels)
+            if kept is not None and paths is not None:
+                kept.add(logits, batch.labels, [paths[i] for i in batch.indices])
             predicted = logits.argmax(1).cpu()
             confusion.index_put_(
                 (batch.labels, predicted), torch.ones_like(predicted), accumulate=True
@@ -90,7 +101,36 @@ def evaluation_steps(
         images=seen,
         confusion=confusion.tolist(),
         failures=failures,
+        predictions=kept.predictions(num_classes) if kept is not None else None,
     )
+
+
+class _Kept:
+    """Per-picture probabilities and losses, gathered batch by batch."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.true: list[torch.Tensor] = []
+        self.probabilities: list[torch.Tensor] = []
+        self.loss: list[torch.Tensor] = []
+
+    def add(self, logits: torch.Tensor, labels: torch.Tensor, paths: list[str]) -> None:
+        log_p = functional.log_softmax(logits.float(), dim=1).cpu()
+        self.paths += paths
+        self.true.append(labels.cpu())
+        self.probabilities.append(log_p.exp())
+        self.loss.append(-log_p.gather(1, labels.cpu().view(-1, 1)).view(-1))
+
+    def predictions(self, classes: int) -> Predictions:
+        if not self.paths:
+            empty = np.zeros((0, classes), np.float32)
+            return Predictions((), np.zeros(0, np.int64), empty, np.zeros(0, np.float32))
+        return Predictions(
+            tuple(self.paths),
+            torch.cat(self.true).numpy().astype(np.int64),
+            torch.cat(self.probabilities).numpy(),
+            torch.cat(self.loss).numpy(),
+        )
 
 
 def _logits(

@@ -5,7 +5,9 @@ order, preprocessing, backbone, recipe, metrics, library versions). The loader
 rebuilds the network through the backbone registry and loads it with
 ``strict=True``. Folders are written under a temporary name and renamed into place,
 so a failed export leaves nothing half-written and the previous export intact.
-TorchScript and ONNX files are checked against the PyTorch model after writing.
+TorchScript and ONNX files are checked against the PyTorch model after writing. With
+the run's validation pictures, the folder also keeps ``predictions.csv``: what the model
+made of each of them (``review.records``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .atomic import write_file_atomically, write_folder_atomically
 from .backbones import build_model
 from .errors import ExportError, UserFacingError
 from .preprocessing import Preprocessing
+from .review.records import PREDICTIONS_FILE, records_to_csv
 from .training import TrainingResult
 
 MODEL_FORMAT = "finetune-studio-model"
@@ -186,6 +189,10 @@ def save_model_folder(
         )
         metrics = "".join(json.dumps(epoch.to_metrics()) + "\n" for epoch in result.history)
         (folder / "metrics.jsonl").write_text(metrics, encoding="utf-8")
+        predictions = result.evaluation.predictions if result.evaluation else None
+        if predictions is not None and len(predictions):
+            table = records_to_csv(predictions.records(), result.class_names)
+            (folder / PREDICTIONS_FILE).write_text(table, encoding="utf-8")
         loaded = LoadedModel(result.model.eval(), result.class_names, result.preprocessing, {})
         if "torchscript" in formats:
             export_torchscript(loaded, folder / FORMAT_FILES["torchscript"], images)

@@ -147,14 +147,19 @@ def feature_batches(
     seed: int,
 ) -> DataLoader[object]:
     """Batches of cached features, in the same order a picture loader with the same
-    seed would give."""
+    seed would give; a batch's ``indices`` are rows of ``features``."""
     from torch.utils.data import TensorDataset
 
-    def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> Batch:
-        return Batch(torch.stack([f for f, _ in items]), torch.stack([y for _, y in items]), [])
+    def collate(items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> Batch:
+        return Batch(
+            torch.stack([f for f, _, _ in items]),
+            torch.stack([y for _, y, _ in items]),
+            [],
+            [int(row) for _, _, row in items],
+        )
 
     return DataLoader(
-        TensorDataset(features, labels),
+        TensorDataset(features, labels, torch.arange(len(labels))),
         batch_size=batch_size,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),

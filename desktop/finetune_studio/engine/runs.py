@@ -14,6 +14,7 @@ record is JSON and the weights load through ``export.load_model_folder``.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import shutil
@@ -27,8 +28,9 @@ from .backbones import get_spec
 from .errors import UserFacingError
 from .evaluation import Evaluation
 from .events import EpochEnd
-from .export import load_model_folder, save_model_folder
+from .export import LoadedModel, load_model_folder, save_model_folder
 from .recipe import Recipe
+from .review.records import PREDICTIONS_FILE, Predictions, read_records_csv
 from .training import TrainingResult
 
 RUN_FORMAT = "finetune-studio-run"
@@ -81,7 +83,7 @@ class RunRecord:
             "class_names": list(self.class_names),
             "history": [dataclasses.asdict(epoch) for epoch in self.history],
             "best_epoch": self.best_epoch,
-            "evaluation": dataclasses.asdict(self.evaluation) if self.evaluation else None,
+            "evaluation": _evaluation_figures(self.evaluation),
             "cancelled": self.cancelled,
             "stopped_early": self.stopped_early,
         }
@@ -116,6 +118,16 @@ class RunRecord:
             cancelled=result.cancelled,
             stopped_early=result.stopped_early,
         )
+
+
+def _evaluation_figures(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    """The evaluation's figures for ``run.json``; its per-picture predictions live in
+    the model folder's ``predictions.csv``."""
+    if evaluation is None:
+        return None
+    return dataclasses.asdict(dataclasses.replace(evaluation, predictions=None)) | {
+        "predictions": None
+    }
 
 
 def local_time(moment: datetime) -> datetime:
@@ -211,7 +223,7 @@ class RunStore:
             recipe=record.recipe,
             history=list(record.history),
             best_epoch=record.best_epoch,
-            evaluation=record.evaluation,
+            evaluation=_with_predictions(record.evaluation, record.model_folder, loaded),
             cancelled=record.cancelled,
             stopped_early=record.stopped_early,
         )
@@ -235,3 +247,19 @@ class RunStore:
             raise RunStoreError(
                 f"Could not delete the run {run_id}: {error.strerror or error}."
             ) from error
+
+
+def _with_predictions(
+    evaluation: Evaluation | None, model_folder: Path, loaded: LoadedModel
+) -> Evaluation | None:
+    """The evaluation with its per-picture predictions read back, where the run kept
+    them (runs from before they were kept have none)."""
+    csv_file = model_folder / PREDICTIONS_FILE
+    if evaluation is None or not csv_file.is_file():
+        return evaluation
+    try:
+        records = read_records_csv(csv_file, loaded.class_names)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return evaluation
+    predictions = Predictions.of(records, len(loaded.class_names))
+    return dataclasses.replace(evaluation, predictions=predictions)

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 PREDICTIONS_FILE = "predictions.csv"
 LOW_CONFIDENCE = 0.6  # below this the model's own top probability counts as unsure
 
@@ -46,6 +48,40 @@ class PictureRecord:
             "confidence": self.confidence,
             "loss": None if math.isnan(self.loss) else self.loss,
         }
+
+
+@dataclass(frozen=True, eq=False)
+class Predictions:
+    """The records of many pictures, held as arrays (one row a picture) so that an
+    evaluation of 20,000 pictures over 1,000 classes keeps 80 MB, not millions of
+    Python floats; ``records()`` makes the per-picture form when a view asks."""
+
+    paths: tuple[str, ...]
+    true: np.ndarray  # (n,) int64; -1 for a class the model does not know
+    probabilities: np.ndarray  # (n, classes) float32
+    loss: np.ndarray  # (n,) float32: -log p(true class), nan where the class is unknown
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def records(self) -> list[PictureRecord]:
+        predicted = self.probabilities.argmax(1).tolist() if len(self) else []
+        return [
+            PictureRecord(path, int(true), int(best), tuple(row.tolist()), float(loss))
+            for path, true, best, row, loss in zip(
+                self.paths, self.true.tolist(), predicted, self.probabilities, self.loss.tolist()
+            )
+        ]
+
+    @classmethod
+    def of(cls, records: Sequence[PictureRecord], classes: int) -> Predictions:
+        probabilities = np.array([r.probabilities for r in records], np.float32)
+        return cls(
+            tuple(r.path for r in records),
+            np.array([r.true for r in records], np.int64),
+            probabilities.reshape(len(records), classes),
+            np.array([r.loss for r in records], np.float32),
+        )
 
 
 def records_to_csv(records: Iterable[PictureRecord], class_names: Sequence[str]) -> str:

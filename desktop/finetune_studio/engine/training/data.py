@@ -50,6 +50,7 @@ class RunData:
     val: DataLoader[object]
     forward: nn.Module
     channels_last: bool
+    val_paths: list[str]  # the picture a validation batch's index ``i`` stands for
     train_features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     val_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -121,6 +122,7 @@ class DataPreparation:
             val=self._loader(val_set, shuffle=False),
             forward=model,
             channels_last=self.channels_last,
+            val_paths=[sample.path for sample in report.val],
         )
 
     def _loader(self, dataset: ImageDataset, shuffle: bool) -> DataLoader[object]:
@@ -170,6 +172,7 @@ class DataPreparation:
             val=feature_batches(*val_tensors, size, False, seed),
             forward=split.head_block(model),
             channels_last=False,
+            val_paths=[both.samples[row].path for row in rows if row >= len(report.train)],
             train_features=tensors,
             val_features=val_tensors,
         )

@@ -11,7 +11,7 @@ restoring it can never mix the best epoch's head with a later epoch's backbone.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -20,6 +20,7 @@ from torch import nn
 from ..errors import UserFacingError
 from ..evaluation import Evaluation
 from ..events import EpochEnd
+from ..review.records import Predictions
 
 Snapshot = dict[str, torch.Tensor]
 
@@ -100,7 +101,7 @@ class RunState:
             "best_epoch": best.epoch,
             "best_monitored": best.monitored,
             "best_state": best.state,
-            "best_evaluation": asdict(best.evaluation) if best.evaluation else None,
+            "best_evaluation": _evaluation_state(best.evaluation),
             "epochs_without_gain": self.epochs_without_gain,
             "accumulation": self.accumulation,
         }
@@ -118,7 +119,7 @@ class RunState:
             saved["best_epoch"],
             float(saved["best_monitored"]),
             saved["best_state"],
-            Evaluation(**evaluation) if evaluation else None,
+            _evaluation_from_state(evaluation),
         )
         state.epochs_without_gain = int(saved["epochs_without_gain"])
         state.accumulation = int(saved["accumulation"])
@@ -144,3 +145,35 @@ def require_same_classes(saved: tuple[str, ...], now: tuple[str, ...]) -> None:
         f"({'; '.join(changes)}). The model learned {len(saved)} classes "
         f"({', '.join(saved)}); start a new run to train on the classes the folder has now."
     )
+
+
+def _evaluation_state(evaluation: Evaluation | None) -> dict[str, Any] | None:
+    """The evaluation as ``torch.load(weights_only=True)`` reads it back: plain
+    values, with the per-picture predictions as tensors."""
+    if evaluation is None:
+        return None
+    figures = asdict(replace(evaluation, predictions=None))
+    kept = evaluation.predictions
+    if kept is not None:
+        figures["predictions"] = {
+            "paths": list(kept.paths),
+            "true": torch.from_numpy(kept.true),
+            "probabilities": torch.from_numpy(kept.probabilities),
+            "loss": torch.from_numpy(kept.loss),
+        }
+    return figures
+
+
+def _evaluation_from_state(saved: dict[str, Any] | None) -> Evaluation | None:
+    if not saved:
+        return None
+    kept = saved.pop("predictions", None)
+    predictions = None
+    if kept is not None:
+        predictions = Predictions(
+            tuple(kept["paths"]),
+            kept["true"].numpy(),
+            kept["probabilities"].numpy(),
+            kept["loss"].numpy(),
+        )
+    return Evaluation(**saved, predictions=predictions)

@@ -326,7 +326,7 @@ class Trainer:
         """Validation loss, accuracy and confusion; progress events when ``stage`` is set."""
         steps = evaluation_steps(
             run.data.forward, run.data.val, run.device, len(run.class_names),
-            None, run.data.channels_last, cancel, run.amp_dtype,
+            None, run.data.channels_last, cancel, run.amp_dtype, run.data.val_paths,
         )  # fmt: skip
         return (yield from as_stage_progress(steps, stage))
 
