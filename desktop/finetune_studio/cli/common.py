@@ -74,6 +74,13 @@ def drain(events: Generator[object, None, T]) -> T:
             print_log(event)
 
 
+def drain_steps(steps: Generator[tuple[int, int], None, T], label: str) -> T:
+    """Run an engine generator of ``(done, total)`` steps to its end, with progress."""
+    from ..engine.events import as_stage_progress
+
+    return drain(as_stage_progress(steps, label))
+
+
 @contextlib.contextmanager
 def first_ctrl_c_calls(cancel: Callable[[], None], saying: str) -> Iterator[None]:
     """The first Ctrl-C asks the work to stop cleanly; a second one interrupts."""

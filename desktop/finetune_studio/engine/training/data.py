@@ -8,7 +8,7 @@ network. Both report progress as events and stop between batches on cancel.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -176,6 +176,23 @@ class DataPreparation:
             train_features=tensors,
             val_features=val_tensors,
         )
+
+    def head_features(
+        self,
+        model: nn.Module,
+        head_path: str,
+        spec: BackboneSpec,
+        samples: Sequence[Sample],
+        stage: str,
+    ) -> Generator[Event, None, FeatureRows]:
+        """What the head sees for each picture (no augmentation), from the disk store
+        where a head-only run already put it: the features, labels, and the positions in
+        ``samples`` of the pictures that loaded."""
+        split = find_feature_split(model, head_path)
+        pre = spec.preprocessing
+        dataset = ImageDataset(samples, eval_transform(pre), pre)
+        key = self._store_key(spec, split)
+        return (yield from self._features(model, split, dataset, stage, key))
 
     def _store_key(self, spec: BackboneSpec, split: FeatureSplit) -> str | None:
         if self.feature_store is None:
