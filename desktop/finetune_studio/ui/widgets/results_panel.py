@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QModelIndex, QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -31,6 +32,8 @@ from ..resources import action_icon
 from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
 from .dataset_panel import icon_from_rgb
+from .gallery import OLD_RUN_HINT, Gallery
+from .picture_viewer import PictureViewer
 from .task_progress import show_latest_progress
 
 VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -38,11 +41,14 @@ VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
 more pictures with the same name arrive."""
 
 if TYPE_CHECKING:
+    from ...engine.evaluation import Evaluation
     from ...engine.predict import Prediction
+    from ...engine.review.records import PictureRecord
     from ...engine.training import TrainingResult
 
 PREVIEW_SIZE = 96
 NO_RESULT = "Train a model to see its results here."
+NO_VALIDATION_HINT = "There were no validation pictures to show here."
 STORAGE_SOURCE = "storage"  # keeping or reopening a run failed: cleared when one succeeds
 PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
 
@@ -124,6 +130,11 @@ def distinct_names(paths: list[str]) -> list[str]:
     return ["/".join(parts[path][-depth[path] :]) for path in paths]
 
 
+def evaluation_records(evaluation: Evaluation) -> list[PictureRecord]:
+    predictions = evaluation.predictions
+    return [] if predictions is None else predictions.records()
+
+
 def suggested_export_name(result: TrainingResult) -> str:
     dataset = Path(result.recipe.dataset).name or "model"
     return re.sub(r"[^\w.-]+", "-", f"{dataset}-{result.spec.name}")
@@ -163,7 +174,7 @@ class ResultsPanel(QWidget):
         self.predictions = QListWidget()
         self.predictions.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
         self.predictions.setWordWrap(True)
-        prediction_box = QGroupBox("Try it: drop pictures here or open them")
+        self.prediction_box = prediction_box = QGroupBox("Try it: drop pictures here or open them")
         prediction_layout = QVBoxLayout(prediction_box)
         prediction_row = QHBoxLayout()
         prediction_row.addWidget(self.open_pictures)
@@ -197,10 +208,15 @@ class ResultsPanel(QWidget):
         QVBoxLayout(confusion_box).addWidget(self.confusion_view)
         metrics.addWidget(per_class_box)
         metrics.addWidget(confusion_box)
+        self.gallery = Gallery()
+        self.viewer: PictureViewer | None = None
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.gallery, "Pictures")
+        self.side_tabs.addTab(prediction_box, "Try it")
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(metrics)
-        body.addWidget(prediction_box)
-        body.setSizes([600, 500])
+        body.addWidget(self.side_tabs)
+        body.setSizes([500, 600])
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
         layout.addWidget(self.summary)
@@ -210,6 +226,7 @@ class ResultsPanel(QWidget):
         self.open_pictures.clicked.connect(self._on_open_pictures_clicked)
         self.cancel_predictions.clicked.connect(self._on_cancel_predictions_clicked)
         self.export_button.clicked.connect(self.choose_export_folder)
+        self._connect_gallery()
         self._show_prediction_progress(False)
         self.set_result(None)
 
@@ -226,10 +243,13 @@ class ResultsPanel(QWidget):
         for widget in (self.open_pictures, self.export_button, self.torchscript, self.onnx):
             widget.setEnabled(has_model)
         self.predictions.clear()
+        if self.viewer is not None:
+            self.viewer.reject()  # a picture of the previous model
         if result is None:
             self.summary.setText(NO_RESULT)
             self.per_class_model.set_rows([])
             self.confusion_model.set_matrix([], [])
+            self.gallery.set_records([], [])
             return
         evaluation = result.evaluation
         suffix = f"<br>{note}" if note else ""
@@ -239,6 +259,7 @@ class ResultsPanel(QWidget):
             )
             self.per_class_model.set_rows([])
             self.confusion_model.set_matrix([], [])
+            self.gallery.set_records([], result.class_names, NO_VALIDATION_HINT)
             return
         stopped = (
             " (stopped early)"
@@ -256,6 +277,65 @@ class ResultsPanel(QWidget):
             list(zip(result.class_names, counts, evaluation.per_class_accuracy))
         )
         self.confusion_model.set_matrix(result.class_names, evaluation.confusion)
+        self.gallery.set_records(evaluation_records(evaluation), result.class_names, OLD_RUN_HINT)
+
+    # --- pictures -----------------------------------------------------------------------
+    def _connect_gallery(self) -> None:
+        """A confusion cell, a class (its row in either table) or a predicted class (a
+        column header) lists its pictures in the gallery."""
+        self.confusion_view.clicked.connect(self._on_confusion_view_clicked)
+        self.confusion_view.activated.connect(self._on_confusion_view_clicked)
+        self.confusion_view.verticalHeader().sectionClicked.connect(self._on_true_class_chosen)
+        self.confusion_view.horizontalHeader().sectionClicked.connect(
+            self._on_predicted_class_chosen
+        )
+        self.per_class_view.clicked.connect(self._on_per_class_view_clicked)
+        self.per_class_view.activated.connect(self._on_per_class_view_clicked)
+        self.gallery.record_opened.connect(self.open_record)
+        self.gallery.exported.connect(self._on_gallery_exported)
+        self.gallery.export_failed.connect(self._on_gallery_export_failed)
+
+    def show_pictures(self) -> None:
+        self.side_tabs.setCurrentWidget(self.gallery)
+
+    @Slot(QModelIndex)
+    def _on_confusion_view_clicked(self, index: QModelIndex) -> None:
+        self.gallery.show_cell(index.row(), index.column())
+        self.show_pictures()
+
+    @Slot(QModelIndex)
+    def _on_per_class_view_clicked(self, index: QModelIndex) -> None:
+        self._on_true_class_chosen(index.row())
+
+    @Slot(int)
+    def _on_true_class_chosen(self, true: int) -> None:
+        self.gallery.show_true_class(true)
+        self.show_pictures()
+
+    @Slot(int)
+    def _on_predicted_class_chosen(self, predicted: int) -> None:
+        self.gallery.show_predicted_class(predicted)
+        self.show_pictures()
+
+    @Slot(object)
+    def open_record(self, record: PictureRecord) -> None:
+        """Show one picture large, with its heatmaps (computed in a task)."""
+        if self.viewer is None:
+            self.viewer = PictureViewer(self.runner, self)
+        preview = self.gallery.thumbnails.thumbnail(record.path)
+        names = self.result.class_names if self.result is not None else ()
+        self.viewer.show_record(record, tuple(names), self.result, preview)
+        self.viewer.show()
+        self.viewer.raise_()
+        self.viewer.activateWindow()
+
+    @Slot(str)
+    def _on_gallery_exported(self, path: str) -> None:
+        self.banner.show_info(f"Saved the list of pictures to {path}")
+
+    @Slot(str)
+    def _on_gallery_export_failed(self, message: str) -> None:
+        self.banner.show_error(message)
 
     # --- predictions -----------------------------------------------------------------------
     @property
@@ -269,6 +349,7 @@ class ResultsPanel(QWidget):
             self.banner.show_warning("Train a model first, then drop pictures here.")
             return
         self._queued.append(paths)
+        self.side_tabs.setCurrentWidget(self.prediction_box)
         if self.prediction_task is None:
             self._predict_next()
 

@@ -1,0 +1,366 @@
+"""UI layer: every evaluated picture as a tile (true → predicted, confidence).
+
+The Results step shows here the pictures of a confusion-matrix cell or a class, with
+a filter (all, misclassified, low confidence, suspected wrong label) and a sort (loss,
+confidence). The list view is virtualised: uniform tiles laid out in batches, and
+only the tiles on screen are painted, so only they ask for thumbnails
+(``ThumbnailLoader`` decodes them off the GUI thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QPushButton,
+    QStackedLayout,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...engine.review.records import PictureRecord, records_to_csv
+from ..models.picture_records_model import (
+    RECORD_ROLE,
+    SUGGESTED_ROLE,
+    Order,
+    PictureRecordsModel,
+    Selection,
+    Show,
+)
+from ..workers.thumbnails import THUMBNAIL_SIZE, ThumbnailLoader
+
+Index = QModelIndex | QPersistentModelIndex
+PADDING = 6
+SUSPECTS_HINT = (
+    "No suspects yet: look for suspected wrong labels first. The search checks every "
+    "picture against a model that never trained on it."
+)
+NO_RECORDS_HINT = "Train a model to see its validation pictures here."
+OLD_RUN_HINT = (
+    "This run kept no per-picture results (it is older than the gallery). "
+    "Train again to see every validation picture here."
+)
+CORRECT = QColor(26, 127, 55)
+WRONG = QColor(190, 30, 45)
+SUGGESTION = QColor(154, 103, 0)
+
+
+class TileDelegate(QStyledItemDelegate):
+    """Paints a tile: thumbnail (or a placeholder), true → predicted, confidence, and
+    the suggested class of a suspect. Every tile has the same size (the view lays out
+    thousands without asking each one)."""
+
+    def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.thumbnails = thumbnails
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        model = index.model()
+        suspects = isinstance(model, PictureRecordsModel) and model.has_suspects
+        lines = (3 if suspects else 2) * option.fontMetrics.height()
+        return QSize(THUMBNAIL_SIZE + 2 * PADDING, THUMBNAIL_SIZE + lines + 3 * PADDING)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        record = index.data(RECORD_ROLE)
+        if not isinstance(record, PictureRecord):
+            return
+        painter.save()
+        style = option.widget.style() if option.widget else None
+        if style is not None:  # the selection and hover background, as the style draws it
+            panel = QStyleOptionViewItem(option)
+            style.drawPrimitive(
+                QStyle.PrimitiveElement.PE_PanelItemViewItem, panel, painter, option.widget
+            )
+        rect = option.rect.adjusted(PADDING, PADDING, -PADDING, -PADDING)
+        picture = QRect(rect.left(), rect.top(), rect.width(), THUMBNAIL_SIZE)
+        self._paint_thumbnail(painter, option, picture, record.path)
+        line = option.fontMetrics.height()
+        text = QRect(rect.left(), picture.bottom() + PADDING, rect.width(), line)
+        caption = str(index.data(Qt.ItemDataRole.DisplayRole))
+        self._paint_line(painter, option, text, caption, CORRECT if record.correct else WRONG)
+        text.translate(0, line)
+        muted = option.palette.color(QPalette.ColorRole.PlaceholderText)
+        self._paint_line(painter, option, text, f"{record.confidence:.0%} confident", muted)
+        suggested = index.data(SUGGESTED_ROLE)
+        if suggested:
+            text.translate(0, line)
+            self._paint_line(painter, option, text, f"suggested: {suggested}", SUGGESTION)
+        painter.restore()
+
+    def _paint_thumbnail(
+        self, painter: QPainter, option: QStyleOptionViewItem, area: QRect, path: str
+    ) -> None:
+        pixmap = self.thumbnails.thumbnail(path)
+        if pixmap is not None:
+            size = pixmap.size().scaled(area.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(area.center())
+            painter.drawPixmap(target, pixmap)
+            return
+        box = QRect(0, 0, THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+        box.moveCenter(area.center())
+        painter.fillRect(box, option.palette.color(QPalette.ColorRole.AlternateBase))
+        if self.thumbnails.is_broken(path):
+            painter.setPen(option.palette.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, "Cannot open\nthis file")
+
+    @staticmethod
+    def _paint_line(
+        painter: QPainter, option: QStyleOptionViewItem, rect: QRect, text: str, colour: QColor
+    ) -> None:
+        painter.setPen(colour)
+        elided = option.fontMetrics.elidedText(text, Qt.TextElideMode.ElideRight, rect.width())
+        painter.drawText(
+            rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, elided
+        )
+
+
+class Gallery(QWidget):
+    """The pictures of a selection, filtered and sorted; Enter or a double-click
+    opens one (``record_opened``)."""
+
+    record_opened = Signal(object)  # PictureRecord
+    exported = Signal(str)  # the CSV file written
+    export_failed = Signal(str)  # the message to show
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = PictureRecordsModel(self)
+        self.thumbnails = ThumbnailLoader(parent=self)
+        self._empty_hint = NO_RECORDS_HINT
+
+        self.caption = QLabel()
+        self.all_button = QPushButton("All classes")
+        self.all_button.setToolTip("Show the pictures of every class again")
+        self.show_combo = QComboBox()
+        for show in Show:
+            self.show_combo.addItem(show.value, show)
+        self.order_combo = QComboBox()
+        for order in Order:
+            self.order_combo.addItem(order.value, order)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Save the pictures listed here, in this order, as CSV")
+        self.view = QListView()
+        self._set_up_view()
+        self.hint = QLabel()
+        self.hint.setWordWrap(True)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+
+        top = QHBoxLayout()
+        top.addWidget(self.caption, stretch=1)
+        top.addWidget(self.all_button)
+        filters = QHBoxLayout()
+        filters.addWidget(QLabel("Show:"))
+        filters.addWidget(self.show_combo, stretch=1)
+        filters.addWidget(QLabel("Sort:"))
+        filters.addWidget(self.order_combo, stretch=1)
+        filters.addWidget(self.export_button)
+        self.pages = QStackedLayout()
+        self.pages.addWidget(self.view)
+        self.pages.addWidget(self.hint)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(top)
+        layout.addLayout(filters)
+        layout.addLayout(self.pages, stretch=1)
+
+        self.all_button.clicked.connect(self.show_all)
+        self.show_combo.currentIndexChanged.connect(self._on_show_combo_changed)
+        self.order_combo.currentIndexChanged.connect(self._on_order_combo_changed)
+        self.export_button.clicked.connect(self.choose_export_file)
+        self.view.activated.connect(self._on_view_activated)
+        self.thumbnails.thumbnails_arrived.connect(self._on_thumbnails_arrived)
+        self.model.modelReset.connect(self._on_model_reset)
+        self._on_model_reset()
+
+    def _set_up_view(self) -> None:
+        view = self.view
+        view.setModel(self.model)
+        view.setItemDelegate(TileDelegate(self.thumbnails, view))
+        view.setViewMode(QListView.ViewMode.IconMode)
+        view.setMovement(QListView.Movement.Static)
+        view.setResizeMode(QListView.ResizeMode.Adjust)
+        view.setUniformItemSizes(True)  # one size for all: no per-tile measuring
+        view.setLayoutMode(QListView.LayoutMode.Batched)
+        view.setBatchSize(500)
+        view.setSpacing(4)
+        view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+
+    # --- what is shown --------------------------------------------------------------------
+    def set_records(
+        self,
+        records: Sequence[PictureRecord],
+        class_names: Sequence[str],
+        empty_hint: str = NO_RECORDS_HINT,
+    ) -> None:
+        """A new evaluation's pictures, all classes; ``empty_hint`` says why there are
+        none, if there are none."""
+        self._empty_hint = empty_hint
+        self.model.selection = Selection()
+        self.model.set_records(records, class_names)
+
+    def set_suspects(
+        self, suspects: Mapping[str, int] | None, records: Sequence[PictureRecord] = ()
+    ) -> None:
+        """Suspected wrong labels, ``path -> suggested class index``, and list them.
+        ``records`` adds what the search made of suspects the evaluation did not see
+        (training pictures, listed under this filter only); a suspect with no record
+        anywhere cannot be shown (``model.suspects_without_record()`` lists them).
+        None forgets them."""
+        self.model.set_suspects(suspects, records)
+        if suspects is not None:
+            self.set_show(Show.SUSPECTS)
+
+    @Slot()
+    def show_all(self) -> None:
+        self.select(Selection())
+
+    def show_cell(self, true: int, predicted: int) -> None:
+        self.select(Selection(true, predicted))
+
+    def show_true_class(self, true: int) -> None:
+        self.select(Selection(true=true))
+
+    def show_predicted_class(self, predicted: int) -> None:
+        self.select(Selection(predicted=predicted))
+
+    def select(self, selection: Selection) -> None:
+        self.model.set_selection(selection)
+
+    def set_show(self, show: Show) -> None:
+        self.show_combo.setCurrentIndex(self.show_combo.findData(show))
+        self.model.set_show(show)
+
+    def set_order(self, order: Order) -> None:
+        self.order_combo.setCurrentIndex(self.order_combo.findData(order))
+        self.model.set_order(order)
+
+    def shown_records(self) -> list[PictureRecord]:
+        """The pictures listed, in the order shown (what Export CSV writes)."""
+        return self.model.shown_records()
+
+    def selected_records(self) -> list[PictureRecord]:
+        """The tiles the user selected, in the order shown."""
+        rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())
+        return [self.model.record(row) for row in rows]
+
+    def selection_text(self) -> str:
+        selection, name = self.model.selection, self.model.class_name
+        if selection.true is not None and selection.predicted is not None:
+            what = f"True {name(selection.true)} → predicted {name(selection.predicted)}"
+        elif selection.true is not None:
+            what = f"True {name(selection.true)}"
+        elif selection.predicted is not None:
+            what = f"Predicted {name(selection.predicted)}"
+        else:
+            what = "All classes"
+        return f"{what} ({self.model.rowCount()})"
+
+    @Slot()
+    def _on_model_reset(self) -> None:
+        self.caption.setText(f"<b>{self.selection_text()}</b>")
+        self.all_button.setEnabled(self.model.selection != Selection())
+        self._update_show_combo()
+        self.export_button.setEnabled(self.model.rowCount() > 0)
+        self.hint.setText(self._hint_text())
+        self.pages.setCurrentWidget(self.view if self.model.rowCount() else self.hint)
+
+    def _hint_text(self) -> str:
+        if not self.model.has_records:
+            return self._empty_hint
+        if not self.model.selected_count():
+            return "No validation pictures here."
+        return (
+            f"None of these {self.model.selected_count()} pictures is listed under "
+            f"“{self.model.show.value}”: choose “{Show.ALL.value}” to see them."
+        )
+
+    def _update_show_combo(self) -> None:
+        """Each choice with how many pictures it would list; suspects only once known."""
+        items = self.show_combo.model()
+        for row in range(self.show_combo.count()):
+            show = self.show_combo.itemData(row)
+            label = show.value
+            if show is not Show.SUSPECTS or self.model.has_suspects:
+                label = f"{label} ({self.model.count(show)})"
+            self.show_combo.setItemText(row, label)
+        suspects = items.item(self.show_combo.findData(Show.SUSPECTS))
+        suspects.setEnabled(self.model.has_suspects)
+        tip = "" if self.model.has_suspects else SUSPECTS_HINT
+        suspects.setToolTip(tip)
+        if not self.model.has_suspects and self.show_combo.currentData() is Show.SUSPECTS:
+            self.show_combo.setCurrentIndex(self.show_combo.findData(Show.ALL))
+
+    @Slot(int)
+    def _on_show_combo_changed(self, row: int) -> None:
+        show = self.show_combo.itemData(row)
+        if isinstance(show, Show) and show is not self.model.show:
+            self.model.set_show(show)
+
+    @Slot(int)
+    def _on_order_combo_changed(self, row: int) -> None:
+        order = self.order_combo.itemData(row)
+        if isinstance(order, Order) and order is not self.model.order:
+            self.model.set_order(order)
+
+    @Slot(QModelIndex)
+    def _on_view_activated(self, index: QModelIndex) -> None:
+        self.record_opened.emit(self.model.record(index.row()))
+
+    @Slot(list)
+    def _on_thumbnails_arrived(self, _: list[str]) -> None:
+        self.view.viewport().update()
+
+    # --- export ---------------------------------------------------------------------------
+    @Slot()
+    def choose_export_file(self) -> None:
+        path = self.ask_export_path(self._suggested_file_name())
+        if path:
+            self.export_csv(path)
+
+    def ask_export_path(self, suggested: str) -> str:
+        """The file to write, or "" (tests replace this). Qt's dialog asks before it
+        lets the user pick an existing file, and adds ``.csv`` before it asks."""
+        dialog = QFileDialog(self, "Export the listed pictures as CSV", suggested)
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.setNameFilter("CSV files (*.csv)")
+        dialog.setDefaultSuffix("csv")
+        if dialog.exec() != QFileDialog.DialogCode.Accepted or not dialog.selectedFiles():
+            return ""
+        return dialog.selectedFiles()[0]
+
+    def export_csv(self, path: str | Path) -> None:
+        """Write the listed pictures, in order, to ``path`` (replacing it: the user has
+        confirmed that in the file dialog)."""
+        from ...engine.atomic import write_file_atomically
+
+        text = records_to_csv(self.shown_records(), self.model.class_names)
+
+        def write(temporary: Path) -> None:
+            temporary.write_text(text, encoding="utf-8", newline="")
+
+        try:
+            write_file_atomically(Path(path), write)
+        except OSError as error:
+            self.export_failed.emit(f"Could not write {path}: {error.strerror or error}")
+            return
+        self.exported.emit(str(path))
+
+    def _suggested_file_name(self) -> str:
+        text = self.selection_text().rsplit(" (", 1)[0]
+        words = [*text.replace("→", "as").split(), self.model.show.name.lower()]
+        return "-".join(word.lower() for word in words if word) + ".csv"
