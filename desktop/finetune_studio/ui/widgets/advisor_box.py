@@ -25,11 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..workers.tasks import Report, Task, TaskRunner
+from ..workers.event_job import EventsJob
+from ..workers.tasks import Task, TaskRunner
 from .wording import format_duration
 
 if TYPE_CHECKING:
-    from ...engine.advice import Advice, Advisor
+    from ...engine.advice import Advice
     from ...engine.inspection import DatasetReport
     from ...engine.recipe import Recipe
 
@@ -42,28 +43,6 @@ PLAN_WORDS = {
     "none": "Everything",
 }
 COLUMNS = ("Train", "Accuracy", "Time", "Measured")
-
-
-class AdviceJob:
-    """The advisor's events as a task's job; returns the ``Advice`` (None if stopped)."""
-
-    def __init__(self, advisor: Advisor) -> None:
-        self.advisor = advisor
-
-    def run(self, report: Report) -> Advice | None:
-        events = self.advisor.events()
-        while True:
-            try:
-                report(next(events))
-            except StopIteration as finished:
-                advice: Advice | None = finished.value
-                return advice
-
-    def cancel(self) -> None:
-        self.advisor.cancel()
-
-    def abort(self) -> None:
-        self.advisor.cancel()
 
 
 class AdvisorBox(QGroupBox):
@@ -146,7 +125,7 @@ class AdvisorBox(QGroupBox):
         self.verdict.setText("")
         self.apply_button.hide()
         self.table.hide()
-        self.task = task = self.runner.start(AdviceJob(advisor), "advise")
+        self.task = task = self.runner.start(EventsJob(advisor.events, advisor.cancel), "advise")
         task.progressed.connect(self._on_task_progressed)
         task.succeeded.connect(self._on_task_succeeded)
         task.failed.connect(self._on_task_failed)
