@@ -324,10 +324,11 @@ class ResultsPanel(QWidget):
             self.viewer = PictureViewer(self.runner, self)
         preview = self.gallery.thumbnails.thumbnail(record.path)
         names = self.result.class_names if self.result is not None else ()
+        if self.viewer.isVisible():  # behind the window, perhaps: bring it forward
+            self.viewer.raise_()
+            self.viewer.activateWindow()
         self.viewer.show_record(record, tuple(names), self.result, preview)
         self.viewer.show()
-        self.viewer.raise_()
-        self.viewer.activateWindow()
 
     @Slot(str)
     def _on_gallery_exported(self, path: str) -> None:
