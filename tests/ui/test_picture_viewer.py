@@ -238,6 +238,20 @@ def test_opening_a_gallery_tile_in_the_results_step(qtbot, runner, trained) -> N
     wait_for_heatmaps(qtbot, viewer)
     assert viewer.heatmaps is not None
 
+    qtbot.mouseClick(viewer.next_button, Qt.MouseButton.LeftButton)  # the next tile
+    assert viewer.record == panel.gallery.shown_records()[3]
+    assert view.currentIndex().row() == 3
+    viewer.activateWindow()
+    qtbot.waitUntil(viewer.isActiveWindow)
+    with qtbot.waitSignal(viewer.step_requested):  # a button's shortcut clicks it animated
+        qtbot.keyClick(viewer, Qt.Key.Key_Left)
+    assert viewer.record == panel.gallery.shown_records()[2]
+    viewer.close()
+    view.setCurrentIndex(panel.gallery.model.index(0))
+    qtbot.keyClick(view, Qt.Key.Key_Return)
+    assert not viewer.previous_button.isEnabled() and viewer.next_button.isEnabled()
+    wait_for_heatmaps(qtbot, viewer)
+
     panel.set_result(None)  # another model: its pictures are not this one's
     assert not viewer.isVisible()
     panel.gallery.thumbnails.shutdown()

@@ -167,6 +167,10 @@ class PictureRecordsModel(QAbstractListModel):
     def record(self, row: int) -> PictureRecord:
         return self._record(self._rows[row])
 
+    def row_of(self, path: str) -> int:
+        """The row listing ``path``, or -1."""
+        return next((row for row, i in enumerate(self._rows) if self._facts[i].path == path), -1)
+
     def shown_records(self) -> list[PictureRecord]:
         """The records listed, in the order shown."""
         return [self._record(index) for index in self._rows]

@@ -253,6 +253,17 @@ class Gallery(QWidget):
         """The pictures listed, in the order shown (what Export CSV writes)."""
         return self.model.shown_records()
 
+    def neighbour(self, record: PictureRecord, delta: int) -> PictureRecord | None:
+        """The picture ``delta`` tiles after ``record`` in the list (None past either
+        end, or when it is no longer listed), made the current tile."""
+        row = self.model.row_of(record.path)
+        if row < 0 or not 0 <= row + delta < self.model.rowCount():
+            return None
+        index = self.model.index(row + delta)
+        self.view.setCurrentIndex(index)
+        self.view.scrollTo(index)
+        return self.model.record(row + delta)
+
     def selected_records(self) -> list[PictureRecord]:
         """The tiles the user selected, in the order shown."""
         rows = sorted(index.row() for index in self.view.selectionModel().selectedIndexes())

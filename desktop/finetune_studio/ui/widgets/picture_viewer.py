@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRect, QSize, Qt, Slot
-from PySide6.QtGui import QImage, QPainter, QPaintEvent, QPixmap
+from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QImage, QKeySequence, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import (
     QAbstractButton,
     QButtonGroup,
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
+    QPushButton,
     QRadioButton,
     QSizePolicy,
     QSlider,
@@ -160,6 +161,8 @@ class PictureViewer(QDialog):
     Closing it while the heatmaps are computed discards their task: it ends on its
     own and nothing arrives here any more."""
 
+    step_requested = Signal(int)  # -1 or +1: the previous or next picture of the list
+
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
@@ -193,11 +196,20 @@ class PictureViewer(QDialog):
         self.progress.setTextVisible(True)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.previous_button = QPushButton("‹ Previous")
+        self.previous_button.setShortcut(QKeySequence(Qt.Key.Key_Left))
+        self.previous_button.setToolTip("The picture before this one in the gallery (←)")
+        self.next_button = QPushButton("Next ›")
+        self.next_button.setShortcut(QKeySequence(Qt.Key.Key_Right))
+        self.next_button.setToolTip("The picture after this one in the gallery (→)")
+        self.set_neighbours(False, False)
         self._lay_out()
 
         self.heatmap_toggle.toggled.connect(self._on_heatmap_toggle_toggled)
         self.class_choice.buttonToggled.connect(self._on_class_choice_toggled)
         self.opacity.valueChanged.connect(self._on_opacity_value_changed)
+        self.previous_button.clicked.connect(self._on_previous_button_clicked)
+        self.next_button.clicked.connect(self._on_next_button_clicked)
 
     def _lay_out(self) -> None:
         controls = QFormLayout()
@@ -215,6 +227,8 @@ class PictureViewer(QDialog):
         side.addWidget(self.status)
         side.addStretch(1)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.addButton(self.previous_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.next_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.rejected.connect(self.reject)
         side.addWidget(buttons)
         body = QHBoxLayout(self)
@@ -243,6 +257,19 @@ class PictureViewer(QDialog):
         else:
             self.status.setText("No model to explain this picture with.")
         self.progress.setVisible(self.task is not None)
+
+    def set_neighbours(self, previous: bool, following: bool) -> None:
+        """Whether the list the picture came from has one before it and one after."""
+        self.previous_button.setEnabled(previous)
+        self.next_button.setEnabled(following)
+
+    @Slot()
+    def _on_previous_button_clicked(self) -> None:
+        self.step_requested.emit(-1)
+
+    @Slot()
+    def _on_next_button_clicked(self) -> None:
+        self.step_requested.emit(1)
 
     def _explain(self, result: TrainingResult, record: PictureRecord) -> None:
         task = self.runner.run_function(PictureExplanation(result, record), "heatmaps")

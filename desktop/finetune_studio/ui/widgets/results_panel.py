@@ -322,13 +322,23 @@ class ResultsPanel(QWidget):
         """Show one picture large, with its heatmaps (computed in a task)."""
         if self.viewer is None:
             self.viewer = PictureViewer(self.runner, self)
+            self.viewer.step_requested.connect(self._on_viewer_step_requested)
         preview = self.gallery.thumbnails.thumbnail(record.path)
         names = self.result.class_names if self.result is not None else ()
-        if self.viewer.isVisible():  # behind the window, perhaps: bring it forward
+        if self.viewer.isVisible() and not self.viewer.isActiveWindow():  # bring it forward
             self.viewer.raise_()
             self.viewer.activateWindow()
         self.viewer.show_record(record, tuple(names), self.result, preview)
+        row = self.gallery.model.row_of(record.path)
+        self.viewer.set_neighbours(row > 0, 0 <= row < self.gallery.model.rowCount() - 1)
         self.viewer.show()
+
+    @Slot(int)
+    def _on_viewer_step_requested(self, delta: int) -> None:
+        current = self.viewer.record if self.viewer is not None else None
+        record = self.gallery.neighbour(current, delta) if current is not None else None
+        if record is not None:
+            self.open_record(record)
 
     @Slot(str)
     def _on_gallery_exported(self, path: str) -> None:
