@@ -292,6 +292,7 @@ def test_5000_pictures_scroll_and_only_visible_tiles_are_decoded(qtbot, tmp_path
     bar = view.verticalScrollBar()
     last = widget.model.index(widget.model.rowCount() - 1)
     qtbot.waitUntil(lambda: view.visualRect(last).isValid())  # laid out, in batches
+    assert 3 * bar.singleStep() < bar.pageStep() / 2  # a wheel notch: a part of a screen
     qtbot.waitUntil(lambda: not loader.busy, timeout=10_000)
     on_screen = [
         r

@@ -252,6 +252,12 @@ def test_opening_a_gallery_tile_in_the_results_step(qtbot, runner, trained) -> N
     assert not viewer.previous_button.isEnabled() and viewer.next_button.isEnabled()
     wait_for_heatmaps(qtbot, viewer)
 
+    viewer.close()
+    path = panel.gallery.shown_records()[5].path
+    assert panel.open_path(path) and viewer.record.path == path  # from the suspects list
+    assert not panel.open_path("/nowhere/else.png")
+    wait_for_heatmaps(qtbot, viewer)
+
     panel.set_result(None)  # another model: its pictures are not this one's
     assert not viewer.isVisible()
     panel.gallery.thumbnails.shutdown()

@@ -167,6 +167,11 @@ class PictureRecordsModel(QAbstractListModel):
     def record(self, row: int) -> PictureRecord:
         return self._record(self._rows[row])
 
+    def record_for(self, path: str) -> PictureRecord | None:
+        """The record of ``path``, listed or not (a suspect's own one included)."""
+        index = next((i for i, facts in enumerate(self._facts) if facts.path == path), -1)
+        return self._record(index) if index >= 0 else None
+
     def row_of(self, path: str) -> int:
         """The row listing ``path``, or -1."""
         return next((row for row, i in enumerate(self._rows) if self._facts[i].path == path), -1)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QPainter, QPalette
+from PySide6.QtGui import QColor, QPainter, QPalette, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -127,6 +127,18 @@ class TileDelegate(QStyledItemDelegate):
         )
 
 
+class TileView(QListView):
+    """A list view in icon mode whose mouse wheel moves a third of a tile a line (a
+    wheel notch scrolls three lines): QListView's own line, a whole row of tiles, made
+    one notch jump about a screen."""
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        tile = self.sizeHintForIndex(self.model().index(0, 0)) if self.model() else QSize()
+        if tile.isValid():
+            self.verticalScrollBar().setSingleStep(max(1, tile.height() // 3))
+
+
 class Gallery(QWidget):
     """The pictures of a selection, filtered and sorted; Enter or a double-click
     opens one (``record_opened``)."""
@@ -152,7 +164,7 @@ class Gallery(QWidget):
             self.order_combo.addItem(order.value, order)
         self.export_button = QPushButton("Export CSV…")
         self.export_button.setToolTip("Save the pictures listed here, in this order, as CSV")
-        self.view = QListView()
+        self.view = TileView()
         self._set_up_view()
         self.hint = QLabel()
         self.hint.setWordWrap(True)
@@ -242,12 +254,12 @@ class Gallery(QWidget):
         self.model.set_selection(selection)
 
     def set_show(self, show: Show) -> None:
+        self.model.set_show(show)  # first: the combo's handler then has nothing to do
         self.show_combo.setCurrentIndex(self.show_combo.findData(show))
-        self.model.set_show(show)
 
     def set_order(self, order: Order) -> None:
-        self.order_combo.setCurrentIndex(self.order_combo.findData(order))
         self.model.set_order(order)
+        self.order_combo.setCurrentIndex(self.order_combo.findData(order))
 
     def shown_records(self) -> list[PictureRecord]:
         """The pictures listed, in the order shown (what Export CSV writes)."""
@@ -309,6 +321,7 @@ class Gallery(QWidget):
             if show is not Show.SUSPECTS or self.model.has_suspects:
                 label = f"{label} ({self.model.count(show)})"
             self.show_combo.setItemText(row, label)
+        assert isinstance(items, QStandardItemModel)  # a QComboBox's own model
         suspects = items.item(self.show_combo.findData(Show.SUSPECTS))
         suspects.setEnabled(self.model.has_suspects)
         tip = "" if self.model.has_suspects else SUSPECTS_HINT

@@ -61,7 +61,8 @@ class Heatmaps:
 
 def colour_lookup() -> np.ndarray:
     """256 RGBA colours from cold to hot (pyqtgraph's copy of the turbo map)."""
-    return pg.colormap.get(COLOUR_MAP).getLookupTable(0.0, 1.0, 256, alpha=True)
+    lookup: np.ndarray = pg.colormap.get(COLOUR_MAP).getLookupTable(0.0, 1.0, 256, alpha=True)
+    return lookup
 
 
 class PictureExplanation:

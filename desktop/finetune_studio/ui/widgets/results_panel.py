@@ -333,6 +333,15 @@ class ResultsPanel(QWidget):
         self.viewer.set_neighbours(row > 0, 0 <= row < self.gallery.model.rowCount() - 1)
         self.viewer.show()
 
+    @Slot(str)
+    def open_path(self, path: str) -> bool:
+        """Show the picture at ``path`` large, if the gallery holds its record (the
+        suspects list's double-click); False when it does not."""
+        record = self.gallery.model.record_for(path)
+        if record is not None:
+            self.open_record(record)
+        return record is not None
+
     @Slot(int)
     def _on_viewer_step_requested(self, delta: int) -> None:
         current = self.viewer.record if self.viewer is not None else None
