@@ -31,141 +31,50 @@ in ``Action.missing`` and the rest are put back, so one lost file never blocks t
 undo of the others (or of older actions). An original place taken meanwhile gives
 the returning picture a free name (``Action.renamed``).
 
-Journal format: ``<root>/.finetune-studio/journal.jsonl``, one JSON object a line,
-paths relative to the dataset root (so the dataset folder can be moved)::
-
-    {"v": 1, "type": "action", "id": ID, "kind": "relabel" | "exclude",
-     "to": CLASS | null, "time": ISO8601, "moves": [{"from": REL, "to": REL}, ...]}
-    {"v": 1, "type": "undo", "id": ID, "of": ACTION_ID, "time": ISO8601,
-     "moves": [{"from": REL, "to": REL}, ...], "missing": [{"from": REL, "to": REL}, ...]}
-    {"v": 1, "type": "done", "id": ID}          # every move of that action or undo made
-    {"v": 1, "type": "rolled_back", "id": ID}   # it failed and every move was reversed
-
-An ``action`` or ``undo`` line is appended and synced before its first move. One
-with neither ``done`` nor ``rolled_back`` was interrupted (a crash); undoing it puts
-back what moved and quietly passes over pictures that never left their place. A line
-that does not parse (torn by a crash while being written) is skipped.
+The journal file (``journal_file.py``: its format, and how a line is made durable and
+read back) is the only state; where pictures sit and the free names they take are
+``dataset_paths.py``; the results and the error are ``repair_actions.py``, all
+importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
-from ..errors import UserFacingError
-from ..scan import MAX_NAMED, TRAIN_FOLDER_NAMES, VAL_FOLDER_NAMES
+from ..scan import MAX_NAMED
+from .dataset_paths import (
+    Place,
+    absolute,
+    class_bases,
+    class_names,
+    class_place,
+    free_name,
+    inside,
+    nearest_existing,
+    plan_moves,
+)
+from .journal_file import FORMAT_VERSION, JOURNAL_FILE, JournalFile
+from .repair_actions import Action, Move, Renamed, RepairError, renamed_by
+
+__all__ = [
+    "APP_FOLDER",
+    "EXCLUDED_FOLDER",
+    "FORMAT_VERSION",
+    "JOURNAL_FILE",
+    "Action",
+    "Move",
+    "Renamed",
+    "RepairError",
+    "RepairJournal",
+]
 
 APP_FOLDER = ".finetune-studio"
-JOURNAL_FILE = "journal.jsonl"
 EXCLUDED_FOLDER = "excluded"
-FORMAT_VERSION = 1
-
-
-class RepairError(UserFacingError):
-    """A move or an undo cannot be done; nothing was left half-done."""
-
-
-@dataclass(frozen=True)
-class Move:
-    """One picture moved; absolute paths."""
-
-    source: Path
-    destination: Path
-
-
-@dataclass(frozen=True)
-class Renamed:
-    """A picture that could not take the place it was meant for, since a file had that
-    name: it went to ``got`` instead."""
-
-    wanted: Path
-    got: Path
-
-
-@dataclass(frozen=True)
-class Action:
-    """What one call did, for the window's status line and the CLI's report.
-
-    ``kind`` is ``"relabel"``, ``"exclude"`` or ``"undo"``; an undo's ``undoes`` is the
-    id of the action it put back and its ``missing`` the moves it could not make (the
-    picture was not where the action had put it)."""
-
-    id: str
-    kind: str
-    moves: tuple[Move, ...]
-    time: str
-    to_class: str | None = None
-    undoes: str | None = None
-    renamed: tuple[Renamed, ...] = ()
-    unchanged: tuple[Path, ...] = ()
-    missing: tuple[Move, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        def pairs(moves: Iterable[Move]) -> list[dict[str, str]]:
-            return [{"from": str(m.source), "to": str(m.destination)} for m in moves]
-
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "time": self.time,
-            "to_class": self.to_class,
-            "undoes": self.undoes,
-            "moves": pairs(self.moves),
-            "renamed": [{"wanted": str(r.wanted), "got": str(r.got)} for r in self.renamed],
-            "unchanged": [str(path) for path in self.unchanged],
-            "missing": pairs(self.missing),
-        }
-
-
-@dataclass(frozen=True)
-class _Place:
-    """Where a picture of the dataset sits: ``base`` is the root or its split folder."""
-
-    path: Path
-    base: Path
-    class_name: str
-
-
-@dataclass
-class _History:
-    """The journal read back: actions in order and what became of each."""
-
-    actions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    undo_of: dict[str, str] = field(default_factory=dict)  # undo id -> action id
-    done: set[str] = field(default_factory=set)
-    rolled_back: set[str] = field(default_factory=set)
-
-    def add(self, record: dict[str, Any]) -> None:
-        kind, ident = record["type"], record["id"]
-        if kind == "action":
-            self.actions[ident] = record
-        elif kind == "undo":
-            self.undo_of[ident] = record["of"]
-        elif kind == "done":
-            self.done.add(ident)
-        elif kind == "rolled_back":
-            self.rolled_back.add(ident)
-
-    def undoable(self) -> list[str]:
-        """Action ids not rolled back and not undone yet, oldest first."""
-        undone = {of for u, of in self.undo_of.items() if u in self.done}
-        return [a for a in self.actions if a not in self.rolled_back and a not in undone]
-
-    def interrupted(self, action_id: str) -> bool:
-        """Whether the action, or an earlier undo of it, stopped partway (a crash):
-        some of its pictures may never have moved, or already be back."""
-        if action_id not in self.done and action_id not in self.rolled_back:
-            return True
-        return any(
-            of == action_id and u not in self.done and u not in self.rolled_back
-            for u, of in self.undo_of.items()
-        )
 
 
 class RepairJournal:
@@ -177,7 +86,8 @@ class RepairJournal:
             raise RepairError(f"The dataset folder {root} does not exist.")
         self.root = root.resolve()
         self.app_folder = self.root / APP_FOLDER
-        self.journal_path = self.app_folder / JOURNAL_FILE
+        self._file = JournalFile(self.root, self.app_folder)
+        self.journal_path = self._file.path
         self.excluded_folder = self.app_folder / EXCLUDED_FOLDER
 
     # -- public API -------------------------------------------------------------------
@@ -196,7 +106,7 @@ class RepairJournal:
         if not moving:
             names = _named([str(path) for path in unchanged])
             raise RepairError(f"Already in class {to_class!r}, nothing to move: {names}.")
-        plan = _plan(moving, lambda place: place.base / to_class)
+        plan = plan_moves(moving, lambda place: place.base / to_class)
         return self._act("relabel", plan, to_class, unchanged)
 
     def exclude(self, paths: Sequence[str | Path]) -> Action:
@@ -204,15 +114,15 @@ class RepairJournal:
         them back."""
         places = self._locate_all(paths, "exclude")
 
-        def folder(place: _Place) -> Path:
+        def folder(place: Place) -> Path:
             split = place.base.relative_to(self.root)
             return self.excluded_folder / split / place.class_name
 
-        return self._act("exclude", _plan(places, folder), None, ())
+        return self._act("exclude", plan_moves(places, folder), None, ())
 
     def undo(self) -> Action | None:
         """Put back the pictures of the latest action that can still be undone."""
-        history = self._read()
+        history = self._file.read()
         pending = history.undoable()
         if not pending:
             return None
@@ -221,14 +131,14 @@ class RepairJournal:
         self._check_writable(moves, "put back")
         ident = _new_id()
         time = _now()
-        self._write_ahead(
+        self._file.write_ahead(
             {
                 "type": "undo",
                 "id": ident,
                 "of": record["id"],
                 "time": time,
-                "moves": self._relative_moves(moves),
-                "missing": self._relative_moves(missing),
+                "moves": self._file.relative_moves(moves),
+                "missing": self._file.relative_moves(missing),
             }
         )
         self._move_all(ident, moves, "put back")
@@ -246,48 +156,40 @@ class RepairJournal:
 
     def actions(self) -> list[Action]:
         """The actions that can still be undone, oldest first."""
-        history = self._read()
-        return [self._action_of(history.actions[ident]) for ident in history.undoable()]
+        history = self._file.read()
+        return [self._file.action_of(history.actions[ident]) for ident in history.undoable()]
 
     def classes(self) -> list[str]:
         """The class names, as the dataset scan finds them (the training folder's with
         split folders)."""
-        return [folder.name for folder in _subfolders(self._bases()[0])]
+        return class_names(self.root)
 
     # -- locating pictures ------------------------------------------------------------
 
-    def _bases(self) -> list[Path]:
-        """The folders whose subfolders are classes: the train and val folders when
-        both exist, as ``engine/scan.py`` decides (its ``_find_child``), else the root."""
-        train = _find_child(self.root, TRAIN_FOLDER_NAMES)
-        val = _find_child(self.root, VAL_FOLDER_NAMES)
-        return [train, val] if train is not None and val is not None else [self.root]
-
-    def _locate_all(self, paths: Sequence[str | Path], verb: str) -> list[_Place]:
+    def _locate_all(self, paths: Sequence[str | Path], verb: str) -> list[Place]:
         if not paths:
             raise RepairError(f"No pictures to {verb}.")
-        bases = self._bases()
+        bases = class_bases(self.root)
         places = {place.path: place for place in (self._locate(p, bases, verb) for p in paths)}
         return list(places.values())
 
-    def _locate(self, given: str | Path, bases: list[Path], verb: str) -> _Place:
-        path = _absolute(given)
-        if not _inside(path, self.root):
+    def _locate(self, given: str | Path, bases: list[Path], verb: str) -> Place:
+        path = absolute(given)
+        if not inside(path, self.root):
             raise RepairError(
                 f"{given} is not inside the dataset {self.root} (a relative path is taken "
                 "from the current folder). Nothing was moved."
             )
-        if _inside(path, self.excluded_folder):
+        if inside(path, self.excluded_folder):
             raise RepairError(
                 f"{given} is excluded: undo its exclusion to bring it back. Nothing was moved."
             )
         if not os.path.lexists(path) or os.path.isdir(path):
             what = "a folder, not a picture" if os.path.isdir(path) else "not found"
             raise RepairError(f"Cannot {verb} {given}: it is {what}. Nothing was moved.")
-        for base in bases:
-            parts = path.relative_to(base).parts if _inside(path, base) else ()
-            if len(parts) >= 2 and not _is_hidden(parts[0]):
-                return _Place(path, base, parts[0])
+        place = class_place(path, bases)
+        if place is not None:
+            return place
         raise RepairError(f"{given} is not in a class folder of {self.root}. Nothing was moved.")
 
     # -- moving -----------------------------------------------------------------------
@@ -299,10 +201,16 @@ class RepairJournal:
         ident = _new_id()
         time = _now()
         record = {"type": "action", "id": ident, "kind": kind, "to": to_class, "time": time}
-        self._write_ahead({**record, "moves": self._relative_moves(moves)})
+        self._file.write_ahead({**record, "moves": self._file.relative_moves(moves)})
         self._move_all(ident, moves, "move")
         return Action(
-            ident, kind, tuple(moves), time, to_class, renamed=_renamed(moves), unchanged=unchanged
+            ident,
+            kind,
+            tuple(moves),
+            time,
+            to_class,
+            renamed=renamed_by(moves),
+            unchanged=unchanged,
         )
 
     def _check_writable(self, moves: Sequence[Move], verb: str) -> None:
@@ -310,7 +218,7 @@ class RepairJournal:
         anything moves, so a read-only dataset is refused whole."""
         folders = {m.source.parent for m in moves} | {m.destination.parent for m in moves}
         for folder in sorted(folders):
-            existing = _nearest_existing(folder)
+            existing = nearest_existing(folder)
             if not os.access(existing, os.W_OK | os.X_OK):
                 raise RepairError(
                     f"Cannot {verb} pictures in {existing}: the folder is read-only "
@@ -327,13 +235,13 @@ class RepairJournal:
                 reason = error.strerror or str(error)
                 left = self._reverse(made)
                 if not left:
-                    self._append({"type": "rolled_back", "id": ident}, sync=False)
+                    self._file.append({"type": "rolled_back", "id": ident}, sync=False)
                 raise RepairError(
                     f"Could not {verb} {move.source} to {move.destination}: {reason}. "
                     + _rollback_note(len(made), left)
                 ) from error
             made.append(move)
-        self._append({"type": "done", "id": ident}, sync=False)
+        self._file.append({"type": "done", "id": ident}, sync=False)
 
     def _reverse(self, made: Sequence[Move]) -> list[Move]:
         """Move back what was moved, newest first; returns those that could not be."""
@@ -358,7 +266,7 @@ class RepairJournal:
         for pair in reversed(record["moves"]):
             original, current = self.root / pair["from"], self.root / pair["to"]
             if os.path.lexists(current):
-                back = _free_name(original.parent, original.name, taken)
+                back = free_name(original.parent, original.name, taken)
                 moves.append(Move(current, back))
                 if back != original:
                     renamed.append(Renamed(original, back))
@@ -366,109 +274,8 @@ class RepairJournal:
                 missing.append(Move(current, original))
         return moves, tuple(renamed), tuple(missing)
 
-    # -- the journal file -------------------------------------------------------------
-
-    def _write_ahead(self, record: dict[str, Any]) -> None:
-        try:
-            self._append(record, sync=True)
-        except OSError as error:
-            raise RepairError(
-                f"Cannot write the repair journal {self.journal_path}: "
-                f"{error.strerror or error}. Nothing was moved."
-            ) from error
-
-    def _append(self, record: dict[str, Any], sync: bool) -> None:
-        """One line, after a newline if a crash left the last line torn. ``done`` and
-        ``rolled_back`` lines are not synced and their failure is ignored: without
-        them an action reads as interrupted, which its undo handles."""
-        line = json.dumps({"v": FORMAT_VERSION, **record}, ensure_ascii=False) + "\n"
-        try:
-            self.app_folder.mkdir(exist_ok=True)
-            new = not self.journal_path.exists()
-            with open(self.journal_path, "a+b") as file:
-                if file.tell() > 0:
-                    file.seek(-1, os.SEEK_END)
-                    if file.read(1) != b"\n":
-                        line = "\n" + line
-                file.write(line.encode("utf-8"))
-                if sync:
-                    file.flush()
-                    os.fsync(file.fileno())
-            if sync and new:
-                _sync_folder(self.app_folder)
-        except OSError:
-            if sync:
-                raise
-
-    def _read(self) -> _History:
-        history = _History()
-        try:
-            with open(self.journal_path, encoding="utf-8", errors="replace") as file:
-                lines = file.readlines()
-        except FileNotFoundError:
-            return history
-        except OSError as error:
-            raise RepairError(
-                f"Cannot read the repair journal {self.journal_path}: {error.strerror}."
-            ) from error
-        for line in lines:
-            record = _parse(line)
-            if record is not None:
-                history.add(record)
-        return history
-
-    def _relative_moves(self, moves: Iterable[Move]) -> list[dict[str, str]]:
-        return [
-            {
-                "from": m.source.relative_to(self.root).as_posix(),
-                "to": m.destination.relative_to(self.root).as_posix(),
-            }
-            for m in moves
-        ]
-
-    def _action_of(self, record: dict[str, Any]) -> Action:
-        moves = tuple(
-            Move(self.root / pair["from"], self.root / pair["to"]) for pair in record["moves"]
-        )
-        return Action(
-            record["id"],
-            record["kind"],
-            moves,
-            record["time"],
-            record["to"],
-            renamed=_renamed(moves),
-        )
-
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def _plan(places: Sequence[_Place], folder_of: Callable[[_Place], Path]) -> list[Move]:
-    """Each picture into its new folder under its own name, or a free one."""
-    taken: set[str] = set()
-    return [Move(p.path, _free_name(folder_of(p), p.path.name, taken)) for p in places]
-
-
-def _renamed(moves: Iterable[Move]) -> tuple[Renamed, ...]:
-    """The moves into a folder that could not keep the picture's name."""
-    return tuple(
-        Renamed(m.destination.parent / m.source.name, m.destination)
-        for m in moves
-        if m.destination.name != m.source.name
-    )
-
-
-def _free_name(folder: Path, name: str, taken: set[str]) -> Path:
-    """``folder/name``, or ``name (2)``, ``name (3)``... before the suffix if the name is
-    in use on disk or by another picture of the same step. ``taken`` compares names
-    without case, since a case-insensitive disk would make ``A.jpg`` replace ``a.jpg``."""
-    stem, suffix = os.path.splitext(name)
-    candidate, number = folder / name, 1
-    while os.path.lexists(candidate) or str(candidate).casefold() in taken:
-        number += 1
-        candidate = folder / f"{stem} ({number}){suffix}"
-    taken.add(str(candidate).casefold())
-    return candidate
 
 
 def _move(source: Path, destination: Path) -> None:
@@ -489,93 +296,6 @@ def _rollback_note(made: int, left: Sequence[Move]) -> str:
         return f"The {made} already moved went back where they were: nothing changed."
     names = _named([str(m.destination) for m in left])
     return f"These could not go back now, and undo will return them: {names}."
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    """One journal line, or None for a torn, foreign or unsafe one (a path leading out
-    of the dataset is never followed)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("id"), str):
-        return None
-    kind = record.get("type")
-    if kind in ("done", "rolled_back"):
-        return record
-    if kind == "undo" and isinstance(record.get("of"), str):
-        return record
-    if kind != "action" or record.get("kind") not in ("relabel", "exclude"):
-        return None
-    to_class = record.setdefault("to", None)
-    if to_class is not None and not isinstance(to_class, str):
-        return None
-    moves = record.get("moves")
-    if not isinstance(moves, list) or not all(_safe_pair(pair) for pair in moves):
-        return None
-    record.setdefault("time", "")
-    return record
-
-
-def _safe_pair(pair: object) -> bool:
-    """Both paths relative and below the dataset root, read as POSIX and as Windows
-    paths alike, so a hand-edited line cannot reach outside on either system."""
-    if not isinstance(pair, dict):
-        return False
-    for key in ("from", "to"):
-        value = pair.get(key)
-        if not isinstance(value, str) or not value:
-            return False
-        for path in (PurePosixPath(value), PureWindowsPath(value)):
-            if path.is_absolute() or path.anchor or ".." in path.parts:
-                return False
-    return True
-
-
-def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
-    for child in _subfolders(root):
-        if child.name.lower() in names:
-            return child
-    return None
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    return sorted(e for e in folder.iterdir() if e.is_dir() and not _is_hidden(e.name))
-
-
-def _is_hidden(name: str) -> bool:
-    """As the scan decides: such entries are not part of the dataset."""
-    return name.startswith(".") or name.startswith("__")
-
-
-def _absolute(given: str | Path) -> Path:
-    """An absolute path whose folders are resolved but whose last part is not: a
-    picture that is a link is moved as a link."""
-    path = Path(given).expanduser().absolute()
-    if path.name in ("", ".", ".."):
-        return path.resolve()
-    return path.parent.resolve() / path.name
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _nearest_existing(folder: Path) -> Path:
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a new file's name durable (POSIX; Windows cannot open a folder)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _named(items: Sequence[str]) -> str:
