@@ -382,5 +382,5 @@ def test_dropped_pictures_show_the_try_it_tab(qtbot, panel, colour_dataset) -> N
     assert panel.side_tabs.currentWidget() is panel.gallery
     with qtbot.waitSignal(panel.predictions_shown, timeout=30_000):
         panel.predict([str(next((colour_dataset / "red").iterdir()))])
-    assert panel.side_tabs.currentWidget() is panel.prediction_box
+    assert panel.side_tabs.currentWidget() is panel.try_it
     assert panel.predictions.count() == 1

@@ -325,18 +325,18 @@ def test_predictions_show_progress_and_cancel_keeps_those_made(
         return real_tensor_for(self, path)
 
     monkeypatch.setattr(Predictor, "tensor_for", tensor_for)
-    panel = window.results_panel
+    panel, box = window.results_panel, window.results_panel.try_it
     panel.predict([str(colour_dataset)])  # 36 pictures
     qtbot.waitUntil(gate.entered.is_set, timeout=30_000)
     # 16 classified (one batch) of 36, counted twice: classifying, then previews.
-    qtbot.waitUntil(lambda: panel.prediction_progress.value() == 16, timeout=30_000)
-    assert panel.prediction_progress.maximum() == 72 and panel.cancel_predictions.isVisible()
+    qtbot.waitUntil(lambda: box.prediction_progress.value() == 16, timeout=30_000)
+    assert box.prediction_progress.maximum() == 72 and box.cancel_predictions.isVisible()
 
     with qtbot.waitSignal(panel.predictions_shown, timeout=30_000) as shown:
-        qtbot.mouseClick(panel.cancel_predictions, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(box.cancel_predictions, Qt.MouseButton.LeftButton)
         gate.release.set()
 
     assert shown.args == [20] and panel.predictions.count() == 20
     assert panel.banner.text == "Stopped: 20 pictures classified."
-    assert not panel.prediction_progress.isVisible()
+    assert not box.prediction_progress.isVisible()
     assert len(calls) == 20  # no picture was read after the cancel

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from .resources import app_icon
+from .review_loop import ReviewLoop
 from .session import last_opened, remember_last
 from .widgets.augmentation_note import trains_cached_head
 from .widgets.dataset_panel import ENGINE_SOURCE, FOLDER_SOURCE, PROJECT_SOURCE, DatasetPanel
@@ -154,6 +155,7 @@ class MainWindow(QMainWindow):
             "so its log may show fewer threads."
         )
         self.statusBar().addPermanentWidget(self.device_label)
+        self.review = ReviewLoop(self)
         self._build_menus()
 
         self.data_panel.dataset_loaded.connect(self._on_data_panel_dataset_loaded)
@@ -222,6 +224,7 @@ class MainWindow(QMainWindow):
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self.menuBar().addMenu("&Edit").addAction(self.review.undo_action)
         self._build_step_menu()
         self._build_training_menu()
         help_menu = self.menuBar().addMenu("&Help")

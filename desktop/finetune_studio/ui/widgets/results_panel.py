@@ -1,4 +1,5 @@
-"""UI layer: step 4, how good the model is, what it says about new pictures, export."""
+"""UI layer: step 4, how good the model is, the pictures behind every figure, the
+suspected wrong labels, what it says about new pictures (``try_it``), export."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QModelIndex, QSize, Qt, Signal, Slot
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -16,9 +17,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QListWidget,
-    QListWidgetItem,
     QMessageBox,
-    QProgressBar,
     QPushButton,
     QSplitter,
     QTableView,
@@ -31,66 +30,22 @@ from ..models.table_models import ConfusionMatrixModel, RowsModel
 from ..resources import action_icon
 from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
-from .dataset_panel import icon_from_rgb
 from .gallery import OLD_RUN_HINT, Gallery
 from .picture_viewer import PictureViewer
-from .task_progress import show_latest_progress
-
-VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
-"""A prediction item keeps its verdict lines here; its heading (the path) changes as
-more pictures with the same name arrive."""
+from .suspects_panel import SuspectsPanel
+from .try_it import TryItBox
 
 if TYPE_CHECKING:
     from ...engine.evaluation import Evaluation
-    from ...engine.predict import Prediction
     from ...engine.review.records import PictureRecord
     from ...engine.training import TrainingResult
 
-PREVIEW_SIZE = 96
 NO_RESULT = "Train a model to see its results here."
 NO_VALIDATION_HINT = "There were no validation pictures to show here."
 STORAGE_SOURCE = "storage"  # keeping or reopening a run failed: cleared when one succeeds
-PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
 
 
 Preview = tuple[bytes, int, int]
-
-
-class PictureClassification:
-    """A task's function: top-3 predictions, then a small preview of each picture.
-    Progress counts both passes; a cancel keeps the pictures done so far."""
-
-    def __init__(self, result: TrainingResult, paths: list[str]) -> None:
-        self.result, self.paths = result, paths
-
-    def __call__(
-        self, progress: ProgressFn, cancel: threading.Event
-    ) -> list[tuple[Prediction, Preview | None]]:
-        from ...engine.images import ImageProblem, load_rgb
-        from ...engine.predict import Predictor, expand_paths
-
-        result = self.result
-        predictor = Predictor(result.model, result.class_names, result.preprocessing)
-        files = expand_paths(self.paths)
-        total = 2 * len(files)
-
-        def predicted(done: int, _: int) -> None:
-            progress(done, total)
-
-        predictions = predictor.predict(files, 3, progress=predicted, cancel=cancel)
-        outcome: list[tuple[Prediction, Preview | None]] = []
-        for prediction in predictions:
-            preview = None
-            try:
-                if not cancel.is_set():  # after a cancel, the predictions made so far
-                    image = load_rgb(prediction.path, PREVIEW_SIZE)
-                    image.thumbnail((PREVIEW_SIZE, PREVIEW_SIZE))
-                    preview = (image.tobytes(), image.width, image.height)
-            except ImageProblem:
-                pass
-            outcome.append((prediction, preview))
-            progress(len(files) + len(outcome), total)
-        return outcome
 
 
 class ModelExport:
@@ -107,29 +62,6 @@ class ModelExport:
         return str(save_model_folder(self.result, self.folder, self.overwrite, self.formats))
 
 
-def distinct_names(paths: list[str]) -> list[str]:
-    """The shortest tail of each path (file name, then ``parent/name``, and so on) that no
-    other path shown shares; the same path twice gets the same name."""
-    parts = {path: Path(path).parts for path in paths}
-    depth = dict.fromkeys(parts, 1)
-    while True:
-        groups: dict[tuple[str, ...], list[str]] = {}
-        for path, tail in parts.items():
-            groups.setdefault(tail[-depth[path] :], []).append(path)
-        deeper = [
-            path
-            for group in groups.values()
-            if len(group) > 1
-            for path in group
-            if depth[path] < len(parts[path])
-        ]
-        if not deeper:
-            break
-        for path in deeper:
-            depth[path] += 1
-    return ["/".join(parts[path][-depth[path] :]) for path in paths]
-
-
 def evaluation_records(evaluation: Evaluation) -> list[PictureRecord]:
     predictions = evaluation.predictions
     return [] if predictions is None else predictions.records()
@@ -143,15 +75,13 @@ def suggested_export_name(result: TrainingResult) -> str:
 class ResultsPanel(QWidget):
     exported = Signal(str)  # the folder written
     export_failed = Signal(str)  # the message shown
-    predictions_shown = Signal(int)  # how many pictures were classified or skipped
+    predictions_shown = Signal(int)  # relayed from the Try it box
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
         self.result: TrainingResult | None = None
         self.export_task: Task | None = None
-        self.prediction_task: Task | None = None
-        self._queued: list[list[str]] = []  # pictures dropped while others are classified
 
         self.banner = Banner()
         self.summary = QLabel(NO_RESULT)
@@ -167,22 +97,7 @@ class ResultsPanel(QWidget):
             view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.per_class_view.verticalHeader().hide()
 
-        self.open_pictures = QPushButton("Open pictures…")
-        self.prediction_progress = QProgressBar()
-        self.prediction_progress.setFormat("Classifying… %p%")
-        self.cancel_predictions = QPushButton("Cancel")
-        self.predictions = QListWidget()
-        self.predictions.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
-        self.predictions.setWordWrap(True)
-        self.prediction_box = prediction_box = QGroupBox("Try it: drop pictures here or open them")
-        prediction_layout = QVBoxLayout(prediction_box)
-        prediction_row = QHBoxLayout()
-        prediction_row.addWidget(self.open_pictures)
-        prediction_row.addWidget(self.prediction_progress, stretch=1)
-        prediction_row.addWidget(self.cancel_predictions)
-        prediction_layout.addLayout(prediction_row)
-        prediction_layout.addWidget(self.predictions)
-
+        self.try_it = TryItBox(runner, self.banner)
         self.torchscript = QCheckBox("TorchScript")
         self.onnx = QCheckBox("ONNX")
         self.export_button = QPushButton("Export…")
@@ -212,7 +127,9 @@ class ResultsPanel(QWidget):
         self.viewer: PictureViewer | None = None
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(self.gallery, "Pictures")
-        self.side_tabs.addTab(prediction_box, "Try it")
+        self.suspects = SuspectsPanel(runner)
+        self.side_tabs.addTab(self.suspects, "Suspected wrong labels")
+        self.side_tabs.addTab(self.try_it, "Try it")
         body = QSplitter(Qt.Orientation.Horizontal)
         body.addWidget(metrics)
         body.addWidget(self.side_tabs)
@@ -223,26 +140,19 @@ class ResultsPanel(QWidget):
         layout.addWidget(body, stretch=1)
         layout.addWidget(export_box)
 
-        self.open_pictures.clicked.connect(self._on_open_pictures_clicked)
-        self.cancel_predictions.clicked.connect(self._on_cancel_predictions_clicked)
         self.export_button.clicked.connect(self.choose_export_folder)
+        self.try_it.predictions_shown.connect(self.predictions_shown)
+        self.try_it.shown_requested.connect(self._on_try_it_shown_requested)
         self._connect_gallery()
-        self._show_prediction_progress(False)
         self.set_result(None)
 
     # --- results ---------------------------------------------------------------------------
     def set_result(self, result: TrainingResult | None, note: str = "") -> None:
         """Show a run's results; ``note`` says where it came from (a reopened run)."""
-        self._queued.clear()
-        if self.prediction_task is not None:
-            self.prediction_task.discard()  # pictures classified by the previous model
-            self.prediction_task = None
-            self._show_prediction_progress(False)
+        self.try_it.set_result(result)
         self.result = result
-        has_model = result is not None
-        for widget in (self.open_pictures, self.export_button, self.torchscript, self.onnx):
-            widget.setEnabled(has_model)
-        self.predictions.clear()
+        for widget in (self.export_button, self.torchscript, self.onnx):
+            widget.setEnabled(result is not None)
         if self.viewer is not None:
             self.viewer.reject()  # a picture of the previous model
         if result is None:
@@ -294,6 +204,9 @@ class ResultsPanel(QWidget):
         self.gallery.record_opened.connect(self.open_record)
         self.gallery.exported.connect(self._on_gallery_exported)
         self.gallery.export_failed.connect(self._on_gallery_export_failed)
+        self.suspects.suspects_found.connect(self._on_suspects_found)
+        self.suspects.picture_opened.connect(self.open_path)
+        self.suspects.dataset_changed.connect(self._on_suspects_dataset_changed)
 
     def show_pictures(self) -> None:
         self.side_tabs.setCurrentWidget(self.gallery)
@@ -349,6 +262,19 @@ class ResultsPanel(QWidget):
         if record is not None:
             self.open_record(record)
 
+    @Slot(dict)
+    def _on_suspects_found(self, suspects: dict[str, int]) -> None:
+        """The gallery's "suspected wrong label" filter shows them, training pictures
+        too (with their out-of-fold probabilities as their records)."""
+        report = self.suspects.report
+        if report is None or self.result is None or report.class_names != self.result.class_names:
+            return  # the gallery's classes are another run's: its indices would mislead
+        self.gallery.set_suspects(suspects, report.out_of_fold.records())
+
+    @Slot()
+    def _on_suspects_dataset_changed(self) -> None:
+        self.gallery.thumbnails.forget()  # a moved picture's path may now hold another
+
     @Slot(str)
     def _on_gallery_exported(self, path: str) -> None:
         self.banner.show_info(f"Saved the list of pictures to {path}")
@@ -357,97 +283,25 @@ class ResultsPanel(QWidget):
     def _on_gallery_export_failed(self, message: str) -> None:
         self.banner.show_error(message)
 
-    # --- predictions -----------------------------------------------------------------------
+    # --- try it ---------------------------------------------------------------------------
+    @property
+    def predictions(self) -> QListWidget:
+        return self.try_it.predictions
+
+    @property
+    def open_pictures(self) -> QPushButton:
+        return self.try_it.open_pictures
+
     @property
     def predicting(self) -> bool:
-        return self.prediction_task is not None
+        return self.try_it.predicting
 
     def predict(self, paths: list[str]) -> None:
-        """Classify pictures (or the pictures in folders) in a task, with progress and
-        Cancel; pictures dropped meanwhile wait for the ones in progress."""
-        if self.result is None:
-            self.banner.show_warning("Train a model first, then drop pictures here.")
-            return
-        self._queued.append(paths)
-        self.side_tabs.setCurrentWidget(self.prediction_box)
-        if self.prediction_task is None:
-            self._predict_next()
-
-    def _predict_next(self) -> None:
-        if not self._queued or self.result is None:
-            return
-        self.banner.clear()
-        job = PictureClassification(self.result, self._queued.pop(0))
-        task = self.runner.run_function(job, "predict")
-        task.progressed.connect(self._on_prediction_task_progressed)
-        task.succeeded.connect(self._on_prediction_task_succeeded)
-        task.failed.connect(self._on_prediction_task_failed)
-        self.prediction_task = task
-        self.prediction_progress.setRange(0, 0)
-        self._show_prediction_progress(True)
-
-    def _show_prediction_progress(self, visible: bool) -> None:
-        self.prediction_progress.setVisible(visible)
-        self.cancel_predictions.setVisible(visible)
-        self.cancel_predictions.setEnabled(visible)
-
-    @Slot(list)
-    def _on_prediction_task_progressed(self, events: list[object]) -> None:
-        show_latest_progress(self.prediction_progress, events)
+        self.try_it.predict(paths)
 
     @Slot()
-    def _on_cancel_predictions_clicked(self) -> None:
-        self._queued.clear()
-        if self.prediction_task is not None:
-            self.prediction_task.cancel()
-            self.cancel_predictions.setEnabled(False)
-
-    @Slot(object)
-    def _on_prediction_task_succeeded(
-        self, outcome: list[tuple[Prediction, Preview | None]]
-    ) -> None:
-        task, self.prediction_task = self.prediction_task, None
-        self._show_prediction_progress(False)
-        if task is not None and task.cancel_requested:
-            self.banner.show_info(f"Stopped: {len(outcome)} pictures classified.")
-        elif not outcome:
-            self.banner.show_warning("No pictures found there.")
-        for prediction, preview in reversed(outcome):  # the newest batch on top, in its order
-            if prediction.error:
-                verdict = f"skipped: {prediction.error}"
-            else:
-                verdict = "\n".join(f"{label}  {p:.1%}" for label, p in prediction.top)
-            item = QListWidgetItem()
-            item.setToolTip(prediction.path)
-            item.setData(VERDICT_ROLE, verdict)
-            if preview is not None:
-                item.setIcon(icon_from_rgb(*preview))
-            self.predictions.insertItem(0, item)
-        self._name_predictions()
-        self.predictions_shown.emit(len(outcome))
-        self._predict_next()
-
-    def _name_predictions(self) -> None:
-        """Head each prediction with as much of its path as tells it from the others shown:
-        two ``0005.jpg`` from different folders read ``a/0005.jpg`` and ``b/0005.jpg``."""
-        items = [self.predictions.item(row) for row in range(self.predictions.count())]
-        names = distinct_names([item.toolTip() for item in items])
-        for item, name in zip(items, names):
-            item.setText(f"{name}\n{item.data(VERDICT_ROLE)}")
-
-    @Slot(str, str)
-    def _on_prediction_task_failed(self, message: str, details: str) -> None:
-        self.prediction_task = None
-        self._show_prediction_progress(False)
-        self.banner.show_error(message, details)
-        self.predictions_shown.emit(0)
-        self._predict_next()
-
-    @Slot()
-    def _on_open_pictures_clicked(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open pictures", "", PICTURE_FILTER)
-        if paths:
-            self.predict(paths)
+    def _on_try_it_shown_requested(self) -> None:
+        self.side_tabs.setCurrentWidget(self.try_it)
 
     # --- export ---------------------------------------------------------------------------
     def selected_formats(self) -> tuple[str, ...]:
