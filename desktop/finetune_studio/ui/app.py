@@ -61,7 +61,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="classify these pictures (or folders) after training",
     )
     parser.add_argument(
-        "--screenshot", metavar="FILE.png", help="save a screenshot of the window when done"
+        "--suspects",
+        action="store_true",
+        help="after training (or with a reopened run), find the suspected wrong labels",
+    )
+    parser.add_argument(
+        "--open-picture",
+        action="store_true",
+        help="at the end, open the Results gallery's first picture with its heatmap",
+    )
+    parser.add_argument(
+        "--screenshot",
+        metavar="FILE.png",
+        help="save a screenshot of the window (of the screen, with --open-picture) when done",
     )
     parser.add_argument(
         "--step", choices=STEPS, help="the step to show at the end (for screenshots)"
@@ -205,8 +217,10 @@ class ScriptedRun(QObject):
         self._use_reopened_run()
 
     def _use_reopened_run(self) -> None:
-        """Without --train, --predict and --export use the project's last run."""
-        if not (self.args.predict or self.args.export):
+        """Without --train, --predict, --export and the review flags use the project's
+        last run."""
+        args = self.args
+        if not (args.predict or args.export or args.suspects or args.open_picture):
             self.finish()
         elif self.window.results_panel.result is None:
             print("finetune-studio: no trained model: add --train", file=sys.stderr)
@@ -239,11 +253,45 @@ class ScriptedRun(QObject):
             formats = tuple(self.args.export_format) if self.args.export_format else None
             panel.export_to(self.args.export, formats)
         else:
-            self.finish()
+            self._review_or_finish()
 
     @Slot(str)
     def _on_exported(self, _: str) -> None:
-        self.finish()
+        self._review_or_finish()
+
+    def _review_or_finish(self) -> None:
+        results = self.window.results_panel
+        if self.args.suspects:
+            results.suspects.search_ended.connect(self._on_search_ended)
+            results.side_tabs.setCurrentWidget(results.suspects)
+            results.suspects.find_requested.emit()
+        else:
+            self._open_picture_or_finish()
+
+    @Slot(bool)
+    def _on_search_ended(self, found: bool) -> None:
+        self.window.results_panel.suspects.search_ended.disconnect(self._on_search_ended)
+        if not found:
+            self.failed = True
+        self._open_picture_or_finish()
+
+    def _open_picture_or_finish(self) -> None:
+        results = self.window.results_panel
+        shown = results.gallery.shown_records()
+        if not self.args.open_picture or not shown:
+            self.finish(failed=self.args.open_picture and not shown)
+            return
+        results.show_pictures()
+        results.open_record(shown[0])
+        self._wait_for_heatmap()
+
+    @Slot()
+    def _wait_for_heatmap(self) -> None:
+        viewer = self.window.results_panel.viewer
+        if viewer is not None and viewer.computing:
+            QTimer.singleShot(100, self._wait_for_heatmap)
+        else:
+            self.finish()
 
     @Slot(str)
     def _on_export_failed(self, _: str) -> None:
@@ -267,7 +315,13 @@ class ScriptedRun(QObject):
     def _take_screenshot(self) -> None:
         path = Path(self.args.screenshot)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.window.grab().save(str(path)):
+        screen, frame = self.window.screen(), self.window.geometry()
+        picture = (  # the viewer is a window of its own: what the screen shows there
+            screen.grabWindow(0, frame.x(), frame.y(), frame.width(), frame.height())
+            if self.args.open_picture and screen is not None
+            else self.window.grab()
+        )
+        if not picture.save(str(path)):
             print(f"finetune-studio: could not save the screenshot to {path}", file=sys.stderr)
             self.failed = True
         self._quit_if_asked()

@@ -128,6 +128,7 @@ class ResultsPanel(QWidget):
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(self.gallery, "Pictures")
         self.suspects = SuspectsPanel(runner)
+        self.suspects.set_thumbnails(self.gallery.thumbnails)
         self.side_tabs.addTab(self.suspects, "Suspected wrong labels")
         self.side_tabs.addTab(self.try_it, "Try it")
         body = QSplitter(Qt.Orientation.Horizontal)

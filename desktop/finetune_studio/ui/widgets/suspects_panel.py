@@ -14,8 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QStandardItem, QStandardItemModel
+from PySide6.QtCore import QModelIndex, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QIcon, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -38,8 +38,10 @@ if TYPE_CHECKING:
     from ...engine.recipe import Recipe
     from ...engine.review.journal import Action
     from ...engine.review.suspects import SuspectReport
+    from ..workers.thumbnails import ThumbnailLoader
 
 COLUMNS = ("Picture", "Labelled", "Probably", "Suspicion", "Now")
+ICON_SIZE = 48
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 SUGGESTED_ROLE = Qt.ItemDataRole.UserRole + 2
 EXPLANATION = (
@@ -55,6 +57,7 @@ class SuspectsPanel(QWidget):
     dataset_changed = Signal()  # pictures were moved (or put back)
     retrain_requested = Signal()
     picture_opened = Signal(str)  # a path, double-clicked
+    search_ended = Signal(bool)  # True when suspects were found and listed
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +66,7 @@ class SuspectsPanel(QWidget):
         self.report: SuspectReport | None = None
         self.dataset: str | None = None
         self.changed = False  # the dataset changed since the last run
+        self.thumbnails: ThumbnailLoader | None = None
         # Journal actions per repair made here, newest last: one Undo puts back a whole
         # repair ("Move to suggested class" makes an action per class). Actions made
         # before a restart, or with the CLI, are undone one at a time.
@@ -84,6 +88,8 @@ class SuspectsPanel(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.verticalHeader().hide()
+        self.table.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
+        self.table.verticalHeader().setDefaultSectionSize(ICON_SIZE + 6)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -140,6 +146,24 @@ class SuspectsPanel(QWidget):
         self.table.doubleClicked.connect(self._on_table_double_clicked)
         self._update_buttons()
 
+    def set_thumbnails(self, loader: ThumbnailLoader) -> None:
+        """Show each suspect's picture, decoded off the GUI thread by ``loader`` (the
+        gallery's, so a picture is decoded once for both)."""
+        self.thumbnails = loader
+        loader.thumbnails_arrived.connect(self._on_thumbnails_arrived)
+
+    @Slot(list)
+    def _on_thumbnails_arrived(self, paths: list[str]) -> None:
+        arrived = set(paths)
+        for row in range(self.model.rowCount()):
+            if self._path(row) in arrived:
+                self._show_thumbnail(row)
+
+    def _show_thumbnail(self, row: int) -> None:
+        pixmap = self.thumbnails.thumbnail(self._path(row)) if self.thumbnails else None
+        if pixmap is not None:
+            self.model.item(row, 0).setIcon(QIcon(pixmap))
+
     # --- finding ---------------------------------------------------------------------------
     @property
     def running(self) -> bool:
@@ -163,6 +187,7 @@ class SuspectsPanel(QWidget):
 
     def show_unavailable(self, reason: str) -> None:
         self.status.setText(reason)
+        self.search_ended.emit(False)
 
     def set_dataset(self, folder: str | None) -> None:
         """The dataset the window works on; suspects of another one are forgotten."""
@@ -206,8 +231,10 @@ class SuspectsPanel(QWidget):
         self._set_running(False)
         if report is None:
             self.status.setText("Search stopped.")
+            self.search_ended.emit(False)
             return
         self.show_report(report)
+        self.search_ended.emit(True)
 
     @Slot(str, str)
     def _on_task_failed(self, message: str, details: str) -> None:
@@ -215,12 +242,14 @@ class SuspectsPanel(QWidget):
         self._set_running(False)
         self.status.setText(f"Could not search: {message}")
         self.status.setToolTip(details)
+        self.search_ended.emit(False)
 
     @Slot()
     def _on_task_cancelled(self) -> None:
         self.task = None
         self._set_running(False)
         self.status.setText("Search stopped.")
+        self.search_ended.emit(False)
 
     @Slot()
     def _on_cancel_button_clicked(self) -> None:
@@ -244,6 +273,7 @@ class SuspectsPanel(QWidget):
                 QStandardItem(""),
             ]
             self.model.appendRow(cells)
+            self._show_thumbnail(self.model.rowCount() - 1)
         count = len(report.suspects)
         self.title.setText(f"<b>Suspected wrong labels ({count})</b>")
         self.note.setText(report.note)
