@@ -20,7 +20,7 @@ from finetune_studio.engine.review.out_of_fold import assign_folds
 from finetune_studio.engine.review.suspects import SuspectReport, SuspectSearch
 from finetune_studio.engine.training import Trainer
 from support.runs import drain
-from support.tiny import TINY, make_colour_dataset
+from support.tiny import TINY, make_colour_dataset, misfile
 
 
 @pytest.fixture
@@ -28,13 +28,7 @@ def mislabelled(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """Colour pictures, three of them moved into a wrong class folder:
     {moved path: real class}."""
     root = make_colour_dataset(tmp_path / "colours", per_class=20)
-    moved: dict[str, str] = {}
-    for real, wrong, index in (("red", "blue", 0), ("green", "red", 1), ("blue", "green", 2)):
-        source = root / real / f"{real}_{index:03d}.png"
-        target = root / wrong / f"moved_{source.name}"
-        source.rename(target)
-        moved[str(target)] = real
-    return root, moved
+    return root, misfile(root, [("red", "blue"), ("green", "red"), ("blue", "green")])
 
 
 def recipe_for(dataset: Path, freeze: str = "head") -> Recipe:

@@ -89,3 +89,15 @@ def make_colour_dataset(
             pixels = np.clip(np.array(rgb) + noise, 0, 255).astype(np.uint8)
             Image.fromarray(pixels).save(folder / f"{name}_{i:03d}.png")
     return root
+
+
+def misfile(root: Path, moves: list[tuple[str, str]], index: int = 0) -> dict[str, str]:
+    """Move picture ``index`` of each class ``real`` into class ``wrong`` (as a user
+    would misfile it): {moved path: real class}."""
+    moved: dict[str, str] = {}
+    for real, wrong in moves:
+        source = sorted((root / real).iterdir())[index]
+        target = root / wrong / f"moved_{source.name}"
+        source.rename(target)
+        moved[str(target)] = real
+    return moved

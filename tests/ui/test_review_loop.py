@@ -11,7 +11,7 @@ from helpers import start_training
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from finetune_studio.ui.main_window import RESULTS_TAB
-from support.tiny import make_colour_dataset
+from support.tiny import make_colour_dataset, misfile
 
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -19,13 +19,7 @@ PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 @pytest.fixture
 def mislabelled(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = make_colour_dataset(tmp_path / "colours", per_class=16)
-    moved: dict[str, str] = {}
-    for real, wrong in (("red", "blue"), ("green", "red")):
-        source = root / real / f"{real}_000.png"
-        target = root / wrong / f"moved_{source.name}"
-        source.rename(target)
-        moved[str(target)] = real
-    return root, moved
+    return root, misfile(root, [("red", "blue"), ("green", "red")])
 
 
 def counts(window) -> dict[str, int]:

@@ -15,7 +15,7 @@ from finetune_studio.engine.freezing import FreezePlan
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.ui.widgets.suspects_panel import SuspectsPanel
 from finetune_studio.ui.workers.tasks import TaskRunner, background_threads_running
-from support.tiny import TINY, make_colour_dataset
+from support.tiny import TINY, make_colour_dataset, misfile
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -30,13 +30,7 @@ def snapshot(root: Path) -> dict[str, str]:
 @pytest.fixture
 def mislabelled(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     root = make_colour_dataset(tmp_path / "colours", per_class=20)
-    moved: dict[str, str] = {}
-    for real, wrong in (("red", "blue"), ("green", "red")):
-        source = root / real / f"{real}_000.png"
-        target = root / wrong / f"moved_{source.name}"
-        source.rename(target)
-        moved[str(target)] = real
-    return root, moved
+    return root, misfile(root, [("red", "blue"), ("green", "red")])
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Generator, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, NoReturn, Protocol, TypeAlias, TypeVar
 
 if TYPE_CHECKING:
     from ..engine.events import Log, StageProgress
@@ -21,6 +21,7 @@ EXIT_STOPPED = 130  # stopped by Ctrl-C, as a shell reports it
 Handler = Callable[[argparse.Namespace], int]
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # add_commands gets it
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,6 +80,25 @@ def drain_steps(steps: Generator[tuple[int, int], None, T], label: str) -> T:
     from ..engine.events import as_stage_progress
 
     return drain(as_stage_progress(steps, label))
+
+
+class CancellableTask(Protocol[T_co]):
+    """An engine task: a generator of events that returns its outcome (None when
+    cancelled), and a thread-safe cancel."""
+
+    def events(self) -> Generator[object, None, T_co | None]: ...
+
+    def cancel(self) -> None: ...
+
+
+def run_cancellable(task: CancellableTask[T], what: str) -> T | None:
+    """Run ``task`` to its end, progress on stderr; the first Ctrl-C asks it to stop.
+    None, after saying so, when it was stopped."""
+    with first_ctrl_c_calls(task.cancel, f"Stopping the {what}"):
+        outcome = drain(task.events())
+    if outcome is None:
+        print(f"finetune-studio-cli: the {what} was stopped", file=sys.stderr)
+    return outcome
 
 
 @contextlib.contextmanager

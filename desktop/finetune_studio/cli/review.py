@@ -18,10 +18,10 @@ from .common import (
     EXIT_STOPPED,
     Commands,
     Handler,
-    drain,
     drain_steps,
     first_ctrl_c_calls,
     print_json,
+    run_cancellable,
 )
 from .recipe_options import add_recipe_options, recipe_from_args
 
@@ -60,11 +60,8 @@ def _cmd_suspects(args: argparse.Namespace) -> int:
         raise RecipeError(f"--top must be at least 1, got {args.top}.")
     recipe = recipe_from_args(args)
     preflight(recipe)
-    search = SuspectSearch(recipe, folds=args.folds)
-    with first_ctrl_c_calls(search.cancel, "Stopping the search"):
-        report = drain(search.events())
+    report = run_cancellable(SuspectSearch(recipe, folds=args.folds), "search")
     if report is None:
-        print("finetune-studio-cli: the search was stopped", file=sys.stderr)
         return EXIT_STOPPED
     if report.note:
         print(f"note: {report.note}", file=sys.stderr)

@@ -14,11 +14,11 @@ from .common import (
     Commands,
     Handler,
     StderrProgress,
-    drain,
     first_ctrl_c_calls,
     print_json,
     print_log,
     print_stage,
+    run_cancellable,
 )
 from .recipe_options import add_recipe_options, recipe_from_args
 
@@ -152,11 +152,8 @@ def _cmd_advise(args: argparse.Namespace) -> int:
         raise RecipeError(
             f"--budget-s must be a positive number of seconds, got {args.budget_s:g}."
         )
-    advisor = Advisor(recipe, budget_s=args.budget_s)
-    with first_ctrl_c_calls(advisor.cancel, "Stopping the measurement"):
-        advice = drain(advisor.events())
+    advice = run_cancellable(Advisor(recipe, budget_s=args.budget_s), "measurement")
     if advice is None:
-        print("finetune-studio-cli: the measurement was stopped", file=sys.stderr)
         return EXIT_STOPPED
     if args.json:
         print_json(advice.to_dict())

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from ..workers.event_job import EventsJob
 from ..workers.tasks import Task, TaskRunner
+from .task_progress import show_stages, show_starting
 from .wording import format_duration
 
 if TYPE_CHECKING:
@@ -131,8 +132,7 @@ class AdvisorBox(QGroupBox):
         task.failed.connect(self._on_task_failed)
         task.cancelled.connect(self._on_task_cancelled)
         self._set_running(True)
-        self.progress.setRange(0, 0)
-        self.progress.setFormat("Starting…")
+        show_starting(self.progress)
 
     def cancel(self) -> None:
         if self.task is not None:
@@ -163,15 +163,7 @@ class AdvisorBox(QGroupBox):
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        from ...engine.events import Log, StageProgress
-
-        for event in events:
-            if isinstance(event, StageProgress):
-                self.progress.setRange(0, max(event.total, 1))
-                self.progress.setValue(event.done)
-                self.progress.setFormat(f"{event.stage}: %v of %m")
-            elif isinstance(event, Log):
-                self.verdict.setText(event.message)
+        show_stages(self.progress, self.verdict, events)
 
     @Slot(object)
     def _on_task_succeeded(self, advice: Advice | None) -> None:

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from ..workers.event_job import EventsJob
 from ..workers.tasks import Task, TaskRunner
+from .task_progress import show_stages, show_starting
 
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
@@ -210,20 +211,11 @@ class SuspectsPanel(QWidget):
         self.cancel_button.setVisible(running)
         self.progress.setVisible(running)
         if running:
-            self.progress.setRange(0, 0)
-            self.progress.setFormat("Starting…")
+            show_starting(self.progress)
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        from ...engine.events import Log, StageProgress
-
-        for event in events:
-            if isinstance(event, StageProgress):
-                self.progress.setRange(0, max(event.total, 1))
-                self.progress.setValue(event.done)
-                self.progress.setFormat(f"{event.stage}: %v of %m")
-            elif isinstance(event, Log):
-                self.status.setText(event.message)
+        show_stages(self.progress, self.status, events)
 
     @Slot(object)
     def _on_task_succeeded(self, report: SuspectReport | None) -> None:

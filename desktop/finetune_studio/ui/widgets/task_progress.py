@@ -1,8 +1,9 @@
-"""UI layer: a progress bar that follows a function task's ``Progress`` events."""
+"""UI layer: a progress bar that follows a task's progress events: a function task's
+``Progress``, or an engine task's stages (``StageProgress``) and log lines."""
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QProgressBar
+from PySide6.QtWidgets import QLabel, QProgressBar
 
 from ..workers.tasks import Progress
 
@@ -13,3 +14,23 @@ def show_latest_progress(bar: QProgressBar, events: list[object]) -> None:
     if isinstance(latest, Progress):
         bar.setRange(0, max(latest.total, 1))
         bar.setValue(latest.done)
+
+
+def show_stages(bar: QProgressBar, status: QLabel, events: list[object]) -> None:
+    """An engine task's stages in the bar ("Computing features: 40 of 90") and its
+    latest log line in ``status``."""
+    from ...engine.events import Log, StageProgress
+
+    for event in events:
+        if isinstance(event, StageProgress):
+            bar.setRange(0, max(event.total, 1))
+            bar.setValue(event.done)
+            bar.setFormat(f"{event.stage}: %v of %m")
+        elif isinstance(event, Log):
+            status.setText(event.message)
+
+
+def show_starting(bar: QProgressBar) -> None:
+    """A busy bar until the task reports its first stage."""
+    bar.setRange(0, 0)
+    bar.setFormat("Starting…")
