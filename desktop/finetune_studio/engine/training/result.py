@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ..backbones import BackboneSpec
+from ..calibration import Calibration
 from ..evaluation import Evaluation
 from ..events import EpochEnd
 from ..preprocessing import Preprocessing
@@ -34,6 +35,7 @@ class TrainingResult:
     evaluation: Evaluation | None = None
     cancelled: bool = False
     stopped_early: bool = False
+    calibration: Calibration = field(default_factory=Calibration)  # identity until fitted
 
     @property
     def unit(self) -> str:
