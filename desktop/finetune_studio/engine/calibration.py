@@ -49,7 +49,5 @@ class Calibration:
             float(data.get("threshold", DEFAULT_THRESHOLD)),
             data.get("ece_before"),
             data.get("ece_after"),
-            tuple(
-                (float(a), float(b), float(c), int(d)) for a, b, c, d in data.get("bins", [])
-            ),
+            tuple((float(a), float(b), float(c), int(d)) for a, b, c, d in data.get("bins", [])),
         )

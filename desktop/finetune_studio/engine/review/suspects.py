@@ -8,9 +8,9 @@ flags, in each class, as many of its pictures as the class's estimated label noi
 says are wrong, those the probabilities fit least, ranked by self-confidence (the
 probability of the given class). The features are the pretrained network's,
 computed once and kept in the feature store, so after a head-only run this takes
-seconds. A recipe that
-fine-tunes deeper layers is not retrained per fold (that would be k runs): the user
-is told that its suspects come from the pretrained features.
+seconds. A recipe that fine-tunes deeper layers is not retrained per fold (that
+would be k runs): the user is told that its suspects come from the pretrained
+features.
 """
 
 from __future__ import annotations
