@@ -122,7 +122,7 @@ def test_a_failed_export_is_a_clear_error_and_keeps_the_previous_one(
     def fail(*args: object, **kwargs: object) -> None:
         raise error
 
-    target = export.os if where == "os.replace" else export
+    target = export.folder.os if where == "os.replace" else export.folder
     monkeypatch.setattr(target, where.rpartition(".")[2], fail)
     with pytest.raises(ExportError, match=message):
         save_model_folder(trained, folder, overwrite=True)

@@ -1,58 +1,45 @@
-"""Engine layer: a trained model as a self-describing folder, and its other formats.
+"""Engine layer: a trained model as a self-describing folder.
 
 A model folder holds ``model.safetensors`` and ``model.json`` (class names in index
 order, preprocessing, backbone, recipe, metrics, library versions). The loader
 rebuilds the network through the backbone registry and loads it with
 ``strict=True``. Folders are written under a temporary name and renamed into place,
 so a failed export leaves nothing half-written and the previous export intact.
-TorchScript and ONNX files are checked against the PyTorch model after writing. With
-the run's validation pictures, the folder also keeps ``predictions.csv``: what the model
-made of each of them (``review.records``).
+With the run's validation pictures, the folder also keeps ``predictions.csv``: what
+the model made of each of them (``review.records``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import platform
 import stat
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torchvision
 from safetensors.torch import load_file, save_file
-from torch import nn
 
-from .. import __version__
-from .atomic import write_file_atomically, write_folder_atomically
-from .backbones import build_model
-from .errors import ExportError, UserFacingError
-from .preprocessing import Preprocessing
-from .review.records import PREDICTIONS_FILE, records_to_csv
-from .training import TrainingResult
+from ... import __version__
+from ..atomic import write_folder_atomically
+from ..backbones import build_model
+from ..errors import ExportError, UserFacingError
+from ..preprocessing import Preprocessing
+from ..review.records import PREDICTIONS_FILE, records_to_csv
+from ..training import TrainingResult
+from .common import LoadedModel, os_errors_as_export_errors
+from .onnx_float import export_onnx
+from .torchscript import export_torchscript
 
 MODEL_FORMAT = "finetune-studio-model"
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 METADATA_FILE = "model.json"
-PARITY_TOLERANCE = 1e-4
-
-
-@dataclass
-class LoadedModel:
-    model: nn.Module
-    class_names: tuple[str, ...]
-    preprocessing: Preprocessing
-    metadata: dict[str, Any]
 
 
 def library_versions() -> dict[str, str]:
@@ -91,32 +78,6 @@ def check_destination(destination: Path, overwrite: bool) -> None:
         )
 
 
-@contextmanager
-def _os_errors_as_export_errors(destination: Path) -> Iterator[None]:
-    try:
-        yield
-    except PermissionError as exc:
-        raise ExportError(f"Cannot write to {destination}: permission denied.") from exc
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise ExportError(f"Could not write the export to {destination}: {reason}.") from exc
-
-
-@contextmanager
-def _conversion_errors(format_name: str) -> Iterator[None]:
-    """A converter that cannot handle a model (or is incomplete in this installation)
-    fails with its own words; our checks and disk errors pass through unchanged."""
-    try:
-        yield
-    except (UserFacingError, OSError):
-        raise
-    except Exception as exc:
-        raise ExportError(
-            f"Converting the model to {format_name} failed ({type(exc).__name__}: {exc}). "
-            f"Export again without {format_name}."
-        ) from exc
-
-
 def save_export_folder(
     destination: Path, write: Callable[[Path], None], overwrite: bool = False
 ) -> Path:
@@ -128,7 +89,7 @@ def save_export_folder(
     """
     destination = destination.expanduser().absolute()
     check_destination(destination, overwrite)
-    with _os_errors_as_export_errors(destination):
+    with os_errors_as_export_errors(destination):
         return write_folder_atomically(destination, write)
 
 
@@ -231,106 +192,3 @@ def load_model_folder(folder: str | Path) -> LoadedModel:
         Preprocessing.from_dict(meta["preprocessing"]),
         meta,
     )
-
-
-def sample_batch(preprocessing: Preprocessing, images: torch.Tensor | None = None) -> torch.Tensor:
-    """Inputs for parity checks: the given pictures, or fixed synthetic ones."""
-    if images is not None and len(images):
-        return images
-    generator = torch.Generator().manual_seed(0)
-    size = preprocessing.crop_size
-    return torch.randn(4, 3, size, size, generator=generator)
-
-
-def check_parity(reference: torch.Tensor, candidate: np.ndarray | torch.Tensor, what: str) -> float:
-    """Same top-1 and softmax probabilities within ``PARITY_TOLERANCE``, or ``ExportError``."""
-    candidate = torch.as_tensor(np.asarray(candidate))
-    ref_probs = torch.softmax(reference.float(), 1)
-    cand_probs = torch.softmax(candidate.float(), 1)
-    difference = float((ref_probs - cand_probs).abs().max())
-    if not torch.equal(ref_probs.argmax(1), cand_probs.argmax(1)) or difference > PARITY_TOLERANCE:
-        raise ExportError(
-            f"The {what} export does not match the PyTorch model (max probability "
-            f"difference {difference:.2e}); it was not kept."
-        )
-    return difference
-
-
-def save_export_file(destination: Path, write: Callable[[Path], None], overwrite: bool) -> None:
-    """Write one export file atomically (``atomic.write_file_atomically``); an existing
-    file is replaced only when ``overwrite`` is asked."""
-    destination = destination.expanduser().absolute()
-    if destination.exists() and not overwrite:
-        raise ExportError(
-            f"{destination} already exists; choose another name or allow overwriting."
-        )
-    with _os_errors_as_export_errors(destination):
-        write_file_atomically(destination, write)
-
-
-def export_torchscript(
-    loaded: LoadedModel,
-    destination: str | Path,
-    images: torch.Tensor | None = None,
-    overwrite: bool = False,
-) -> float:
-    """Trace to TorchScript, verify it, keep it. Returns the max probability difference."""
-    batch = sample_batch(loaded.preprocessing, images)
-    model = loaded.model.eval()
-    with torch.inference_mode():
-        reference = model(batch)
-
-    result: dict[str, float] = {}
-
-    def write(path: Path) -> None:
-        with warnings.catch_warnings(), _conversion_errors("TorchScript"):
-            # torch.jit is deprecated upstream but remains the format C++/mobile users load.
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.trace(model, batch[:1]).save(str(path))  # type: ignore[no-untyped-call]
-            reloaded = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-        with torch.inference_mode():
-            result["difference"] = check_parity(reference, reloaded(batch), "TorchScript")
-
-    save_export_file(Path(destination), write, overwrite)
-    return result["difference"]
-
-
-def export_onnx(
-    loaded: LoadedModel,
-    destination: str | Path,
-    images: torch.Tensor | None = None,
-    overwrite: bool = False,
-) -> float:
-    """Export to ONNX with a dynamic batch size, verify with onnxruntime, keep it."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ExportError(
-            "ONNX export needs the export extra: pip install 'finetune-studio[export]'."
-        ) from exc
-    batch = sample_batch(loaded.preprocessing, images)
-    model = loaded.model.eval()
-    with torch.inference_mode():
-        reference = model(batch)
-    argument = next(iter(inspect.signature(model.forward).parameters))
-    result: dict[str, float] = {}
-
-    def write(path: Path) -> None:
-        with _conversion_errors("ONNX"):
-            torch.onnx.export(
-                model,
-                (batch[:2],),
-                str(path),
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_shapes={argument: {0: torch.export.Dim("batch", min=1, max=4096)}},
-                dynamo=True,
-                external_data=False,
-                verbose=False,
-            )
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-            outputs = session.run(None, {"image": batch.numpy()})[0]
-        result["difference"] = check_parity(reference, outputs, "ONNX")
-
-    save_export_file(Path(destination), write, overwrite)
-    return result["difference"]
