@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from finetune_studio.engine import export
+from finetune_studio.engine.calibration import Calibration
 from finetune_studio.engine.errors import ExportError
 from finetune_studio.engine.export import (
     EXPORT_FORMATS,
@@ -74,6 +75,29 @@ def test_a_model_folder_describes_itself_and_reloads_identically(
     batch = torch.stack([original.tensor_for(p) for p in pictures(colour_dataset)])
     assert torch.equal(original.probabilities(batch), again.probabilities(batch))
     assert original.predict(pictures(colour_dataset)) == again.predict(pictures(colour_dataset))
+
+
+def test_the_calibration_travels_with_the_model_folder(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    calibration = Calibration(temperature=1.7, threshold=0.4, ece_before=0.2, ece_after=0.05)
+    trained.calibration = calibration
+    folder = save_model_folder(trained, tmp_path / "model")
+
+    meta = json.loads((folder / "model.json").read_text())
+    assert meta["calibration"]["temperature"] == 1.7
+    assert load_model_folder(folder).calibration == calibration
+
+
+def test_a_folder_written_before_calibration_loads_uncalibrated(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    folder = save_model_folder(trained, tmp_path / "model")
+    meta = json.loads((folder / "model.json").read_text())
+    del meta["calibration"]
+    (folder / "model.json").write_text(json.dumps(meta))
+
+    assert load_model_folder(folder).calibration == Calibration()
 
 
 def test_an_existing_export_is_kept_unless_overwrite_is_asked(

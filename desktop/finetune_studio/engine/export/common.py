@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..atomic import write_file_atomically
+from ..calibration import Calibration
 from ..errors import ExportError, UserFacingError
 from ..preprocessing import Preprocessing
 
@@ -31,6 +32,7 @@ class LoadedModel:
     class_names: tuple[str, ...]
     preprocessing: Preprocessing
     metadata: dict[str, Any]
+    calibration: Calibration = field(default_factory=Calibration)  # identity if never fitted
 
 
 @contextmanager

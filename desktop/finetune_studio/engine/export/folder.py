@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from ... import __version__
 from ..atomic import write_folder_atomically
 from ..backbones import build_model
+from ..calibration import Calibration
 from ..errors import ExportError, UserFacingError
 from ..preprocessing import Preprocessing
 from ..review.records import PREDICTIONS_FILE, records_to_csv
@@ -119,6 +120,7 @@ def model_metadata(result: TrainingResult) -> dict[str, Any]:
         "preprocessing": result.preprocessing.to_dict(),
         "recipe": result.recipe.to_dict(),
         "metrics": result.metrics(),
+        "calibration": result.calibration.to_dict(),
         "history": [epoch.to_metrics() for epoch in result.history],
         "versions": library_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -154,7 +156,9 @@ def save_model_folder(
         if predictions is not None and len(predictions):
             table = records_to_csv(predictions.records(), result.class_names)
             (folder / PREDICTIONS_FILE).write_text(table, encoding="utf-8")
-        loaded = LoadedModel(result.model.eval(), result.class_names, result.preprocessing, {})
+        loaded = LoadedModel(
+            result.model.eval(), result.class_names, result.preprocessing, {}, result.calibration
+        )
         if "torchscript" in formats:
             export_torchscript(loaded, folder / FORMAT_FILES["torchscript"], images)
         if "onnx" in formats:
@@ -191,4 +195,5 @@ def load_model_folder(folder: str | Path) -> LoadedModel:
         tuple(meta["class_names"]),
         Preprocessing.from_dict(meta["preprocessing"]),
         meta,
+        Calibration.from_dict(meta.get("calibration")),
     )
