@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -14,6 +15,13 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
     predict.add_argument("model", help="model folder written by train")
     predict.add_argument("paths", nargs="+", help="pictures or folders of pictures")
     predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument(
+        "--threshold",
+        type=probability,
+        metavar="P",
+        help="answer 'unknown' below this calibrated probability, 0 to 1 "
+        "(default: the model's own, stored in model.json)",
+    )
     predict.add_argument("--json", action="store_true")
 
     export = commands.add_parser("export", help="write TorchScript or ONNX, verified")
@@ -24,18 +32,32 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
     return {"predict": _cmd_predict, "export": _cmd_export}
 
 
+def probability(text: str) -> float:
+    """``--threshold``: a number from 0 to 1 (NaN is none), else bad input (exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a probability from 0 to 1, not {text!r}")
+    return value
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ..engine.calibration import Calibration
     from ..engine.errors import UserFacingError
     from ..engine.export import load_model_folder
     from ..engine.predict import Predictor, expand_paths
 
     loaded = load_model_folder(args.model)
+    calibration = Calibration.from_dict(loaded.metadata.get("calibration"))
     paths = expand_paths(args.paths)
     if not paths:
         raise UserFacingError("No pictures found in the given paths.")
-    predictions = Predictor(loaded.model, loaded.class_names, loaded.preprocessing).predict(
-        paths, args.top_k
+    predictor = Predictor(
+        loaded.model, loaded.class_names, loaded.preprocessing, calibration=calibration
     )
+    predictions = predictor.predict(paths, args.top_k, threshold=args.threshold)
     if args.json:
         print_json([p.to_dict() for p in predictions])
     else:
@@ -44,7 +66,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                 print(f"{prediction.path}: skipped ({prediction.error})")
                 continue
             ranked = ", ".join(f"{name} {prob:.1%}" for name, prob in prediction.top)
-            print(f"{prediction.path}: {ranked}")
+            print(f"{prediction.path}: {prediction.answer}  ({ranked})")
     return EXIT_BAD_INPUT if all(p.error for p in predictions) else EXIT_OK
 
 

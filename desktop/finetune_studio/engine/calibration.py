@@ -12,11 +12,21 @@ scripts) uses it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .review.records import Predictions
 
 UNKNOWN = "unknown"
 DEFAULT_THRESHOLD = 0.0  # answers "unknown" only when the user asks for a threshold
+BINS = 15  # equal-width confidence bins of the expected calibration error
+TEMPERATURE_RANGE = (0.05, 20.0)
+_SEARCH_STEPS = 40  # bisection halvings of log T's range (6): far below any useful precision
+_FLOOR = float(np.finfo(np.float32).tiny)  # a probability that underflowed to 0 was at most this
 
 
 @dataclass(frozen=True)
@@ -51,3 +61,113 @@ class Calibration:
             data.get("ece_after"),
             tuple((float(a), float(b), float(c), int(d)) for a, b, c, d in data.get("bins", [])),
         )
+
+    def summary(self) -> str:
+        """The figures in one phrase, for the log and the Results step."""
+        if self.ece_before is None or self.ece_after is None:
+            return f"temperature {self.temperature:.2f} (not measured: no validation pictures)"
+        return (
+            f"expected calibration error {self.ece_before:.1%} → {self.ece_after:.1%} "
+            f"(temperature {self.temperature:.2f})"
+        )
+
+
+Bin = tuple[float, float, float, int]
+
+
+def answer(top_class: str, confidence: float, threshold: float) -> str:
+    """The top class, or ``UNKNOWN`` when its calibrated probability is below the
+    threshold (a picture exactly at the threshold keeps its class)."""
+    return UNKNOWN if confidence < threshold else top_class
+
+
+def check_threshold(threshold: float) -> float:
+    """A probability in [0, 1], or ``ValueError`` in words a user can act on."""
+    if not 0.0 <= threshold <= 1.0:  # NaN fails both comparisons
+        raise ValueError(f"The threshold must be a probability from 0 to 1, not {threshold}.")
+    return threshold
+
+
+def scaled(log_probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)``: the same as ``softmax(logits / T)``, because ``log p`` is
+    the logits less a per-picture constant (their log-sum-exp), which softmax ignores."""
+    z = log_probabilities / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def reliability(
+    probabilities: np.ndarray, true: np.ndarray, bins: int = BINS
+) -> tuple[float, tuple[Bin, ...]]:
+    """The expected calibration error and its non-empty bins.
+
+    Each picture falls in the bin ``(k/bins, (k+1)/bins]`` of its top probability (the
+    lowest bin also takes 0); the error is the mean over bins of |accuracy - mean
+    confidence|, each bin weighted by its share of the pictures."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == true
+    index = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    error, kept = 0.0, []
+    for k in range(bins):
+        members = index == k
+        count = int(members.sum())
+        if count == 0:
+            continue
+        mean_confidence = float(confidence[members].mean())
+        accuracy = float(correct[members].mean())
+        error += count / len(true) * abs(accuracy - mean_confidence)
+        kept.append((k / bins, mean_confidence, accuracy, count))
+    return error, tuple(kept)
+
+
+def fit_temperature(log_probabilities: np.ndarray, true: np.ndarray) -> float:
+    """The temperature in ``TEMPERATURE_RANGE`` that minimises the mean negative
+    log-likelihood of ``softmax(log p / T)``.
+
+    That NLL is convex in ``1/T`` (a log-sum-exp of linear functions, less a linear
+    one), so its derivative in ``1/T``, ``mean(E_p[z] - z_true)``, rises
+    monotonically: bisection on its sign (in log T) finds the minimum, or the bound
+    the minimum lies beyond."""
+    z = log_probabilities.astype(np.float64)
+    z_true = z[np.arange(len(true)), true]
+
+    def slope(log_t: float) -> float:  # d NLL / d(1/T), up to a positive factor
+        p = scaled(z, math.exp(log_t))
+        return float(((p * z).sum(axis=1) - z_true).mean())
+
+    low, high = math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1])
+    if slope(high) >= 0:  # still too sharp at the hottest temperature allowed
+        return TEMPERATURE_RANGE[1]
+    if slope(low) <= 0:
+        return TEMPERATURE_RANGE[0]
+    for _ in range(_SEARCH_STEPS):
+        middle = (low + high) / 2
+        if slope(middle) > 0:  # sharper than the optimum: warm up
+            low = middle
+        else:
+            high = middle
+    return math.exp((low + high) / 2)
+
+
+def negative_log_likelihood(probabilities: np.ndarray, true: np.ndarray) -> float:
+    picked = probabilities[np.arange(len(true)), true]
+    return float(-np.log(np.maximum(picked, np.finfo(np.float64).tiny)).mean())
+
+
+def calibrate(predictions: Predictions | None, threshold: float = DEFAULT_THRESHOLD) -> Calibration:
+    """Temperature scaling fitted on an evaluation's per-picture probabilities (those of
+    classes the model knows); the identity, without error figures, when there are none."""
+    if predictions is None:
+        return Calibration(threshold=threshold)
+    known = predictions.true >= 0
+    true = predictions.true[known]
+    if len(true) == 0:
+        return Calibration(threshold=threshold)
+    probabilities = predictions.probabilities[known].astype(np.float64)
+    log_p = np.log(np.maximum(probabilities, _FLOOR))
+    temperature = fit_temperature(log_p, true)
+    before, _ = reliability(probabilities, true)
+    after, bins = reliability(scaled(log_p, temperature), true)
+    return Calibration(temperature, threshold, before, after, bins)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..backbones import build_model
+from ..calibration import calibrate
 from ..devices import describe_device
 from ..evaluation import Evaluation, evaluation_steps
 from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_stage_progress
@@ -365,7 +366,10 @@ class Trainer:
             evaluation=evaluation,
             cancelled=cancelled,
             stopped_early=stopped_early,
+            calibration=calibrate(evaluation.predictions if evaluation else None),
         )
+        if result.calibration.ece_before is not None:
+            yield Log(f"Confidence calibrated: {result.calibration.summary()}.")
         has_final = evaluation is not None and evaluation.images > 0
         yield FitEnd(
             unit=state.history[-1].unit if state.history else "epoch",
