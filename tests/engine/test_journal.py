@@ -242,18 +242,33 @@ def test_a_read_only_target_folder_is_refused_before_anything_moves(
     assert RepairJournal(root).actions() == []
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "getuid") or os.getuid() == 0, reason="root is not stopped by chmod"
-)
+def make_read_only(folder: Path) -> Callable[[], None]:
+    """Really read-only, for root too: chmod stops other users, and root only by the
+    immutable attribute (chattr +i). Returns how to undo it; skips where neither works."""
+    import shutil
+    import subprocess
+
+    if hasattr(os, "getuid") and os.getuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    chattr = shutil.which("chattr")
+    if (
+        chattr is None
+        or subprocess.run([chattr, "+i", str(folder)], capture_output=True).returncode
+    ):
+        pytest.skip("running as root where chattr +i is not available")
+    return lambda: subprocess.run([chattr, "-i", str(folder)], check=True)
+
+
 def test_a_really_read_only_folder_is_refused(tmp_path: Path) -> None:
     root = dataset(tmp_path / "data")
     before = snapshot(root)
-    (root / "dog").chmod(0o555)
+    undo_read_only = make_read_only(root / "dog")
     try:
-        with pytest.raises(RepairError, match="read-only"):
+        with pytest.raises(RepairError, match="read-only|Permission denied|not permitted"):
             RepairJournal(root).relabel([root / "cat/cat_0.png"], "dog")
     finally:
-        (root / "dog").chmod(0o755)
+        undo_read_only()
     assert snapshot(root) == before
 
 
@@ -442,3 +457,25 @@ def test_the_journal_is_one_json_object_a_line_with_paths_inside_the_dataset(
     assert lines[0]["moves"] == [{"from": "cat/cat_0.png", "to": "dog/cat_0.png"}]
     assert lines[2]["of"] == action.id
     assert lines[2]["moves"] == [{"from": "dog/cat_0.png", "to": "cat/cat_0.png"}]
+
+
+@pytest.mark.skipif(os.name == "nt", reason="Windows file names are always Unicode")
+def test_a_file_name_that_is_not_utf8_moves_and_comes_back(tmp_path: Path) -> None:
+    root = dataset(tmp_path / "data")
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes, as an old camera might write
+    picture(root / "cat" / name, 90)
+    before = snapshot(root)
+    journal = RepairJournal(root)
+
+    journal.relabel([root / "cat" / name], "dog")
+    assert os.path.exists(os.fsencode(root / "dog") + b"/caf\xe9.png")
+
+    assert RepairJournal(root).undo() is not None  # read back from the journal
+    assert snapshot(root) == before
+
+
+def test_a_file_given_as_the_dataset_is_named_as_such(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("x")
+    with pytest.raises(RepairError, match="is not a folder"):
+        RepairJournal(not_a_folder)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import start_training
+from helpers import load, start_training
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from finetune_studio.ui.main_window import RESULTS_TAB
@@ -67,6 +67,7 @@ def test_find_repair_undo_and_retrain_in_the_window(qtbot, window, mislabelled):
     with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000):
         panel.table.selectAll()
         panel.move_selected_to("green")
+        assert not window.start_action.isEnabled()  # not while pictures move
     assert panel.retrain_button.isEnabled()
     with qtbot.waitSignal(window.training_finished, timeout=60_000):
         qtbot.mouseClick(panel.retrain_button, Qt.MouseButton.LeftButton)
@@ -75,3 +76,20 @@ def test_find_repair_undo_and_retrain_in_the_window(qtbot, window, mislabelled):
     assert "from the cache" in log
     assert window.results_panel.result is not None
     assert window.results_panel.result.recipe.dataset == str(root)
+
+
+def test_ctrl_z_undoes_a_repair_made_before_a_restart(qtbot, window, mislabelled):
+    from finetune_studio.engine.review.journal import RepairJournal
+
+    root, moved = mislabelled
+    path, real = next(iter(moved.items()))
+    RepairJournal(root).relabel([path], real)  # a repair of an earlier session, or the CLI
+    assert not Path(path).exists()
+    assert not window.review.undo_action.isEnabled()
+    load(qtbot, window, root)
+    assert window.review.undo_action.isEnabled()
+
+    with qtbot.waitSignal(window.data_panel.dataset_loaded, timeout=30_000):  # re-checked
+        window.review.undo_action.trigger()
+    assert Path(path).exists()
+    assert not window.review.undo_action.isEnabled()  # the journal holds nothing more

@@ -79,18 +79,19 @@ def test_the_list_names_the_misfiled_pictures_and_moving_them_fixes_the_dataset(
     select(panel, set(moved))
     with qtbot.waitSignal(panel.dataset_changed):
         qtbot.mouseClick(panel.move_suggested_button, Qt.MouseButton.LeftButton)
+        assert not panel.undo_button.isEnabled()  # while the pictures move
     for path, real in moved.items():
         assert not Path(path).exists()
         assert (root / real / Path(path).name).exists()
     assert panel.retrain_button.isEnabled()
     assert "Undo" in panel.status.text()
 
-    qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)  # one repair, one Undo
+    with qtbot.waitSignal(panel.repairs.finished):
+        qtbot.mouseClick(panel.undo_button, Qt.MouseButton.LeftButton)  # one repair, one Undo
     assert snapshot(root) == before
     assert "Put back 2 picture(s)" in panel.status.text()
     assert {panel.model.item(r, 4).text() for r in range(panel.model.rowCount())} == {""}
-    panel.undo()
-    assert "Nothing to undo" in panel.status.text()
+    assert not panel.undo_button.isEnabled()  # the journal holds nothing more to undo
 
 
 def test_excluded_pictures_leave_the_dataset_and_undo_brings_them_back(qtbot, panel, mislabelled):
@@ -98,13 +99,15 @@ def test_excluded_pictures_leave_the_dataset_and_undo_brings_them_back(qtbot, pa
     before = snapshot(root)
     found(qtbot, panel, root)
     select(panel, set(moved))
-    qtbot.mouseClick(panel.exclude_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(panel.repairs.finished):
+        qtbot.mouseClick(panel.exclude_button, Qt.MouseButton.LeftButton)
     assert not any(Path(path).exists() for path in moved)
     hidden = list((root / ".finetune-studio" / "excluded").rglob("*.png"))
     assert sorted(p.name for p in hidden) == sorted(Path(p).name for p in moved)
     assert {panel.model.item(r, 4).text() for r in range(panel.model.rowCount())} >= {"excluded"}
 
-    panel.undo()
+    with qtbot.waitSignal(panel.repairs.finished):
+        panel.undo()
     assert snapshot(root) == before
 
 
@@ -123,8 +126,38 @@ def test_a_refused_move_says_why_and_moves_nothing(qtbot, panel, mislabelled, mo
         return real_replace(source, destination)
 
     monkeypatch.setattr(os, "replace", refuse_second)
-    panel.move_selected_to("green")
+    with qtbot.waitSignal(panel.repairs.finished):
+        panel.move_selected_to("green")
     monkeypatch.undo()
     assert snapshot(root) == before
     assert "Nothing more was moved" in panel.status.text()
     assert not panel.retrain_button.isEnabled()
+
+
+def test_a_dataset_opened_through_a_link_still_marks_what_moved(qtbot, panel, mislabelled):
+    root, moved = mislabelled
+    link = root.parent / "linked"
+    link.symlink_to(root)
+    found(qtbot, panel, link)
+    listed = {panel.model.path(r) for r in range(panel.model.rowCount())}
+    wanted = {p for p in listed if Path(p).name.startswith("moved_")}
+    assert len(wanted) == len(moved)
+    select(panel, wanted)
+    with qtbot.waitSignal(panel.repairs.finished):
+        panel.exclude_selected()
+    marked = {panel.model.path(r) for r in range(panel.model.rowCount()) if panel.model.is_moved(r)}
+    assert marked == wanted
+    assert not panel.move_suggested_button.isEnabled()  # nothing left to move in the selection
+
+
+def test_repairs_wait_while_a_run_trains(qtbot, panel, mislabelled):
+    root, moved = mislabelled
+    found(qtbot, panel, root)
+    select(panel, set(moved))
+    assert panel.exclude_button.isEnabled()
+    panel.lock("A run is training on these pictures.")
+    assert not panel.exclude_button.isEnabled() and not panel.find_button.isEnabled()
+    panel.exclude_selected()  # refused, not queued
+    assert all(Path(p).exists() for p in moved)
+    panel.lock("")
+    assert panel.exclude_button.isEnabled()

@@ -162,6 +162,8 @@ class MainWindow(QMainWindow):
         self.data_panel.loading_changed.connect(self._on_start_conditions_changed)
         self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
         self.model_panel.advisor.running_changed.connect(self._on_start_conditions_changed)
+        self.results_panel.suspects.running_changed.connect(self._on_start_conditions_changed)
+        self.results_panel.suspects.repairs.busy_changed.connect(self._on_start_conditions_changed)
         self.model_panel.advisor.measure_requested.connect(self._on_advisor_measure_requested)
         self.train_panel.device.currentIndexChanged.connect(self._on_start_conditions_changed)
         self.train_panel.run_began.connect(self._on_train_panel_run_began)
@@ -362,6 +364,11 @@ class MainWindow(QMainWindow):
             return f"This computer has no {missing_device}: choose Automatic or CPU as the device."
         if self.model_panel.advisor.running:
             return "Measuring how much to train (step 2)… Cancel it there to train now."
+        suspects = self.results_panel.suspects
+        if suspects.running:
+            return "Finding suspected wrong labels (step 4)… Cancel it there to train now."
+        if suspects.repairs.busy:
+            return "Moving pictures (step 4)…"
         return None
 
     def _update_start_button(self) -> None:

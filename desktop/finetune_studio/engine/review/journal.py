@@ -83,7 +83,8 @@ class RepairJournal:
     def __init__(self, dataset_root: str | Path) -> None:
         root = Path(dataset_root).expanduser()
         if not root.is_dir():
-            raise RepairError(f"The dataset folder {root} does not exist.")
+            what = "is not a folder" if root.exists() else "does not exist"
+            raise RepairError(f"The dataset folder {root} {what}.")
         self.root = root.resolve()
         self.app_folder = self.root / APP_FOLDER
         self._file = JournalFile(self.root, self.app_folder)
@@ -95,6 +96,8 @@ class RepairJournal:
     def relabel(self, paths: Sequence[str | Path], to_class: str) -> Action:
         """Move the pictures to the class folder ``to_class``, each in its own split."""
         classes = self.classes()
+        if not classes:
+            raise RepairError(f"{self.root} has no class folders to move pictures into.")
         if to_class not in classes:
             raise RepairError(
                 f"There is no class {to_class!r} in {self.root}. "

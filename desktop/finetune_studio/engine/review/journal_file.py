@@ -96,7 +96,9 @@ class JournalFile:
         """One line, after a newline if a crash left the last line torn. ``done`` and
         ``rolled_back`` lines are not synced and their failure is ignored: without
         them an action reads as interrupted, which its undo handles."""
-        line = json.dumps({"v": FORMAT_VERSION, **record}, ensure_ascii=False) + "\n"
+        # ASCII escapes: a file name that is not valid UTF-8 (kept by Python as lone
+        # surrogates) is written as \udcXX and reads back as the same name.
+        line = json.dumps({"v": FORMAT_VERSION, **record}) + "\n"
         try:
             self.app_folder.mkdir(exist_ok=True)
             new = not self.path.exists()

@@ -1,21 +1,22 @@
 """UI layer: "Suspected wrong labels" in the Results step, and repairing them.
 
 Find runs the engine's ``SuspectSearch`` as a task (progress, Cancel) for the window's
-recipe. The table lists the suspects, most suspicious first; a selection can be moved
-to its suggested class, to a class the user picks, or excluded. Every move goes
-through the dataset's repair journal (``engine.review.journal``), so Undo (Ctrl+Z in
-the window) works across restarts and the app never deletes a picture. Once the
-dataset changed, Retrain runs the same recipe on it again in one click.
+recipe. The table (``models.suspects_model``) lists the suspects, most suspicious
+first; a selection can be moved to its suggested class, to a class the user picks, or
+excluded. Every move goes through the dataset's repair journal (``ui.repairs``, off
+the window's thread), so Undo (Ctrl+Z in the window) works across restarts and the
+app never deletes a picture. Repairs wait while a search or a training run reads the
+pictures. Once the dataset changed, Retrain runs the same recipe on it again.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QIcon, QStandardItem, QStandardItemModel
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -30,6 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..models.suspects_model import SuspectsModel
+from ..repairs import Batch, RepairOutcome, Repairs
 from ..workers.event_job import EventsJob
 from ..workers.tasks import Task, TaskRunner
 from .task_progress import show_stages, show_starting
@@ -37,14 +40,10 @@ from .task_progress import show_stages, show_starting
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
     from ...engine.recipe import Recipe
-    from ...engine.review.journal import Action
     from ...engine.review.suspects import SuspectReport
     from ..workers.thumbnails import ThumbnailLoader
 
-COLUMNS = ("Picture", "Labelled", "Probably", "Suspicion", "Now")
 ICON_SIZE = 48
-PATH_ROLE = Qt.ItemDataRole.UserRole + 1
-SUGGESTED_ROLE = Qt.ItemDataRole.UserRole + 2
 EXPLANATION = (
     "Finds the pictures whose label disagrees most with what the network sees in them: "
     "each picture is judged by a head trained without it (5-fold cross-validation), "
@@ -55,23 +54,22 @@ EXPLANATION = (
 class SuspectsPanel(QWidget):
     find_requested = Signal()  # the window answers with start(recipe, report)
     suspects_found = Signal(dict)  # {path: suggested class index}
+    search_ended = Signal(bool)  # True when suspects were found and listed
+    running_changed = Signal(bool)  # a search started or ended
     dataset_changed = Signal()  # pictures were moved (or put back)
     retrain_requested = Signal()
     picture_opened = Signal(str)  # a path, double-clicked
-    search_ended = Signal(bool)  # True when suspects were found and listed
+    undo_available_changed = Signal(bool)  # whether Undo can be pressed now
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
         self.task: Task | None = None
         self.report: SuspectReport | None = None
-        self.dataset: str | None = None
         self.changed = False  # the dataset changed since the last run
+        self.locked_reason = ""  # why repairs wait (a training run), "" when they need not
         self.thumbnails: ThumbnailLoader | None = None
-        # Journal actions per repair made here, newest last: one Undo puts back a whole
-        # repair ("Move to suggested class" makes an action per class). Actions made
-        # before a restart, or with the CLI, are undone one at a time.
-        self._repairs: list[int] = []
+        self.repairs = Repairs(runner, self)
 
         self.title = QLabel("<b>Suspected wrong labels</b>")
         explanation = QLabel(EXPLANATION)
@@ -84,20 +82,8 @@ class SuspectsPanel(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
-        self.model = QStandardItemModel(0, len(COLUMNS), self)
-        self.model.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.verticalHeader().hide()
-        self.table.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
-        self.table.verticalHeader().setDefaultSectionSize(ICON_SIZE + 6)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-
+        self.model = SuspectsModel(self)
+        self.table = self._table()
         self.move_suggested_button = QPushButton("Move to suggested class")
         self.move_to_button = QToolButton()
         self.move_to_button.setText("Move to…")
@@ -115,12 +101,41 @@ class SuspectsPanel(QWidget):
         self.status = QLabel()
         self.status.setWordWrap(True)
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self._lay_out(explanation)
 
+        self.find_button.clicked.connect(self.find_requested)
+        self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
+        self.move_suggested_button.clicked.connect(self.move_to_suggested)
+        self.move_to_menu.triggered.connect(self._on_move_to_menu_triggered)
+        self.exclude_button.clicked.connect(self.exclude_selected)
+        self.undo_button.clicked.connect(self.undo)
+        self.retrain_button.clicked.connect(self.retrain_requested)
+        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.doubleClicked.connect(self._on_table_double_clicked)
+        self.repairs.finished.connect(self._on_repairs_finished)
+        self.repairs.busy_changed.connect(self._update_buttons)
+        self.repairs.undo_available_changed.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _table(self) -> QTableView:
+        table = QTableView()
+        table.setModel(self.model)
+        table.verticalHeader().hide()
+        table.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
+        table.verticalHeader().setDefaultSectionSize(ICON_SIZE + 6)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        return table
+
+    def _lay_out(self, explanation: QLabel) -> None:
         find_row = QHBoxLayout()
         find_row.addWidget(self.find_button)
         find_row.addWidget(self.progress, stretch=1)
         find_row.addWidget(self.cancel_button)
-        find_row.addStretch(0)
         actions = QHBoxLayout()
         for button in (self.move_suggested_button, self.move_to_button, self.exclude_button):
             actions.addWidget(button)
@@ -136,16 +151,9 @@ class SuspectsPanel(QWidget):
         layout.addLayout(actions)
         layout.addWidget(self.status)
 
-        self.find_button.clicked.connect(self.find_requested)
-        self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
-        self.move_suggested_button.clicked.connect(self.move_to_suggested)
-        self.move_to_menu.triggered.connect(self._on_move_to_menu_triggered)
-        self.exclude_button.clicked.connect(self.exclude_selected)
-        self.undo_button.clicked.connect(self.undo)
-        self.retrain_button.clicked.connect(self.retrain_requested)
-        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
-        self.table.doubleClicked.connect(self._on_table_double_clicked)
-        self._update_buttons()
+    @property
+    def dataset(self) -> str | None:
+        return self.repairs.dataset
 
     def set_thumbnails(self, loader: ThumbnailLoader) -> None:
         """Show each suspect's picture, decoded off the GUI thread by ``loader`` (the
@@ -155,15 +163,13 @@ class SuspectsPanel(QWidget):
 
     @Slot(list)
     def _on_thumbnails_arrived(self, paths: list[str]) -> None:
-        arrived = set(paths)
-        for row in range(self.model.rowCount()):
-            if self._path(row) in arrived:
-                self._show_thumbnail(row)
+        for row in self.model.rows_of(set(paths)):
+            self._show_thumbnail(row)
 
     def _show_thumbnail(self, row: int) -> None:
-        pixmap = self.thumbnails.thumbnail(self._path(row)) if self.thumbnails else None
+        pixmap = self.thumbnails.thumbnail(self.model.path(row)) if self.thumbnails else None
         if pixmap is not None:
-            self.model.item(row, 0).setIcon(QIcon(pixmap))
+            self.model.set_thumbnail(row, pixmap)
 
     # --- finding ---------------------------------------------------------------------------
     @property
@@ -190,28 +196,31 @@ class SuspectsPanel(QWidget):
         self.status.setText(reason)
         self.search_ended.emit(False)
 
+    def show_status(self, text: str) -> None:
+        self.status.setText(text)
+
     def set_dataset(self, folder: str | None) -> None:
         """The dataset the window works on; suspects of another one are forgotten."""
-        if folder == self.dataset:
-            return
-        if self.task is not None:
-            self.task.discard()
-            self.task = None
-            self._set_running(False)
-        self.dataset, self.report, self.changed = folder, None, False
-        self._repairs.clear()
-        self.model.removeRows(0, self.model.rowCount())
-        self.note.hide()
-        self.status.setText("")
-        self.title.setText("<b>Suspected wrong labels</b>")
+        if not _same_folder(folder, self.dataset):
+            if self.task is not None:
+                self.task.discard()
+                self.task = None
+                self._set_running(False)
+            self.report, self.changed = None, False
+            self.model.show_report(None)
+            self.note.hide()
+            self.status.setText("")
+            self.title.setText("<b>Suspected wrong labels</b>")
+        self.repairs.set_dataset(folder)  # also re-reads what can be undone
         self._update_buttons()
 
     def _set_running(self, running: bool) -> None:
-        self.find_button.setEnabled(not running)
         self.cancel_button.setVisible(running)
         self.progress.setVisible(running)
         if running:
             show_starting(self.progress)
+        self._update_buttons()
+        self.running_changed.emit(running)
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
@@ -222,8 +231,7 @@ class SuspectsPanel(QWidget):
         self.task = None
         self._set_running(False)
         if report is None:
-            self.status.setText("Search stopped.")
-            self.search_ended.emit(False)
+            self._on_task_cancelled()
             return
         self.show_report(report)
         self.search_ended.emit(True)
@@ -250,22 +258,9 @@ class SuspectsPanel(QWidget):
 
     def show_report(self, report: SuspectReport) -> None:
         self.report = report
-        names = report.class_names
-        self.model.removeRows(0, self.model.rowCount())
-        for suspect in report.suspects:
-            picture = QStandardItem(Path(suspect.path).name)
-            picture.setToolTip(suspect.path)
-            picture.setData(suspect.path, PATH_ROLE)
-            picture.setData(suspect.suggested, SUGGESTED_ROLE)
-            cells = [
-                picture,
-                QStandardItem(names[suspect.given]),
-                QStandardItem(names[suspect.suggested]),
-                QStandardItem(f"{suspect.score:.0%}"),
-                QStandardItem(""),
-            ]
-            self.model.appendRow(cells)
-            self._show_thumbnail(self.model.rowCount() - 1)
+        self.model.show_report(report)
+        for row in range(self.model.rowCount()):
+            self._show_thumbnail(row)
         count = len(report.suspects)
         self.title.setText(f"<b>Suspected wrong labels ({count})</b>")
         self.note.setText(report.note)
@@ -276,137 +271,79 @@ class SuspectsPanel(QWidget):
             else f"None of the {report.pictures} pictures looks mislabelled."
         )
         self.move_to_menu.clear()
-        for name in names:
-            self.move_to_menu.addAction(name)
+        for name in report.class_names:
+            action = self.move_to_menu.addAction(name)
+            action.setData(name)  # the text may gain an accelerator's "&"
         self._update_buttons()
         self.suspects_found.emit({s.path: s.suggested for s in report.suspects})
 
     # --- repairing -------------------------------------------------------------------------
+    def lock(self, reason: str) -> None:
+        """Repairs (and searches) wait while ``reason`` holds ("" releases them); a
+        search already running keeps its Cancel."""
+        self.locked_reason = reason
+        self._update_buttons()
+
     def selected_rows(self) -> list[int]:
-        return sorted({index.row() for index in self.table.selectionModel().selectedRows()})
-
-    def _path(self, row: int) -> str:
-        return str(self.model.item(row, 0).data(PATH_ROLE))
-
-    def _is_moved(self, row: int) -> bool:
-        return bool(self.model.item(row, 4).text())
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        return sorted(row for row in rows if not self.model.is_moved(row))
 
     @Slot()
     def _update_buttons(self) -> None:
-        rows = [row for row in self.selected_rows() if not self._is_moved(row)]
+        free = not (self.locked_reason or self.running or self.repairs.busy)
+        rows = self.selected_rows()
         for button in (self.move_suggested_button, self.move_to_button, self.exclude_button):
-            button.setEnabled(bool(rows))
-        self.undo_button.setEnabled(self.dataset is not None)
-        self.retrain_button.setEnabled(self.changed)
+            button.setEnabled(free and bool(rows))
+        self.find_button.setEnabled(not (self.locked_reason or self.running))
+        self.undo_button.setEnabled(free and self.repairs.undo_available)
+        self.retrain_button.setEnabled(free and self.changed)
+        self.undo_available_changed.emit(self.can_undo)
+
+    @property
+    def can_undo(self) -> bool:
+        return not (self.locked_reason or self.running or self.repairs.busy) and (
+            self.repairs.undo_available
+        )
 
     @Slot()
     def move_to_suggested(self) -> None:
         """Each selected picture to its own suggested class (one journal action per class)."""
-        if self.report is None:
-            return
-        names = self.report.class_names
         by_class: dict[str, list[str]] = defaultdict(list)
         for row in self.selected_rows():
-            if not self._is_moved(row):
-                suggested = int(self.model.item(row, 0).data(SUGGESTED_ROLE))
-                by_class[names[suggested]].append(self._path(row))
+            by_class[self.model.suggested_class(row)].append(self.model.path(row))
         self._repair([(paths, name) for name, paths in by_class.items()])
 
     def move_selected_to(self, class_name: str) -> None:
-        paths = [self._path(r) for r in self.selected_rows() if not self._is_moved(r)]
-        self._repair([(paths, class_name)])
+        self._repair([([self.model.path(r) for r in self.selected_rows()], class_name)])
 
     @Slot()
     def exclude_selected(self) -> None:
-        paths = [self._path(r) for r in self.selected_rows() if not self._is_moved(r)]
-        self._repair([(paths, None)])
+        self._repair([([self.model.path(r) for r in self.selected_rows()], None)])
 
-    def _on_move_to_menu_triggered(self, action: object) -> None:
-        from PySide6.QtGui import QAction
+    @Slot(QAction)
+    def _on_move_to_menu_triggered(self, action: QAction) -> None:
+        self.move_selected_to(str(action.data()))
 
-        if isinstance(action, QAction):
-            self.move_selected_to(action.text())
-
-    def _repair(self, batches: list[tuple[list[str], str | None]]) -> None:
-        """Move each batch (to a class, or excluded when None); stops at the first
-        refusal, which the journal guarantees left that batch unmoved."""
-        from ...engine.errors import UserFacingError
-        from ...engine.review.journal import RepairJournal
-
-        if self.dataset is None or not any(paths for paths, _ in batches):
-            return
-        journal = RepairJournal(self.dataset)
-        moved, actions = 0, 0
-        for paths, class_name in batches:
-            if not paths:
-                continue
-            try:
-                action = (
-                    journal.exclude(paths)
-                    if class_name is None
-                    else journal.relabel(paths, class_name)
-                )
-            except UserFacingError as error:
-                self.status.setText(f"Nothing more was moved: {error}")
-                break
-            moved += len(action.moves)
-            actions += 1
-            self._mark(action)
-        if actions:
-            self._repairs.append(actions)
-        if moved:
-            where = "excluded" if batches[0][1] is None else "moved"
-            self.status.setText(f"{moved} picture(s) {where}. Undo (Ctrl+Z) puts them back.")
-            self._dataset_changed()
-
-    def _mark(self, action: Action) -> None:
-        """Show in the table where each moved picture went (or that it came back)."""
-        rows = {self._path(row): row for row in range(self.model.rowCount())}
-        for move in action.moves:
-            if action.kind == "undo":
-                row = rows.get(str(move.destination))
-                text = ""
-            else:
-                row = rows.get(str(move.source))
-                text = "excluded" if action.kind == "exclude" else f"in {action.to_class}"
-            if row is not None:
-                self.model.item(row, 4).setText(text)
+    def _repair(self, batches: list[Batch]) -> None:
+        if not self.locked_reason and not self.running and self.repairs.repair(batches):
+            self.status.setText("Moving pictures…")
 
     @Slot()
     def undo(self) -> None:
         """Put back the latest repair made here, else the latest action in the
         dataset's journal (made before a restart, or with the CLI)."""
-        from ...engine.errors import UserFacingError
-        from ...engine.review.journal import RepairJournal
+        if self.can_undo and self.repairs.undo():
+            self.status.setText("Putting pictures back…")
 
-        if self.dataset is None:
-            return
-        journal = RepairJournal(self.dataset)
-        put_back, missing = 0, 0
-        for _ in range(self._repairs.pop() if self._repairs else 1):
-            try:
-                action = journal.undo()
-            except UserFacingError as error:
-                self.status.setText(f"Could not undo: {error}")
-                return
-            if action is None:
-                break
-            self._mark(action)
-            put_back += len(action.moves)
-            missing += len(action.missing)
-        if not put_back and not missing:
-            self.status.setText("Nothing to undo in this dataset.")
-            return
-        text = f"Put back {put_back} picture(s)."
-        if missing:
-            text += f" {missing} could not be found and stay where they are."
-        self.status.setText(text)
-        self._dataset_changed()
-
-    def _dataset_changed(self) -> None:
-        self.changed = True
+    @Slot(object)
+    def _on_repairs_finished(self, outcome: RepairOutcome) -> None:
+        for action in outcome.actions:
+            self.model.mark(action)
+        self.status.setText(_outcome_text(outcome))
+        if outcome.actions:
+            self.changed = True
+            self.dataset_changed.emit()
         self._update_buttons()
-        self.dataset_changed.emit()
 
     def ran_again(self) -> None:
         """A run on the repaired dataset started: Retrain has done its job."""
@@ -415,4 +352,27 @@ class SuspectsPanel(QWidget):
 
     @Slot(QModelIndex)
     def _on_table_double_clicked(self, index: QModelIndex) -> None:
-        self.picture_opened.emit(self._path(index.row()))
+        self.picture_opened.emit(self.model.path(index.row()))
+
+
+def _same_folder(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _outcome_text(outcome: RepairOutcome) -> str:
+    if outcome.nothing_to_undo:
+        return "Nothing to undo in this dataset."
+    if outcome.undo:
+        text = f"Put back {outcome.moved} picture(s)."
+        if outcome.missing:
+            text += f" {outcome.missing} could not be found and stay where they are."
+    elif outcome.moved:
+        text = f"{outcome.moved} picture(s) moved. Undo (Ctrl+Z) puts them back."
+    else:
+        text = ""
+    if outcome.error:
+        prefix = "Could not undo" if outcome.undo else "Nothing more was moved"
+        text = f"{text} {prefix}: {outcome.error}".strip()
+    return text
