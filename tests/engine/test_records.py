@@ -81,3 +81,30 @@ def test_the_model_folder_and_a_reopened_run_keep_the_records(
     assert [r.confidence for r in again] == pytest.approx(
         [r.confidence for r in expected], abs=1e-5
     )
+
+
+def test_class_names_that_look_like_columns_read_back_right(tmp_path: Path) -> None:
+    from finetune_studio.engine.review.records import PictureRecord, records_to_csv
+
+    names = ("true", "path", "loss")  # as a user might name folders
+    records = [
+        PictureRecord("/d/true/a.png", 0, 1, (0.2, 0.7, 0.1), 1.609438),
+        PictureRecord("/d/loss/b.png", 2, 2, (0.05, 0.05, 0.9), 0.1053605),
+    ]
+    (tmp_path / "p.csv").write_text(records_to_csv(records, names), encoding="utf-8")
+    again = read_records_csv(tmp_path / "p.csv", names)
+    assert [(r.path, r.true, r.predicted) for r in again] == [
+        (r.path, r.true, r.predicted) for r in records
+    ]
+    assert read_records_csv(tmp_path / "p.csv", ("a", "b", "c")) == []  # another model's
+
+
+def test_recorded_paths_are_absolute_wherever_the_run_was_started(
+    tiny_recipe: Recipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = Path(tiny_recipe.dataset)
+    monkeypatch.chdir(dataset.parent)
+    result = train(tiny_recipe.replace(dataset=dataset.name))  # a relative folder
+    assert result.evaluation is not None and result.evaluation.predictions is not None
+    paths = result.evaluation.predictions.paths
+    assert paths and all(Path(p).is_absolute() and Path(p).exists() for p in paths)

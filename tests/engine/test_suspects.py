@@ -134,3 +134,16 @@ def test_review_lists_what_a_model_makes_of_any_class_per_folder_dataset(
     assert main(["review", str(model), str(other), "--json", "--misclassified"]) == 0
     wrong = json.loads(capsys.readouterr().out)
     assert wrong == [row for row in rows if row["true"] != row["predicted"]]
+
+
+def test_review_takes_a_folder_of_one_class(
+    tiny_recipe: Recipe, colour_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, result = drain(Trainer(tiny_recipe).events())
+    model = save_model_folder(result, tmp_path / "model")
+    reds = tmp_path / "only-red"
+    shutil.copytree(colour_dataset / "red", reds / "red")
+
+    assert main(["review", str(model), str(reds), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 12 and {row["true"] for row in rows} == {"red"}

@@ -8,11 +8,11 @@ folder stores as ``predictions.csv`` and the Results step's gallery shows.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional
@@ -106,30 +106,23 @@ def evaluation_steps(
 
 
 class _Kept:
-    """Per-picture probabilities and losses, gathered batch by batch."""
+    """Per-picture log-probabilities, gathered batch by batch."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
         self.true: list[torch.Tensor] = []
-        self.probabilities: list[torch.Tensor] = []
-        self.loss: list[torch.Tensor] = []
+        self.log_p: list[torch.Tensor] = []
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor, paths: list[str]) -> None:
-        log_p = functional.log_softmax(logits.float(), dim=1).cpu()
-        self.paths += paths
+        self.paths += [os.path.abspath(path) for path in paths]  # valid from any folder
         self.true.append(labels.cpu())
-        self.probabilities.append(log_p.exp())
-        self.loss.append(-log_p.gather(1, labels.cpu().view(-1, 1)).view(-1))
+        self.log_p.append(functional.log_softmax(logits.float(), dim=1).cpu())
 
     def predictions(self, classes: int) -> Predictions:
         if not self.paths:
-            empty = np.zeros((0, classes), np.float32)
-            return Predictions((), np.zeros(0, np.int64), empty, np.zeros(0, np.float32))
-        return Predictions(
-            tuple(self.paths),
-            torch.cat(self.true).numpy().astype(np.int64),
-            torch.cat(self.probabilities).numpy(),
-            torch.cat(self.loss).numpy(),
+            return Predictions.empty(classes)
+        return Predictions.from_log_probabilities(
+            self.paths, torch.cat(self.true).numpy(), torch.cat(self.log_p).numpy()
         )
 
 

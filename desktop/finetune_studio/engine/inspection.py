@@ -212,11 +212,12 @@ def inspect_dataset(
     seed: int = 0,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    min_classes: int = 2,
 ) -> DatasetReport:
-    """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout,
-    and its subclass ``ScanCancelled`` once ``cancel`` is set (checked between folders
-    and between pictures)."""
-    scan: FolderScan = scan_folder(root, cancel)
+    """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout
+    (fewer than ``min_classes`` classes among them), and its subclass ``ScanCancelled``
+    once ``cancel`` is set (checked between folders and between pictures)."""
+    scan: FolderScan = scan_folder(root, cancel, min_classes)
     all_paths = [p for files in scan.train_files.values() for p in files]
     if scan.val_files is not None:
         all_paths += [p for files in scan.val_files.values() for p in files]

@@ -231,9 +231,12 @@ def _find_child(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> FolderScan:
+def scan_folder(
+    root: str | Path, cancel: threading.Event | None = None, min_classes: int = 2
+) -> FolderScan:
     """List classes and candidate picture files; raises ``DatasetError`` on bad layout
-    (``ScanCancelled`` once ``cancel`` is set)."""
+    (``ScanCancelled`` once ``cancel`` is set). Training needs two classes; reviewing a
+    model's predictions on a folder needs one (``min_classes``)."""
     root = Path(root).expanduser()
     if not root.exists():
         raise DatasetError(f"The dataset folder {root} does not exist.")
@@ -261,10 +264,11 @@ def scan_folder(root: str | Path, cancel: threading.Event | None = None) -> Fold
     except PermissionError as exc:
         raise DatasetError(f"Cannot read {exc.filename}: permission denied.") from exc
     classes = tuple(sorted(train_files))
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         found = f"only the class folder {classes[0]!r}" if classes else "no class folders"
         raise DatasetError(
-            f"Found {found} in {root}. A dataset needs at least 2 classes: "
+            f"Found {found} in {root}. A dataset needs at least {min_classes} "
+            f"class{'es' if min_classes > 1 else ''}: "
             "put the pictures of each class in its own subfolder."
         )
     return FolderScan(root, classes, train_files, val_files, notes + collector.notes())

@@ -8,15 +8,16 @@ folder's name with ``true`` set to -1 (no loss, never correct).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn import functional
 
+from ..errors import DatasetError
 from ..evaluation import forward_within_memory
 from ..export import LoadedModel
 from ..inspection import Sample, inspect_dataset
@@ -42,12 +43,17 @@ def review_steps(
 ) -> Generator[tuple[int, int], None, Review | None]:
     """Classify every usable picture of ``dataset``, yielding (batches done, batches);
     None when cancelled."""
-    report = inspect_dataset(dataset, 0.2, 0)
+    report = inspect_dataset(dataset, 0.2, 0, min_classes=1)
+    if not report.train and not report.val:
+        raise DatasetError(f"No usable pictures in {report.root}.")
     index = {name: i for i, name in enumerate(loaded.class_names)}
     samples = [
-        Sample(s.path, index.get(report.classes[s.label], -1)) for s in (*report.train, *report.val)
+        Sample(os.path.abspath(s.path), index.get(report.classes[s.label], -1))
+        for s in (*report.train, *report.val)
     ]
-    folder_of = {s.path: report.classes[s.label] for s in (*report.train, *report.val)}
+    folder_of = {
+        os.path.abspath(s.path): report.classes[s.label] for s in (*report.train, *report.val)
+    }
     pre = loaded.preprocessing
     dataset_of = ImageDataset(samples, eval_transform(pre), pre)
     loader = make_loader(
@@ -82,13 +88,7 @@ def _predictions(
     paths: list[str], true: list[torch.Tensor], log_p: list[torch.Tensor], classes: int
 ) -> Predictions:
     if not paths:
-        empty = np.zeros((0, classes), np.float32)
-        return Predictions((), np.zeros(0, np.int64), empty, np.zeros(0, np.float32))
-    labels = torch.cat(true)
-    logs = torch.cat(log_p)
-    known = labels >= 0
-    loss = torch.full((len(labels),), float("nan"))
-    loss[known] = -logs[known].gather(1, labels[known].view(-1, 1)).view(-1)
-    return Predictions(
-        tuple(paths), labels.numpy().astype(np.int64), logs.exp().numpy(), loss.numpy()
+        return Predictions.empty(classes)
+    return Predictions.from_log_probabilities(
+        paths, torch.cat(true).numpy(), torch.cat(log_p).numpy()
     )

@@ -15,7 +15,9 @@ features.
 
 from __future__ import annotations
 
+import os
 import threading
+import warnings
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -84,17 +86,21 @@ def rank_suspects(labels: np.ndarray, probabilities: np.ndarray) -> list[tuple[i
     suspicious first. The suggestion is the likeliest class other than the given one."""
     from cleanlab.filter import find_label_issues
 
-    flagged = find_label_issues(
-        labels=labels,
-        pred_probs=probabilities,
-        # Per class, the pictures the class's estimated noise says are wrong. On the
-        # digits with 5/10/20 % of labels flipped (tests/benchmarks/bench_suspects.py)
-        # it found 98/94/96 % of them in the top 2x, where cleanlab's default
-        # (prune_by_noise_rate) found 84/81/89 %, at a like precision.
-        filter_by="prune_by_class",
-        return_indices_ranked_by="self_confidence",
-        n_jobs=1,  # no worker processes: the window's threads must not be forked
-    )
+    with warnings.catch_warnings():
+        # cleanlab warns of classes with few pictures on stderr; the ranking still
+        # holds, and the window has nowhere to show a library's warnings.
+        warnings.simplefilter("ignore", UserWarning)
+        flagged = find_label_issues(
+            labels=labels,
+            pred_probs=probabilities,
+            # Per class, the pictures the class's estimated noise says are wrong. On the
+            # digits with 5/10/20 % of labels flipped (tests/benchmarks/bench_suspects.py)
+            # it found 98/94/96 % of them in the top 2x, where cleanlab's default
+            # (prune_by_noise_rate) found 84/81/89 %, at a like precision.
+            filter_by="prune_by_class",
+            return_indices_ranked_by="self_confidence",
+            n_jobs=1,  # no worker processes: the window's threads must not be forked
+        )
     ranked: list[tuple[int, int, float]] = []
     for row in np.asarray(flagged, dtype=np.int64).tolist():
         others = probabilities[row].copy()
@@ -163,18 +169,11 @@ class SuspectSearch:
         yield Log(f"Ranking {len(rows)} pictures by how well their labels fit.")
         given = labels.numpy()
         ranked = rank_suspects(given, probabilities)
-        paths = tuple(samples[row].path for row in rows)
+        paths = tuple(os.path.abspath(samples[row].path) for row in rows)
         suspects = tuple(Suspect(paths[r], int(given[r]), s, score) for r, s, score in ranked)
-        out_of_fold = Predictions(
-            paths, given.astype(np.int64), probabilities, _losses(given, probabilities)
-        )
+        log_p = np.log(np.clip(probabilities, 1e-30, None))
+        out_of_fold = Predictions.from_log_probabilities(paths, given, log_p)
         return SuspectReport(suspects, report.classes, out_of_fold, self.folds, note)
-
-
-def _losses(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    given = probabilities[np.arange(len(labels)), labels]
-    losses: np.ndarray = -np.log(np.clip(given, 1e-12, None))
-    return losses.astype(np.float32)
 
 
 def _trains_beyond_head(recipe: Recipe, model: nn.Module, head_path: str) -> bool:
