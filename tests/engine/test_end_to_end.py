@@ -50,7 +50,9 @@ def test_efficientnet_lite0_head_only_on_real_photos(
         assert torch.equal(after[key], pretrained[key]), key
 
     pictures = expand_paths([photo_dataset])
-    predictor = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)
+    predictor = Predictor(
+        loaded.model, loaded.class_names, loaded.preprocessing, calibration=loaded.calibration
+    )
     assert main(["predict", str(out), str(photo_dataset), "--json"]) == 0
     from_cli = json.loads(capsys.readouterr().out)
     from_python = [p.to_dict() for p in predictor.predict(pictures)]

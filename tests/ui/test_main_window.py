@@ -169,7 +169,7 @@ def test_results_show_the_confusion_matrix_predictions_and_export(
     drop_paths(window, [colour_dataset / "red" / "red_000.png", colour_dataset / "blue"])
     qtbot.waitUntil(lambda: panel.predictions.count() == 13, timeout=30_000)
     texts = [panel.predictions.item(i).text() for i in range(13)]
-    assert all(len(text.splitlines()) == 4 for text in texts)  # name + top 3
+    assert all(len(text.splitlines()) == 5 for text in texts)  # name, answer, top 3
     assert texts[0].startswith("red_000.png")  # in the order they were dropped
     drop_paths(window, [colour_dataset / "green" / "green_000.png"])
     qtbot.waitUntil(lambda: panel.predictions.count() == 14, timeout=30_000)

@@ -226,6 +226,7 @@ class RunStore:
             evaluation=_with_predictions(record.evaluation, record.model_folder, loaded),
             cancelled=record.cancelled,
             stopped_early=record.stopped_early,
+            calibration=loaded.calibration,
         )
 
     def delete(self, run_id: str) -> None:

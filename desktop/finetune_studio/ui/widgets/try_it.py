@@ -1,31 +1,40 @@
 """UI layer: "Try it" in the Results step: the trained model classifies pictures the
-user drops or opens, each shown with a small preview and its top three classes.
+user drops or opens, each shown with a small preview, its answer and its top three
+classes (calibrated probabilities).
 
 Pictures are classified in a task with progress and Cancel; pictures dropped while
-others are being classified wait their turn.
+others are being classified wait their turn. A slider sets the confidence below which
+the answer is "unknown": moving it re-answers the pictures shown from the
+probabilities they keep (no model run), and makes the value the model's default
+threshold (the run's calibration, which the next export writes to model.json).
+Below the list, how well calibrated the model's confidence is (``calibration_view``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
 
 from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
+from .calibration_view import CalibrationView
 from .dataset_panel import icon_from_rgb
 from .task_progress import show_latest_progress
 
@@ -36,6 +45,12 @@ if TYPE_CHECKING:
 VERDICT_ROLE = Qt.ItemDataRole.UserRole + 1
 """A prediction item keeps its verdict lines here; its heading (the path) changes as
 more pictures with the same name arrive."""
+PREDICTION_ROLE = Qt.ItemDataRole.UserRole + 2
+"""The item's ``Prediction``: its calibrated probabilities, re-answered at a new threshold."""
+THRESHOLD_TIP = (
+    "A picture whose calibrated top probability is below this is answered “unknown”. "
+    "The value becomes the model's default threshold: the next export keeps it."
+)
 PREVIEW_SIZE = 96
 PICTURE_FILTER = "Pictures (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff)"
 
@@ -56,7 +71,9 @@ class PictureClassification:
         from ...engine.predict import Predictor, expand_paths
 
         result = self.result
-        predictor = Predictor(result.model, result.class_names, result.preprocessing)
+        predictor = Predictor(
+            result.model, result.class_names, result.preprocessing, None, result.calibration
+        )
         files = expand_paths(self.paths)
         total = 2 * len(files)
 
@@ -116,19 +133,34 @@ class TryItBox(QGroupBox):
         self.prediction_progress = QProgressBar()
         self.prediction_progress.setFormat("Classifying… %p%")
         self.cancel_predictions = QPushButton("Cancel")
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(0, 100)
+        self.threshold.setToolTip(THRESHOLD_TIP)
+        self.threshold_label = QLabel()
+        self.threshold_label.setMinimumWidth(
+            self.threshold_label.fontMetrics().horizontalAdvance("100%")
+        )
         self.predictions = QListWidget()
         self.predictions.setIconSize(QSize(PREVIEW_SIZE, PREVIEW_SIZE))
         self.predictions.setWordWrap(True)
+        self.calibration_view = CalibrationView()
         prediction_layout = QVBoxLayout(self)
         prediction_row = QHBoxLayout()
         prediction_row.addWidget(self.open_pictures)
         prediction_row.addWidget(self.prediction_progress, stretch=1)
         prediction_row.addWidget(self.cancel_predictions)
         prediction_layout.addLayout(prediction_row)
-        prediction_layout.addWidget(self.predictions)
+        threshold_row = QHBoxLayout()
+        threshold_row.addWidget(QLabel("Answer “unknown” below"))
+        threshold_row.addWidget(self.threshold, stretch=1)
+        threshold_row.addWidget(self.threshold_label)
+        prediction_layout.addLayout(threshold_row)
+        prediction_layout.addWidget(self.predictions, stretch=1)
+        prediction_layout.addWidget(self.calibration_view)
 
         self.open_pictures.clicked.connect(self._on_open_pictures_clicked)
         self.cancel_predictions.clicked.connect(self._on_cancel_predictions_clicked)
+        self.threshold.valueChanged.connect(self._on_threshold_value_changed)
         self._show_prediction_progress(False)
         self.set_result(None)
 
@@ -142,7 +174,44 @@ class TryItBox(QGroupBox):
             self._show_prediction_progress(False)
         self.result = result
         self.open_pictures.setEnabled(result is not None)
+        self.threshold.setEnabled(result is not None)
+        with QSignalBlocker(self.threshold):  # showing a run's threshold is no change to it
+            self.threshold.setValue(round(self.current_threshold * 100))
+        self._show_threshold()
+        self.calibration_view.set_calibration(result.calibration if result else None)
         self.predictions.clear()
+
+    @property
+    def current_threshold(self) -> float:
+        return self.result.calibration.threshold if self.result is not None else 0.0
+
+    def _show_threshold(self) -> None:
+        self.threshold_label.setText(f"{self.threshold.value()}%")
+
+    @Slot(int)
+    def _on_threshold_value_changed(self, value: int) -> None:
+        """The model's default threshold becomes ``value`` %, and the pictures shown are
+        answered again at it."""
+        self._show_threshold()
+        if self.result is None:
+            return
+        calibration = self.result.calibration
+        self.result.calibration = dataclasses.replace(calibration, threshold=value / 100)
+        for row in range(self.predictions.count()):
+            item = self.predictions.item(row)
+            prediction: Prediction = item.data(PREDICTION_ROLE)
+            item.setData(VERDICT_ROLE, self._verdict(prediction))
+        self._name_predictions()
+
+    def _verdict(self, prediction: Prediction) -> str:
+        """The answer at the current threshold, then the ranked classes."""
+        if prediction.error:
+            return f"skipped: {prediction.error}"
+        answered = prediction.with_threshold(self.current_threshold)
+        answer = f"answer: {answered.answer}"
+        if answered.answer != prediction.top[0][0]:
+            answer += f" (under {self.current_threshold:.0%})"
+        return "\n".join([answer, *(f"{label}  {p:.1%}" for label, p in prediction.top)])
 
     @property
     def predicting(self) -> bool:
@@ -199,13 +268,10 @@ class TryItBox(QGroupBox):
         elif not outcome:
             self.banner.show_warning("No pictures found there.")
         for prediction, preview in reversed(outcome):  # the newest batch on top, in its order
-            if prediction.error:
-                verdict = f"skipped: {prediction.error}"
-            else:
-                verdict = "\n".join(f"{label}  {p:.1%}" for label, p in prediction.top)
             item = QListWidgetItem()
             item.setToolTip(prediction.path)
-            item.setData(VERDICT_ROLE, verdict)
+            item.setData(PREDICTION_ROLE, prediction)
+            item.setData(VERDICT_ROLE, self._verdict(prediction))
             if preview is not None:
                 item.setIcon(icon_from_rgb(*preview))
             self.predictions.insertItem(0, item)
