@@ -11,9 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers import Gate
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from finetune_studio.engine.evaluation import Evaluation
@@ -27,11 +28,14 @@ from finetune_studio.ui.models.picture_records_model import (
     RECORD_ROLE,
     SUGGESTED_ROLE,
     Order,
+    OutOfFoldRecord,
     PictureRecordsModel,
     Selection,
     Show,
+    listed_records_csv,
 )
-from finetune_studio.ui.widgets.gallery import OLD_RUN_HINT, SUSPECTS_HINT, Gallery
+from finetune_studio.ui.widgets.gallery import OLD_RUN_HINT, SUSPECTS_HINT, Gallery, TileDelegate
+from finetune_studio.ui.workers import thumbnails
 from finetune_studio.ui.workers.thumbnails import ThumbnailLoader
 
 NAMES = ("cat", "dog", "bird")
@@ -82,6 +86,23 @@ def gallery(qtbot, records: list[PictureRecord]) -> Gallery:
 
 def paths(records: list[PictureRecord]) -> list[str]:
     return [record.path for record in records]
+
+
+def training_suspect(folder: Path, given: int, cross_validated: int) -> PictureRecord:
+    """What the suspects search makes of a training picture: out-of-fold probabilities,
+    here most for ``cross_validated``, as a plain record (the search's own type)."""
+    probabilities = tuple(0.9 if c == cross_validated else 0.05 for c in range(3))
+    (record,) = make_records(folder, 1)
+    loss = -math.log(probabilities[given])
+    return replace(
+        record, true=given, predicted=cross_validated, probabilities=probabilities, loss=loss
+    )
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        return list(reader.fieldnames or []), list(reader)
 
 
 def test_the_model_passes_the_qt_model_tester(qtmodeltester, records) -> None:
@@ -190,12 +211,85 @@ def test_export_writes_exactly_the_listed_records_in_order(
     assert written.args == [str(target)]
     assert asked == ["true-cat-misclassified.csv"]
     listed = gallery.shown_records()
-    assert listed and target.read_text(encoding="utf-8") == records_to_csv(listed, NAMES)
-    with target.open(newline="", encoding="utf-8") as file:
-        rows = list(csv.DictReader(file))
+    assert listed and target.read_text(encoding="utf-8") == listed_records_csv(listed, NAMES)
+    header, rows = read_csv(target)
+    assert header == ["path", "true", "predicted", "confidence", "loss", "source", *NAMES]
+    engine_rows = list(csv.DictReader(io.StringIO(records_to_csv(listed, NAMES))))
+    assert [{k: v for k, v in row.items() if k != "source"} for row in rows] == engine_rows
     assert [row["path"] for row in rows] == paths(listed)
     assert {row["true"] for row in rows} == {"cat"}
+    assert {row["source"] for row in rows} == {"evaluation"}
     assert [p.name for p in target.parent.iterdir()] == ["mistakes.csv"]  # no leftovers
+
+
+def test_a_cell_under_the_suspects_filter_lists_exactly_its_evaluated_pictures(
+    gallery: Gallery, records, tmp_path
+) -> None:
+    """A training suspect the cross-validated head calls cat → dog stays out of the
+    confusion matrix's cat → dog cell: the cell's count is the matrix's."""
+    cell = [r for r in records if r.true == 0 and r.predicted == 1]
+    training = training_suspect(tmp_path / "training", given=0, cross_validated=1)
+    gallery.set_suspects({**{r.path: 1 for r in cell}, training.path: 1}, [training])
+
+    gallery.show_cell(0, 1)
+    assert gallery.model.show is Show.SUSPECTS
+    assert sorted(paths(gallery.shown_records())) == sorted(paths(cell))
+    assert gallery.caption.text() == f"<b>True cat → predicted dog ({len(cell)})</b>"
+    for select in (gallery.show_true_class, gallery.show_predicted_class):
+        select(0 if select == gallery.show_true_class else 1)
+        assert training.path not in paths(gallery.shown_records())
+    gallery.show_all()
+    assert sorted(paths(gallery.shown_records())) == sorted([*paths(cell), training.path])
+    assert gallery.show_combo.currentText() == f"{Show.SUSPECTS.value} ({len(cell) + 1})"
+
+
+def test_a_training_suspect_s_tile_says_given_and_cross_validated(
+    gallery: Gallery, records, tmp_path
+) -> None:
+    """Not "cat → dog, 90 % confident": the trained model never said so."""
+    training = training_suspect(tmp_path / "training", given=0, cross_validated=1)
+    evaluated = records[5]
+    gallery.set_suspects({training.path: 1, evaluated.path: 0}, [training])
+    model, delegate = gallery.model, gallery.view.itemDelegate()
+    assert isinstance(delegate, TileDelegate)
+    palette = gallery.view.palette()
+
+    tile = model.index(model.row_of(training.path))
+    assert isinstance(tile.data(RECORD_ROLE), OutOfFoldRecord)
+    assert tile.data(Qt.ItemDataRole.DisplayRole) == "given cat · suggested dog (cross-validated)"
+    assert [text for text, _ in delegate.lines(tile, palette)] == [
+        "given cat",
+        "cross-validated",
+        "suggested: dog",
+    ]
+    assert "training picture" in tile.data(Qt.ItemDataRole.ToolTipRole)
+    assert isinstance(model.record_for(training.path), OutOfFoldRecord)
+
+    tile = model.index(model.row_of(evaluated.path))
+    assert type(tile.data(RECORD_ROLE)) is PictureRecord
+    assert [text for text, _ in delegate.lines(tile, palette)] == [
+        f"{NAMES[evaluated.true]} → {NAMES[evaluated.predicted]}",
+        f"{evaluated.confidence:.0%} confident",
+        "suggested: cat",
+    ]
+
+
+def test_the_csv_says_which_rows_are_cross_validated(
+    qtbot, gallery: Gallery, records, tmp_path
+) -> None:
+    training = training_suspect(tmp_path / "training", given=2, cross_validated=0)
+    gallery.set_suspects({records[4].path: 2, training.path: 0}, [training])
+    target = tmp_path / "suspects.csv"
+    with qtbot.waitSignal(gallery.exported):
+        gallery.export_csv(target)
+
+    header, rows = read_csv(target)
+    assert header == ["path", "true", "predicted", "confidence", "loss", "source", *NAMES]
+    sources = {row["path"]: row["source"] for row in rows}
+    assert sources == {records[4].path: "evaluation", training.path: "cross-validated"}
+    (row,) = [row for row in rows if row["path"] == training.path]
+    assert (row["true"], row["predicted"]) == ("bird", "cat")
+    assert float(row["confidence"]) == pytest.approx(0.9)
 
 
 def test_export_failure_is_reported_and_writes_nothing(qtbot, gallery: Gallery, tmp_path) -> None:
@@ -251,6 +345,48 @@ def test_thumbnails_arrive_and_a_broken_file_gets_a_placeholder(
     tile = gallery.view.visualRect(gallery.model.index(0))
     near_corner = (tile.center().x() - 60, tile.top() + 10)  # of the 128-pixel box
     assert picture.pixelColor(*near_corner) == placeholder
+
+
+def test_a_decode_started_before_forget_is_not_cached_after_it(
+    qtbot, tmp_path, monkeypatch
+) -> None:
+    """Pictures moved while a thumbnail was decoded: the old picture's decode, ending
+    while the new one's is under way, must not become the path's thumbnail."""
+    picture = tmp_path / "cat_00001.png"
+    picture.write_bytes(png_bytes((200, 0, 0)))
+    gates, reads = [Gate(), Gate()], []
+    real_decode, real_hand_over = thumbnails.decode_thumbnail, ThumbnailLoader._decode
+    handed_over: list[str] = []
+
+    def decode(path: str, size: int) -> thumbnails.Pixels:
+        pixels = real_decode(path, size)
+        gate = gates[len(reads)]  # read in turn: the test lets the second start later
+        reads.append(path)
+        gate.pass_through()  # hold what was read
+        return pixels
+
+    def hand_over(loader: ThumbnailLoader, path: str, generation: int) -> None:
+        real_hand_over(loader, path, generation)
+        handed_over.append(path)
+
+    monkeypatch.setattr(thumbnails, "decode_thumbnail", decode)
+    monkeypatch.setattr(ThumbnailLoader, "_decode", hand_over)
+    loader = ThumbnailLoader(workers=2)
+    assert loader.thumbnail(str(picture)) is None
+    assert gates[0].entered.wait(10)  # the red picture read
+    picture.write_bytes(png_bytes((0, 0, 200)))  # moved away: a blue one has its path
+    loader.forget()
+    assert loader.thumbnail(str(picture)) is None  # its tile asks again
+    assert gates[1].entered.wait(10)  # the blue picture read
+    gates[0].release.set()
+    qtbot.waitUntil(lambda: len(handed_over) == 1)  # red arrives first
+    with qtbot.waitSignal(loader.thumbnails_arrived, timeout=10_000) as arrived:
+        gates[1].release.set()
+
+    assert arrived.args == [[str(picture)]]
+    pixmap = loader.thumbnail(str(picture))
+    assert pixmap is not None and pixmap.toImage().pixelColor(20, 20) == QColor(0, 0, 200)
+    loader.shutdown()
 
 
 def test_the_cache_keeps_to_its_budget() -> None:

@@ -3,7 +3,9 @@ computed in a task; the toggle and the opacity change what is painted."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from finetune_studio.engine.errors import UserFacingError
 from finetune_studio.engine.review import heatmaps
 from finetune_studio.engine.review.heatmaps import Explanation
 from finetune_studio.engine.review.records import PictureRecord
+from finetune_studio.ui.models.picture_records_model import OutOfFoldRecord
 from finetune_studio.ui.widgets.picture_viewer import PictureViewer
 from finetune_studio.ui.workers.tasks import TaskRunner, background_threads_running
 
@@ -93,6 +96,37 @@ def test_real_heatmaps_for_the_predicted_and_the_true_class(qtbot, viewer, train
     names = trained.class_names
     assert viewer.heading.text().count(f"{names[record.true]} → {names[record.predicted]}")
     assert viewer.for_true.isVisible() and names[record.true] in viewer.for_true.text()
+
+
+def test_a_training_suspect_is_headed_by_the_model_s_own_prediction(qtbot, viewer, trained) -> None:
+    """A training picture's record from the suspects search holds a cross-validated
+    head's prediction; the heading and the "Predicted" heatmap are the model's."""
+    names = trained.class_names
+    validation = set(trained.evaluation.predictions.paths)
+    pictures = sorted(Path(trained.recipe.dataset).rglob("*.png"))
+    path = next(str(p) for p in pictures if str(p) not in validation)
+    given = names.index(Path(path).parent.name)
+    own = heatmaps.explain(trained.model, trained.head_path, trained.preprocessing, path, [])
+    model_says = int(np.argmax(own.probabilities))
+    cross = next(c for c in range(len(names)) if c not in (given, model_says))
+    probabilities = tuple(0.9 if c == cross else 0.05 for c in range(len(names)))
+    record = OutOfFoldRecord(path, given, cross, probabilities, -math.log(probabilities[given]))
+
+    viewer.show_record(record, names, trained)
+    assert f"→ {names[cross]}" not in viewer.heading.text()  # not before the model says
+    assert "training picture" in viewer.details.text()
+    assert "cross-validation" in viewer.details.text()
+    wait_for_heatmaps(qtbot, viewer)
+
+    assert f"{names[given]} → {names[model_says]}" in viewer.heading.text()
+    assert viewer.for_predicted.text().startswith(f"Predicted: {names[model_says]} (")
+    assert viewer.chosen_class() == model_says
+    assert viewer.heatmaps is not None and model_says in viewer.heatmaps.overlays
+    assert viewer.for_true.isVisible() == (given != model_says)
+    if given != model_says:
+        assert viewer.for_true.text().startswith(f"Given: {names[given]} (")
+        assert given in viewer.heatmaps.overlays
+    assert f"the model predicts <b>{names[model_says]}</b>" in viewer.details.text()
 
 
 # --- what is painted, with heatmaps the test draws --------------------------------------
@@ -260,4 +294,48 @@ def test_opening_a_gallery_tile_in_the_results_step(qtbot, runner, trained) -> N
 
     panel.set_result(None)  # another model: its pictures are not this one's
     assert not viewer.isVisible()
+    panel.gallery.thumbnails.shutdown()
+
+
+def test_stepping_quickly_computes_one_heatmap_at_a_time_and_ends_on_the_last(
+    qtbot, runner, trained, monkeypatch
+) -> None:
+    """Holding → must not start a Grad-CAM per picture: while one runs, only the
+    latest picture asked for waits, and the pictures stepped over are never computed."""
+    from finetune_studio.ui.widgets.results_panel import ResultsPanel
+
+    gate, asked = Gate(), []
+
+    def held(model, head, prep, path, classes) -> Explanation:
+        asked.append(path)
+        gate.pass_through()  # the first one blocks until released
+        return halves(path, classes)
+
+    monkeypatch.setattr(heatmaps, "explain", held)
+    panel = ResultsPanel(runner)
+    qtbot.addWidget(panel)
+    panel.set_result(trained)
+    panel.show()
+    shown = panel.gallery.shown_records()
+    steps = min(6, len(shown) - 1)
+    assert steps >= 3
+    panel.open_record(shown[0])
+    viewer = panel.viewer
+    assert viewer is not None and gate.entered.wait(10)
+    viewer.activateWindow()  # else each step raises it (offscreen Qt warns it cannot)
+    qtbot.waitUntil(viewer.isActiveWindow)
+    for _ in range(steps):
+        qtbot.mouseClick(viewer.next_button, Qt.MouseButton.LeftButton)
+    last = shown[steps]
+    assert viewer.record == last and viewer.computing and viewer.progress.isVisible()
+    assert asked == [shown[0].path]  # nothing more started while the first runs
+
+    gate.release.set()
+    qtbot.waitUntil(lambda: not viewer.computing, timeout=30_000)
+    assert asked == [shown[0].path, last.path]
+    names = trained.class_names
+    assert viewer.heatmaps is not None and viewer.heatmap_toggle.isEnabled()
+    assert f"{names[last.true]} → {names[last.predicted]}" in viewer.heading.text()
+    qtbot.waitUntil(lambda: viewer.task is None)
+    viewer.close()
     panel.gallery.thumbnails.shutdown()

@@ -9,18 +9,31 @@ and the view sees one reset instead of a proxy's per-row bookkeeping.
 The numbers each row is filtered and sorted by are read off the records once, in
 ``set_records``; the records themselves are only asked for again when a row is shown,
 so a caller may pass a lazy sequence.
+
+Two kinds of record are listed. The evaluation's are what the trained model made of
+the validation pictures: the confusion matrix counts them. The suspects search adds
+its own records of suspects the evaluation never saw (training pictures): their
+probabilities are out-of-fold ones, from a head cross-validated without the picture,
+so their ``predicted`` is not the trained model's. They are held as
+``OutOfFoldRecord`` (a ``PictureRecord`` that says so: the engine's record is shared
+and stays as it is), which carries the difference to whoever a record is handed on
+to (the picture viewer, the CSV export), and they are listed only under
+``Show.SUSPECTS`` with no cell or class selected: a cell or a class is the
+confusion matrix's, and lists its evaluated pictures and nothing else.
 """
 
 from __future__ import annotations
 
+import csv
 import enum
+import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from ...engine.review.records import LOW_CONFIDENCE, PictureRecord
+from ...engine.review.records import LOW_CONFIDENCE, PictureRecord, records_to_csv
 
 Index = QModelIndex | QPersistentModelIndex
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -28,6 +41,46 @@ RECORD_ROLE = Qt.ItemDataRole.UserRole + 1
 SUGGESTED_ROLE = Qt.ItemDataRole.UserRole + 2
 """The class name suggested for a suspected wrong label, or None."""
 UNKNOWN_CLASS = "?"
+EVALUATION = "evaluation"
+CROSS_VALIDATED = "cross-validated"
+
+
+@dataclass(frozen=True)
+class OutOfFoldRecord(PictureRecord):
+    """A suspect's record from the suspects search, not from the evaluation: ``true``
+    is the given label, ``probabilities`` (and so ``predicted``) come from a head
+    cross-validated without this picture, not from the trained model, which trained
+    on it. Never equal to a plain ``PictureRecord``."""
+
+    @classmethod
+    def of(cls, record: PictureRecord) -> OutOfFoldRecord:
+        r = record
+        return cls(r.path, r.true, r.predicted, r.probabilities, r.loss)
+
+
+def source_of(record: PictureRecord) -> str:
+    """Where a record's probabilities come from: the evaluation or cross-validation."""
+    return CROSS_VALIDATED if isinstance(record, OutOfFoldRecord) else EVALUATION
+
+
+SOURCE_COLUMN = "source"
+FIXED_COLUMNS = 5  # path, true, predicted, confidence, loss: the source column follows
+
+
+def listed_records_csv(records: Iterable[PictureRecord], class_names: Sequence[str]) -> str:
+    """The engine's ``records_to_csv`` with a ``source`` column after ``loss`` (then
+    the classes' probabilities, as there): "evaluation" for the trained model's own
+    records, "cross-validated" for a training picture's out-of-fold one, whose
+    prediction and confidence are not the model's. Written by re-reading the
+    engine's text, so every other column stays exactly as the engine writes it."""
+    records = list(records)
+    rows = csv.reader(io.StringIO(records_to_csv(records, class_names), newline=""))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for number, row in enumerate(rows):
+        source = SOURCE_COLUMN if number == 0 else source_of(records[number - 1])
+        writer.writerow([*row[:FIXED_COLUMNS], source, *row[FIXED_COLUMNS:]])
+    return out.getvalue()
 
 
 class Show(enum.Enum):
@@ -70,7 +123,7 @@ class _Facts:
     predicted: int
     confidence: float
     loss: float
-    evaluated: bool  # False: a suspect's own record, listed under Show.SUSPECTS only
+    evaluated: bool  # False: an out-of-fold record, listed under Show.SUSPECTS only
 
     @classmethod
     def of(cls, record: PictureRecord, evaluated: bool = True) -> _Facts:
@@ -92,7 +145,7 @@ class PictureRecordsModel(QAbstractListModel):
         self.show = Show.ALL
         self.order = Order.LOSS
         self._records: Sequence[PictureRecord] = ()  # the evaluation's
-        self._extra: list[PictureRecord] = []  # suspects' own, after them in ``_facts``
+        self._extra: list[OutOfFoldRecord] = []  # suspects' own, after them in ``_facts``
         self._facts: list[_Facts] = []
         self._suspects: dict[str, int] | None = None
         self._rows: list[int] = []  # indices into the records, in the order shown
@@ -127,16 +180,17 @@ class PictureRecordsModel(QAbstractListModel):
     ) -> None:
         """``path -> suggested class index``; None when nobody has looked for them.
 
-        ``records`` are what the search made of suspects the evaluation did not see
-        (training pictures): they are listed under ``Show.SUSPECTS`` only, so that the
-        other choices keep to the pictures the confusion matrix counts."""
+        ``records`` are the search's out-of-fold records; those of suspects the
+        evaluation did not see (training pictures) are kept as ``OutOfFoldRecord`` and
+        listed under ``Show.SUSPECTS`` with nothing selected only, so that the other
+        choices, a cell and a class keep to the pictures the confusion matrix counts."""
         del self._facts[len(self._records) :]
         self._extra = []
         known = {facts.path for facts in self._facts}
         for record in records:
             if suspects is not None and record.path in suspects and record.path not in known:
                 known.add(record.path)
-                self._extra.append(record)
+                self._extra.append(OutOfFoldRecord.of(record))
                 self._facts.append(_Facts.of(record, evaluated=False))
         self._suspects = None if suspects is None else dict(suspects)
         if self._suspects is None and self.show is Show.SUSPECTS:
@@ -192,9 +246,9 @@ class PictureRecordsModel(QAbstractListModel):
         return None if suggested is None else self.class_name(suggested)
 
     def _listed(self, facts: _Facts, show: Show) -> bool:
+        if not facts.evaluated and (show is not Show.SUSPECTS or self.selection != Selection()):
+            return False  # the model never evaluated it: no cell or class of its own
         if not self.selection.matches(facts.true, facts.predicted):
-            return False
-        if not facts.evaluated and show is not Show.SUSPECTS:
             return False
         if show is Show.MISCLASSIFIED:
             return facts.true != facts.predicted
@@ -226,6 +280,8 @@ class PictureRecordsModel(QAbstractListModel):
             return None
         facts = self._facts[self._rows[index.row()]]
         if role == Qt.ItemDataRole.DisplayRole:
+            if not facts.evaluated:
+                return self.cross_validated_caption(facts.true, self.suggested_name(facts.path))
             return self.caption(facts.true, facts.predicted)
         if role == RECORD_ROLE:
             return self.record(index.row())
@@ -243,13 +299,26 @@ class PictureRecordsModel(QAbstractListModel):
     def caption(self, true: int, predicted: int) -> str:
         return f"{self.class_name(true)} → {self.class_name(predicted)}"
 
+    def cross_validated_caption(self, given: int, suggested: str | None) -> str:
+        """An out-of-fold record's: no "→ predicted", which would read as the model's."""
+        suggestion = "" if suggested is None else f" · suggested {suggested}"
+        return f"given {self.class_name(given)}{suggestion} ({CROSS_VALIDATED})"
+
     def _tooltip(self, facts: _Facts) -> str:
         loss = "unknown" if math.isnan(facts.loss) else f"{facts.loss:.3f}"
-        lines = [
-            facts.path,
-            f"True {self.class_name(facts.true)}, predicted {self.class_name(facts.predicted)}"
-            f" ({facts.confidence:.1%}); loss {loss}",
-        ]
+        name = self.class_name
+        if facts.evaluated:
+            about = (
+                f"True {name(facts.true)}, predicted {name(facts.predicted)}"
+                f" ({facts.confidence:.1%}); loss {loss}"
+            )
+        else:
+            about = (
+                f"A training picture, given {name(facts.true)}: the model learned from it, "
+                f"so it was not evaluated.\nCross-validated (by a head that never saw it): "
+                f"{name(facts.predicted)} {facts.confidence:.1%}; loss {loss}"
+            )
+        lines = [facts.path, about]
         suggested = self.suggested_name(facts.path)
         if suggested is not None:
             lines.append(f"Suspected wrong label: perhaps {suggested}")

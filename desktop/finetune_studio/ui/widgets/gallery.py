@@ -5,6 +5,11 @@ a filter (all, misclassified, low confidence, suspected wrong label) and a sort 
 confidence). The list view is virtualised: uniform tiles laid out in batches, and
 only the tiles on screen are painted, so only they ask for thumbnails
 (``ThumbnailLoader`` decodes them off the GUI thread).
+
+Suspects that are training pictures have no evaluation, only the suspects search's
+cross-validated probabilities (``OutOfFoldRecord``): their tiles say "given cat,
+cross-validated, suggested dog" rather than "cat → dog, 97 % confident", which would
+read as the trained model's verdict, and the CSV export says which rows they are.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...engine.review.records import PictureRecord, records_to_csv
+from ...engine.review.records import PictureRecord
 from ..models.picture_records_model import (
     RECORD_ROLE,
     SUGGESTED_ROLE,
     Order,
+    OutOfFoldRecord,
     PictureRecordsModel,
     Selection,
     Show,
+    listed_records_csv,
 )
 from ..workers.thumbnails import THUMBNAIL_SIZE, ThumbnailLoader
 
@@ -59,8 +66,9 @@ SUGGESTION = QColor(154, 103, 0)
 
 class TileDelegate(QStyledItemDelegate):
     """Paints a tile: thumbnail (or a placeholder), true → predicted, confidence, and
-    the suggested class of a suspect. Every tile has the same size (the view lays out
-    thousands without asking each one)."""
+    the suggested class of a suspect; a training picture's (out-of-fold) tile says
+    "given", "cross-validated" and the suggestion instead. Every tile has the same
+    size (the view lays out thousands without asking each one)."""
 
     def __init__(self, thumbnails: ThumbnailLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,16 +96,31 @@ class TileDelegate(QStyledItemDelegate):
         self._paint_thumbnail(painter, option, picture, record.path)
         line = option.fontMetrics.height()
         text = QRect(rect.left(), picture.bottom() + PADDING, rect.width(), line)
-        caption = str(index.data(Qt.ItemDataRole.DisplayRole))
-        self._paint_line(painter, option, text, caption, CORRECT if record.correct else WRONG)
-        text.translate(0, line)
-        muted = option.palette.color(QPalette.ColorRole.PlaceholderText)
-        self._paint_line(painter, option, text, f"{record.confidence:.0%} confident", muted)
+        for words, colour in self.lines(index, option.palette):
+            self._paint_line(painter, option, text, words, colour)
+            text.translate(0, line)
+        painter.restore()
+
+    def lines(self, index: Index, palette: QPalette) -> list[tuple[str, QColor]]:
+        """The text under a tile's picture, a line each, with its colour."""
+        record = index.data(RECORD_ROLE)
+        muted = palette.color(QPalette.ColorRole.PlaceholderText)
+        model = index.model()
+        if isinstance(record, OutOfFoldRecord) and isinstance(model, PictureRecordsModel):
+            given = f"given {model.class_name(record.true)}"
+            lines = [(given, palette.color(QPalette.ColorRole.Text)), ("cross-validated", muted)]
+        elif isinstance(record, PictureRecord):
+            caption = str(index.data(Qt.ItemDataRole.DisplayRole))
+            lines = [
+                (caption, CORRECT if record.correct else WRONG),
+                (f"{record.confidence:.0%} confident", muted),
+            ]
+        else:
+            return []
         suggested = index.data(SUGGESTED_ROLE)
         if suggested:
-            text.translate(0, line)
-            self._paint_line(painter, option, text, f"suggested: {suggested}", SUGGESTION)
-        painter.restore()
+            lines.append((f"suggested: {suggested}", SUGGESTION))
+        return lines
 
     def _paint_thumbnail(
         self, painter: QPainter, option: QStyleOptionViewItem, area: QRect, path: str
@@ -230,9 +253,10 @@ class Gallery(QWidget):
     ) -> None:
         """Suspected wrong labels, ``path -> suggested class index``, and list them.
         ``records`` adds what the search made of suspects the evaluation did not see
-        (training pictures, listed under this filter only); a suspect with no record
-        anywhere cannot be shown (``model.suspects_without_record()`` lists them).
-        None forgets them."""
+        (training pictures: cross-validated records, listed under this filter with all
+        classes only, never in a cell or a class); a suspect with no record anywhere
+        cannot be shown (``model.suspects_without_record()`` lists them). None forgets
+        them."""
         self.model.set_suspects(suspects, records)
         if suspects is not None:
             self.set_show(Show.SUSPECTS)
@@ -369,10 +393,10 @@ class Gallery(QWidget):
 
     def export_csv(self, path: str | Path) -> None:
         """Write the listed pictures, in order, to ``path`` (replacing it: the user has
-        confirmed that in the file dialog)."""
+        confirmed that in the file dialog), each row saying its source."""
         from ...engine.atomic import write_file_atomically
 
-        text = records_to_csv(self.shown_records(), self.model.class_names)
+        text = listed_records_csv(self.shown_records(), self.model.class_names)
 
         def write(temporary: Path) -> None:
             temporary.write_text(text, encoding="utf-8", newline="")

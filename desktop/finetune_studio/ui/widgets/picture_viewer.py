@@ -6,6 +6,18 @@ them, hides the heatmap or changes its opacity without computing anything again.
 The picture shown then is the one the model saw (resized and centre-cropped), so
 the heatmap lies on exactly the pixels it explains; until it arrives, the gallery's
 thumbnail stands in.
+
+At most one heatmap task runs at a time. Stepping through the gallery (holding →)
+asks for one picture after another, and a Grad-CAM cannot be stopped half-way: a
+task per step would pile up dozens of them on a large network. So while one runs,
+only the latest picture asked for is remembered, and started when the running one
+ends; the pictures stepped over in between are never computed.
+
+A training picture opened from the suspects (an ``OutOfFoldRecord``) has no
+evaluation: its record's prediction is a cross-validated head's. The heatmaps are
+the trained model's, so the viewer takes that model's own prediction from the
+explanation's probabilities for the heading and the "Predicted" heatmap, and says
+where the suspicion came from.
 """
 
 from __future__ import annotations
@@ -38,6 +50,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engine.review.records import PictureRecord
+from ..models.picture_records_model import OutOfFoldRecord
 from ..workers.tasks import ProgressFn, Task, TaskRunner
 
 if TYPE_CHECKING:
@@ -50,13 +63,19 @@ COLOUR_MAP = "turbo"
 
 @dataclass(frozen=True)
 class Heatmaps:
-    """What the task hands back: the model's view of the picture (H x W x 3 uint8)
-    and each class's heatmap already coloured (H x W x 4 uint8, transparent where
-    the class found nothing)."""
+    """What the task hands back: the model's view of the picture (H x W x 3 uint8),
+    each class's heatmap already coloured (H x W x 4 uint8, transparent where the
+    class found nothing), and the model's own probabilities for the picture."""
 
     picture: np.ndarray
     overlays: dict[int, np.ndarray]
     layer: str
+    probabilities: tuple[float, ...]
+
+    @property
+    def predicted(self) -> int:
+        """The class the model itself predicts."""
+        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
 
 
 def colour_lookup() -> np.ndarray:
@@ -66,30 +85,42 @@ def colour_lookup() -> np.ndarray:
 
 
 class PictureExplanation:
-    """A task's function: heatmaps of the predicted and the true class, coloured."""
+    """A task's function: heatmaps of the predicted and the true class, coloured.
+
+    An out-of-fold record's ``predicted`` is not the model's, so for it only the given
+    class is asked for first; the model's own prediction, known from that pass's
+    probabilities, gets its heatmap from a second pass when it is another class."""
 
     def __init__(self, result: TrainingResult, record: PictureRecord) -> None:
         self.result, self.record = result, record
 
     def classes(self) -> list[int]:
         record = self.record
-        return list(dict.fromkeys(c for c in (record.predicted, record.true) if c >= 0))
+        predicted = () if isinstance(record, OutOfFoldRecord) else (record.predicted,)
+        return list(dict.fromkeys(c for c in (*predicted, record.true) if c >= 0))
 
     def __call__(self, progress: ProgressFn, cancel: threading.Event) -> Heatmaps:
         from ...engine.review.heatmaps import explain
 
-        result = self.result
+        result, path = self.result, self.record.path
         explanation = explain(
-            result.model, result.head_path, result.preprocessing, self.record.path, self.classes()
+            result.model, result.head_path, result.preprocessing, path, self.classes()
         )
+        maps = dict(explanation.maps)
+        probabilities = explanation.probabilities
+        predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
+        cross_validated = isinstance(self.record, OutOfFoldRecord)
+        if cross_validated and predicted not in maps and not cancel.is_set():
+            more = explain(result.model, result.head_path, result.preprocessing, path, [predicted])
+            maps.update(more.maps)
         lookup = colour_lookup()
         overlays = {}
-        for index, heat in explanation.maps.items():
+        for index, heat in maps.items():
             levels = np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)
             rgba = lookup[levels]
             rgba[..., 3] = levels  # the cooler, the more transparent
             overlays[index] = np.ascontiguousarray(rgba)
-        return Heatmaps(explanation.picture, overlays, explanation.layer)
+        return Heatmaps(explanation.picture, overlays, explanation.layer, probabilities)
 
 
 def image_of(pixels: np.ndarray) -> QImage:
@@ -156,22 +187,40 @@ class HeatmapCanvas(QWidget):
             painter.drawImage(target, self.overlay)
 
 
+@dataclass(frozen=True, eq=False)
+class _Request:
+    """Heatmaps of ``record`` with ``result``'s model."""
+
+    result: TrainingResult
+    record: PictureRecord
+
+    def same(self, other: _Request | None) -> bool:
+        """The same picture with the same model (the model by identity: comparing
+        results would compare their arrays)."""
+        return other is not None and (self.result is other.result and self.record == other.record)
+
+
 class PictureViewer(QDialog):
     """One record large: true → predicted, confidence, top probabilities, heatmaps.
 
     Closing it while the heatmaps are computed discards their task: it ends on its
-    own and nothing arrives here any more."""
+    own and nothing arrives here any more (a picture opened again meanwhile waits
+    for it to end: one task at a time)."""
 
     step_requested = Signal(int)  # -1 or +1: the previous or next picture of the list
 
     def __init__(self, runner: TaskRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
-        self.task: Task | None = None
+        self.task: Task | None = None  # the one heatmap task running (discarded if closed)
+        self._running: _Request | None = None  # what ``task`` computes
+        self._wanted: _Request | None = None  # what the display waits for, if anything
         self.record: PictureRecord | None = None
         self.class_names: tuple[str, ...] = ()
         self.heatmaps: Heatmaps | None = None
         self._overlays: dict[int, QImage] = {}
+        self._probabilities: tuple[float, ...] | None = None  # the model's own, once known
+        self._predicted: int | None = None  # the model's own prediction, once known
         self.setWindowTitle("Picture")
 
         self.canvas = HeatmapCanvas()
@@ -245,19 +294,23 @@ class PictureViewer(QDialog):
         preview: QPixmap | None = None,
     ) -> None:
         """Show ``record`` (the preview until the model's view arrives) and compute its
-        heatmaps with ``result``'s model; without a model, the picture alone."""
-        self._discard_task()
+        heatmaps with ``result``'s model, once the task running (if any) has ended;
+        without a model, the picture alone."""
         self.record, self.class_names, self.heatmaps = record, class_names, None
         self._overlays = {}
+        evaluated = not isinstance(record, OutOfFoldRecord)
+        self._probabilities = record.probabilities if evaluated else None
+        self._predicted = record.predicted if evaluated else None
         self.canvas.set_picture(preview, None)
-        self._describe(record)
+        self._describe()
         self.status.clear()
         self._enable_controls(False)
-        if result is not None:
-            self._explain(result, record)
-        else:
+        if result is None:
             self.status.setText("No model to explain this picture with.")
-        self.progress.setVisible(self.task is not None)
+        self._wanted = None if result is None else _Request(result, record)
+        if self._wanted is not None and self.task is None:
+            self._start(self._wanted)
+        self.progress.setVisible(self._wanted is not None)
 
     def set_neighbours(self, previous: bool, following: bool) -> None:
         """Whether the list the picture came from has one before it and one after."""
@@ -272,38 +325,84 @@ class PictureViewer(QDialog):
     def _on_next_button_clicked(self) -> None:
         self.step_requested.emit(1)
 
-    def _explain(self, result: TrainingResult, record: PictureRecord) -> None:
-        task = self.runner.run_function(PictureExplanation(result, record), "heatmaps")
+    def _start(self, request: _Request) -> None:
+        task = self.runner.run_function(
+            PictureExplanation(request.result, request.record), "heatmaps"
+        )
         task.succeeded.connect(self._on_task_succeeded)
         task.failed.connect(self._on_task_failed)
-        self.task = task
+        task.ended.connect(self._on_task_ended)
+        self.task, self._running = task, request
 
     def _name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else "?"
 
-    def _describe(self, record: PictureRecord) -> None:
-        name, colour = self._name, "#1a7f37" if record.correct else "#be1e2d"
+    def _top(self, probabilities: tuple[float, ...], count: int = TOP_PROBABILITIES) -> str:
+        ranked = sorted(enumerate(probabilities), key=lambda item: -item[1])
+        return "<br>".join(f"{self._name(i)}: {p:.1%}" for i, p in ranked[:count])
+
+    def _describe(self) -> None:
+        """The heading, the details and the heatmap choices, from what is known of the
+        model's own prediction (an out-of-fold record's is known once computed)."""
+        record, predicted, name = self.record, self._predicted, self._name
+        if record is None:
+            return
         self.setWindowTitle(record.path)
+        if predicted is None:
+            colour, shown = "#6e7781", "…"
+        else:
+            colour, shown = "#1a7f37" if record.true == predicted else "#be1e2d", name(predicted)
         self.heading.setText(
             f"<span style='font-size: large; color: {colour}'><b>{name(record.true)} → "
-            f"{name(record.predicted)}</b></span>"
+            f"{shown}</b></span>"
         )
-        loss = "" if math.isnan(record.loss) else f" · loss {record.loss:.3f}"
-        ranked = sorted(enumerate(record.probabilities), key=lambda item: -item[1])
-        top = "<br>".join(f"{name(i)}: {p:.1%}" for i, p in ranked[:TOP_PROBABILITIES])
-        self.details.setText(
-            f"True class <b>{name(record.true)}</b>, predicted <b>{name(record.predicted)}"
-            f"</b><br>Confidence {record.confidence:.1%}{loss}<br><br>"
-            f"<b>Top probabilities</b><br>{top}<br><br><small>{record.path}</small>"
+        if isinstance(record, OutOfFoldRecord):
+            self.details.setText(self._cross_validated_details(record))
+        else:
+            loss = "" if math.isnan(record.loss) else f" · loss {record.loss:.3f}"
+            self.details.setText(
+                f"True class <b>{name(record.true)}</b>, predicted <b>{name(record.predicted)}"
+                f"</b><br>Confidence {record.confidence:.1%}{loss}<br><br>"
+                f"<b>Top probabilities</b><br>{self._top(record.probabilities)}<br><br>"
+                f"<small>{record.path}</small>"
+            )
+        self._label_choices(record)
+
+    def _cross_validated_details(self, record: OutOfFoldRecord) -> str:
+        """A training picture's: what the model says (once known), and that the
+        suspicion comes from cross-validation, with those probabilities."""
+        name, predicted, probabilities = self._name, self._predicted, self._probabilities
+        if predicted is None or probabilities is None:
+            verdict = "the model's own prediction is being computed…"
+            model = ""
+        else:
+            verdict = (
+                f"the model predicts <b>{name(predicted)}</b> ({probabilities[predicted]:.1%})"
+            )
+            model = f"<br><br><b>The model's probabilities</b><br>{self._top(probabilities)}"
+        return (
+            f"Given class <b>{name(record.true)}</b>; {verdict}<br><br>"
+            "<b>A training picture</b>: the model learned from it, so the evaluation did "
+            "not see it. Its label is suspected from cross-validation: a head trained "
+            f"without it gave<br>{self._top(record.probabilities, 3)}{model}<br><br>"
+            f"<small>{record.path}</small>"
         )
-        probability = record.probabilities
-        self.for_predicted.setText(
-            f"Predicted: {name(record.predicted)} ({probability[record.predicted]:.0%})"
-        )
-        same = record.true == record.predicted or record.true < 0
+
+    def _label_choices(self, record: PictureRecord) -> None:
+        """Offer the model's own prediction, and the true class (a training picture's
+        given one) when it differs."""
+        name, predicted, probabilities = self._name, self._predicted, self._probabilities
+
+        def share(index: int) -> str:
+            return "" if probabilities is None else f" ({probabilities[index]:.0%})"
+
+        shown = "…" if predicted is None else f"{name(predicted)}{share(predicted)}"
+        self.for_predicted.setText(f"Predicted: {shown}")
+        same = record.true < 0 or record.true == predicted
         self.for_true.setVisible(not same)
         if not same:
-            self.for_true.setText(f"True: {name(record.true)} ({probability[record.true]:.0%})")
+            label = "Given" if isinstance(record, OutOfFoldRecord) else "True"
+            self.for_true.setText(f"{label}: {name(record.true)}{share(record.true)}")
         self.for_predicted.setChecked(True)
 
     def _enable_controls(self, enabled: bool) -> None:
@@ -313,13 +412,22 @@ class PictureViewer(QDialog):
     def chosen_class(self) -> int | None:
         if self.record is None:
             return None
-        return self.record.true if self.for_true.isChecked() else self.record.predicted
+        return self.record.true if self.for_true.isChecked() else self._predicted
+
+    def _serves_display(self) -> bool:
+        """Whether the task's outcome is for the picture shown (not one stepped past)."""
+        return self._running is not None and self._running.same(self._wanted)
 
     @Slot(object)
     def _on_task_succeeded(self, heatmaps: Heatmaps) -> None:
-        self.task = None
+        if not self._serves_display():
+            return
+        self._wanted = None
         self.progress.setVisible(False)
         self.heatmaps = heatmaps
+        if isinstance(self.record, OutOfFoldRecord):  # now the model's own prediction is known
+            self._probabilities, self._predicted = heatmaps.probabilities, heatmaps.predicted
+            self._describe()
         self._overlays = {index: image_of(rgba) for index, rgba in heatmaps.overlays.items()}
         picture = image_of(heatmaps.picture)
         chosen = self.chosen_class()
@@ -332,9 +440,18 @@ class PictureViewer(QDialog):
 
     @Slot(str, str)
     def _on_task_failed(self, message: str, details: str) -> None:
-        self.task = None
+        if not self._serves_display():
+            return
+        self._wanted = None
         self.progress.setVisible(False)
         self.status.setText(f"No heatmap: {message}")
+
+    @Slot()
+    def _on_task_ended(self) -> None:
+        """The one task has ended: start the picture shown now, if it still waits."""
+        self.task = self._running = None
+        if self._wanted is not None:
+            self._start(self._wanted)
 
     @Slot(bool)
     def _on_heatmap_toggle_toggled(self, checked: bool) -> None:
@@ -351,16 +468,16 @@ class PictureViewer(QDialog):
         self.canvas.set_opacity(value / 100)
 
     # --- closing --------------------------------------------------------------------------
-    def _discard_task(self) -> None:
-        if self.task is not None:
-            self.task.discard()  # it ends on its own; nobody wants the heatmaps any more
-            self.task = None
-
     def done(self, result: int) -> None:
-        self._discard_task()
+        """Nothing is wanted any more: the running task is discarded (it ends on its
+        own, and is still the one task until then)."""
+        self._wanted = None
+        if self.task is not None:
+            self.task.discard()
         self.progress.setVisible(False)
         super().done(result)
 
     @property
     def computing(self) -> bool:
-        return self.task is not None
+        """Whether the heatmaps of the picture shown are still to come."""
+        return self._wanted is not None

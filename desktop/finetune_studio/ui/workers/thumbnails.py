@@ -17,6 +17,12 @@ scroll then costs one repaint per batch, not one per picture.
 Only the most recent requests are kept (``MAX_WAITING``): after a fling through
 5,000 pictures, the tiles now on screen come first and those scrolled past are
 dropped; they are asked for again if they are painted again.
+
+``forget()`` (pictures were moved: a path may now hold another picture) cannot stop
+a decode that is already running, so every decode carries the generation it was
+started in, and ``forget()`` starts a new one: a result from an older generation is
+dropped when it arrives, and a path asked for again after ``forget()`` is decoded
+again, from the file as it is now.
 """
 
 from __future__ import annotations
@@ -69,8 +75,9 @@ class ThumbnailLoader(QObject):
         self._cache: OrderedDict[str, QPixmap | None] = OrderedDict()  # None: broken
         self._cached_bytes = 0
         self._waiting: OrderedDict[str, None] = OrderedDict()  # the newest last
-        self._in_flight: dict[str, Future[None]] = {}
-        self._done: deque[tuple[str, Pixels]] = deque()  # appended by the workers
+        self._in_flight: dict[str, Future[None]] = {}  # of this generation only
+        self._done: deque[tuple[int, str, Pixels]] = deque()  # appended by the workers
+        self._generation = 0  # bumped by forget(): older decodes are dropped on arrival
         self._pool: ThreadPoolExecutor | None = None
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
@@ -102,14 +109,21 @@ class ThumbnailLoader(QObject):
         self._dispatch()
 
     def forget(self) -> None:
-        """Drop everything cached and waiting (pictures were moved or replaced)."""
+        """Drop everything cached, waiting or being decoded (pictures were moved or
+        replaced): decodes not started yet are cancelled, those running finish on
+        their own and their results are dropped (an older generation's)."""
+        self._generation += 1
         self._cache.clear()
         self._cached_bytes = 0
         self._waiting.clear()
+        for future in self._in_flight.values():
+            future.cancel()
+        self._in_flight.clear()
 
     def shutdown(self) -> None:
         """Stop decoding: what is waiting is dropped, what is running ends on its own
         within milliseconds. Never blocks."""
+        self._generation += 1
         self._waiting.clear()
         self._poll.stop()
         self._stop_pool()
@@ -130,7 +144,8 @@ class ThumbnailLoader(QObject):
         the rest wait here, where a newer request can still overtake them."""
         while self._waiting and len(self._in_flight) < 2 * self.workers:
             path, _ = self._waiting.popitem(last=True)
-            self._in_flight[path] = self._executor().submit(self._decode, path)
+            future = self._executor().submit(self._decode, path, self._generation)
+            self._in_flight[path] = future
         if self._in_flight and not self._poll.isActive():
             self._poll.start()
 
@@ -139,16 +154,17 @@ class ThumbnailLoader(QObject):
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="thumbnails")
         return self._pool
 
-    def _decode(self, path: str) -> None:
-        self._done.append((path, decode_thumbnail(path, self.size)))
+    def _decode(self, path: str, generation: int) -> None:
+        """Runs in a worker thread: ``generation`` is the one it was started in."""
+        self._done.append((generation, path, decode_thumbnail(path, self.size)))
 
     @Slot()
     def _on_poll_timeout(self) -> None:
         arrived = []
         while self._done:  # deque.popleft is atomic: the workers may append meanwhile
-            path, pixels = self._done.popleft()
-            if self._in_flight.pop(path, None) is None:
-                continue  # forgotten or shut down meanwhile
+            generation, path, pixels = self._done.popleft()
+            if generation != self._generation or self._in_flight.pop(path, None) is None:
+                continue  # forgotten or shut down meanwhile: perhaps of another picture
             self._store(path, pixels)
             arrived.append(path)
         self._dispatch()
