@@ -71,8 +71,14 @@ def test_a_calibrated_model_keeps_its_temperature_near_one() -> None:
 
 
 def test_the_temperature_stays_within_its_bounds() -> None:
-    always_right = np.log(np.array([[0.6, 0.4]] * 10))
-    assert fit_temperature(always_right, np.zeros(10, np.int64)) == 0.05
+    always_right = np.log(np.array([[0.6, 0.4]] * 10_000))
+    assert fit_temperature(always_right, np.zeros(10_000, np.int64)) == 0.05
+
+
+def test_a_model_right_on_every_validation_picture_is_not_sharpened_without_limit() -> None:
+    # The likelihood alone keeps improving towards T = 0: every picture 100 % sure.
+    sure_and_right = np.log(np.array([[0.999, 0.001]] * 72))
+    assert 0.7 < fit_temperature(sure_and_right, np.zeros(72, np.int64)) <= 1.0
 
 
 def test_the_calibration_error_of_a_hand_made_example() -> None:

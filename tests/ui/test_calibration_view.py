@@ -129,3 +129,22 @@ def test_a_reopened_result_shows_its_own_threshold(
 
     assert box.threshold.value() == 35
     assert strict.calibration.threshold == 0.35  # shown, not rounded or rewritten
+
+
+def test_the_threshold_set_with_the_slider_is_exported_as_the_model_default(
+    qtbot, trained: TrainingResult, tmp_path: Path
+) -> None:
+    from finetune_studio.engine.export import load_model_folder
+    from finetune_studio.ui.widgets.results_panel import ResultsPanel
+    from finetune_studio.ui.workers.tasks import TaskRunner
+
+    runner = TaskRunner()
+    panel = ResultsPanel(runner)
+    qtbot.addWidget(panel)
+    panel.set_result(trained)
+    panel.try_it.threshold.setValue(40)
+    with qtbot.waitSignal(panel.exported, timeout=60_000):
+        panel.export_to(tmp_path / "model")
+    runner.shutdown()
+
+    assert load_model_folder(tmp_path / "model").calibration.threshold == 0.4

@@ -25,6 +25,7 @@ UNKNOWN = "unknown"
 DEFAULT_THRESHOLD = 0.0  # answers "unknown" only when the user asks for a threshold
 BINS = 15  # equal-width confidence bins of the expected calibration error
 TEMPERATURE_RANGE = (0.05, 20.0)
+PRIOR_WIDTH = 1.0  # standard deviation of log T in the fit's prior (see fit_temperature)
 _SEARCH_STEPS = 40  # bisection halvings of log T's range (6): far below any useful precision
 _FLOOR = float(np.finfo(np.float32).tiny)  # a probability that underflowed to 0 was at most this
 
@@ -123,28 +124,34 @@ def reliability(
 
 
 def fit_temperature(log_probabilities: np.ndarray, true: np.ndarray) -> float:
-    """The temperature in ``TEMPERATURE_RANGE`` that minimises the mean negative
-    log-likelihood of ``softmax(log p / T)``.
+    """The temperature in ``TEMPERATURE_RANGE`` that best explains the pictures: the
+    minimum of the summed negative log-likelihood of ``softmax(log p / T)`` plus
+    ``(log T)² / (2 PRIOR_WIDTH²)``, a log-normal prior centred on 1.
 
-    That NLL is convex in ``1/T`` (a log-sum-exp of linear functions, less a linear
-    one), so its derivative in ``1/T``, ``mean(E_p[z] - z_true)``, rises
-    monotonically: bisection on its sign (in log T) finds the minimum, or the bound
-    the minimum lies beyond."""
+    The prior is worth about one picture: it decides only when the pictures cannot.
+    When every validation picture is right, the likelihood keeps improving as T goes
+    to 0 (sharper and sharper), which would make the model surer of everything,
+    pictures of no class included; the prior keeps such a model near T = 1.
+
+    Over ``u = log T`` the objective's slope is ``-Σ(E_p[z] - z_true) / T + u / PRIOR_WIDTH²``;
+    the likelihood's part changes sign once (the likelihood is convex in 1/T), so the
+    slope is negative below both its optimum and 1, positive above both, and bisection
+    on its sign finds the minimum between them (or the bound it lies beyond)."""
     z = log_probabilities.astype(np.float64)
     z_true = z[np.arange(len(true)), true]
 
-    def slope(log_t: float) -> float:  # d NLL / d(1/T), up to a positive factor
-        p = scaled(z, math.exp(log_t))
-        return float(((p * z).sum(axis=1) - z_true).mean())
+    def slope(u: float) -> float:
+        p = scaled(z, math.exp(u))
+        return float(-((p * z).sum(axis=1) - z_true).sum() * math.exp(-u) + u / PRIOR_WIDTH**2)
 
     low, high = math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1])
-    if slope(high) >= 0:  # still too sharp at the hottest temperature allowed
+    if slope(high) <= 0:  # still too sharp at the hottest temperature allowed
         return TEMPERATURE_RANGE[1]
-    if slope(low) <= 0:
+    if slope(low) >= 0:
         return TEMPERATURE_RANGE[0]
     for _ in range(_SEARCH_STEPS):
         middle = (low + high) / 2
-        if slope(middle) > 0:  # sharper than the optimum: warm up
+        if slope(middle) < 0:  # sharper than the optimum: warm up
             low = middle
         else:
             high = middle
