@@ -1,4 +1,4 @@
-"""Model folders, TorchScript and ONNX exports."""
+"""Model folders: what they hold, how they fail, their permissions; the calibration kept."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from finetune_studio.engine.calibration import Calibration
 from finetune_studio.engine.errors import ExportError
 from finetune_studio.engine.export import (
     EXPORT_FORMATS,
-    export_onnx,
-    export_torchscript,
+    export_into_folder,
     load_model_folder,
     save_model_folder,
 )
@@ -187,32 +186,6 @@ def test_a_converter_failure_names_the_format_and_keeps_the_previous_export(
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_torchscript_and_onnx_exports_match_the_model(
-    trained: TrainingResult,
-    tmp_path: Path,
-    colour_dataset: Path,
-) -> None:
-    folder = save_model_folder(trained, tmp_path / "model")
-    loaded = load_model_folder(folder)
-    predictor = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)
-    images = torch.stack([predictor.tensor_for(p) for p in pictures(colour_dataset)])
-
-    assert export_torchscript(loaded, tmp_path / "m.pt", images) <= 1e-4
-    assert export_onnx(loaded, tmp_path / "m.onnx", images) <= 1e-4
-
-    scripted = torch.jit.load(str(tmp_path / "m.pt"))
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
-    with torch.no_grad():
-        expected = loaded.model(images).argmax(1)
-    assert torch.equal(scripted(images).argmax(1), expected)
-    onnx_top = session.run(None, {"image": images.numpy()})[0].argmax(1)
-    assert onnx_top.tolist() == expected.tolist()
-    with pytest.raises(ExportError, match="already exists"):
-        export_onnx(loaded, tmp_path / "m.onnx", images)
-
-
 def test_a_folder_that_is_not_a_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not a model folder"):
         load_model_folder(tmp_path)
@@ -231,8 +204,8 @@ def test_exports_get_the_users_permissions_without_touching_the_umask(
         monkeypatch.setattr(os, "umask", refuse)
         folder = save_model_folder(trained, tmp_path / "model", formats=EXPORT_FORMATS)
         loaded = load_model_folder(folder)
-        export_torchscript(loaded, tmp_path / "single" / "m.pt")
-        export_onnx(loaded, tmp_path / "single" / "m.onnx")
+        export_into_folder(folder, loaded, "torchscript", tmp_path / "single" / "m.pt")
+        export_into_folder(folder, loaded, "onnx", tmp_path / "single" / "m.onnx")
         monkeypatch.undo()
     finally:
         os.umask(previous)

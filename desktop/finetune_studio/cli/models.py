@@ -24,11 +24,16 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
     )
     predict.add_argument("--json", action="store_true")
 
-    export = commands.add_parser("export", help="write TorchScript or ONNX, verified")
+    export = commands.add_parser(
+        "export", help="write pt2, ONNX, ONNX int8 or TorchScript, checked and measured"
+    )
     export.add_argument("model", help="model folder written by train")
-    export.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    export.add_argument(
+        "--format", required=True, choices=("pt2", "onnx", "onnx-int8", "torchscript")
+    )
     export.add_argument("--out", help="file to write (default: inside the model folder)")
-    export.add_argument("--overwrite", action="store_true")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    export.add_argument("--json", action="store_true", help="print the figures as JSON")
     return {"predict": _cmd_predict, "export": _cmd_export}
 
 
@@ -44,16 +49,18 @@ def probability(text: str) -> float:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from ..engine.calibration import Calibration
     from ..engine.errors import UserFacingError
     from ..engine.export import load_model_folder
     from ..engine.predict import Predictor, expand_paths
 
     loaded = load_model_folder(args.model)
+    calibration = Calibration.from_dict(loaded.metadata.get("calibration"))
     paths = expand_paths(args.paths)
     if not paths:
         raise UserFacingError("No pictures found in the given paths.")
     predictor = Predictor(
-        loaded.model, loaded.class_names, loaded.preprocessing, calibration=loaded.calibration
+        loaded.model, loaded.class_names, loaded.preprocessing, calibration=calibration
     )
     predictions = predictor.predict(paths, args.top_k, threshold=args.threshold)
     if args.json:
@@ -69,11 +76,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from ..engine.export import FORMAT_FILES, export_onnx, export_torchscript, load_model_folder
+    """Export, check and measure; the figures go to stdout (a table, or JSON as
+    model.json records them), what was written to stderr."""
+    from ..engine.export import export_into_folder, load_model_folder
+    from ..engine.export.checker import figures_table
+    from ..engine.export.model_exports import exports_record
 
-    loaded = load_model_folder(args.model)
-    out = Path(args.out) if args.out else Path(args.model) / FORMAT_FILES[args.format]
-    exporter = export_onnx if args.format == "onnx" else export_torchscript
-    difference = exporter(loaded, out, overwrite=args.overwrite)
-    print(f"Wrote {out} (checked: max probability difference {difference:.1e})", file=sys.stderr)
+    folder = Path(args.model)
+    loaded = load_model_folder(folder)
+    out = Path(args.out) if args.out else None
+    rows = export_into_folder(folder, loaded, args.format, out, args.overwrite)
+    print(f"Wrote {folder / rows[-1].file}, checked against the model.", file=sys.stderr)
+    if args.json:
+        print_json(exports_record(rows))
+    else:
+        print(figures_table(rows))
     return EXIT_OK

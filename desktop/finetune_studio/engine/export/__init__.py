@@ -1,26 +1,27 @@
 """Engine layer: a trained model as a self-describing folder, and its other formats.
 
-``folder`` writes and loads the model folder; each format has its own module, and
-``common`` holds what they share. Everything callers used from the former
-``engine/export.py`` is importable from here.
+``folder`` writes and loads the model folder; each format has its own module (``pt2``,
+``onnx_float``, ``onnx_int8``, ``torchscript``), registered in ``formats``; the
+``checker`` compares every artifact with the PyTorch model on real pictures
+(``pictures``) and measures it; ``model_exports`` records the figures in
+``model.json``; ``common`` holds what they share.
 """
 
 from __future__ import annotations
 
+from .checker import ExportCheckFailed, ExportFigures
 from .common import (
+    METADATA_FILE,
     PARITY_TOLERANCE,
+    WEIGHTS_FILE,
     LoadedModel,
-    check_parity,
     sample_batch,
     save_export_file,
+    self_description,
 )
 from .folder import (
-    EXPORT_FORMATS,
-    FORMAT_FILES,
-    METADATA_FILE,
     MODEL_FORMAT,
     MODEL_FORMAT_VERSION,
-    WEIGHTS_FILE,
     check_destination,
     library_versions,
     load_model_folder,
@@ -29,28 +30,54 @@ from .folder import (
     save_model_folder,
     save_weights,
 )
-from .onnx_float import export_onnx
-from .torchscript import export_torchscript
+from .formats import (
+    EXPORT_FORMATS,
+    FORMAT_FILES,
+    FORMATS,
+    PYTORCH,
+    Exporter,
+    ExportFormat,
+    export_format,
+)
+from .model_exports import (
+    export_into_folder,
+    export_model,
+    export_onnx,
+    export_torchscript,
+    recorded_exports,
+)
+from .pictures import PictureSource
 
 __all__ = [
     "EXPORT_FORMATS",
+    "FORMATS",
     "FORMAT_FILES",
     "METADATA_FILE",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "PARITY_TOLERANCE",
+    "PYTORCH",
     "WEIGHTS_FILE",
+    "ExportCheckFailed",
+    "ExportFigures",
+    "ExportFormat",
+    "Exporter",
     "LoadedModel",
+    "PictureSource",
     "check_destination",
-    "check_parity",
+    "export_format",
+    "export_into_folder",
+    "export_model",
     "export_onnx",
     "export_torchscript",
     "library_versions",
     "load_model_folder",
     "model_metadata",
+    "recorded_exports",
     "sample_batch",
     "save_export_file",
     "save_export_folder",
     "save_model_folder",
     "save_weights",
+    "self_description",
 ]

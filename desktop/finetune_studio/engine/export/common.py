@@ -1,12 +1,15 @@
 """Engine layer: what every export format shares.
 
-A loaded model (``LoadedModel``), the atomic writing of one export file that turns
-disk errors and converter failures into ``ExportError`` in the user's words, and the
-parity check of a reloaded artifact against the PyTorch model.
+A loaded model (``LoadedModel``), the description every artifact carries in its own
+metadata (``self_description``), the dynamic batch dimension, and the atomic writing
+of one export file that turns disk errors and converter failures into ``ExportError``
+in the user's words.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +25,10 @@ from ..calibration import Calibration
 from ..errors import ExportError, UserFacingError
 from ..preprocessing import Preprocessing
 
+WEIGHTS_FILE = "model.safetensors"
+METADATA_FILE = "model.json"
 PARITY_TOLERANCE = 1e-4
+MAX_BATCH = 4096
 
 
 @dataclass
@@ -33,6 +38,28 @@ class LoadedModel:
     preprocessing: Preprocessing
     metadata: dict[str, Any]
     calibration: Calibration = field(default_factory=Calibration)  # identity if never fitted
+
+
+def self_description(loaded: LoadedModel) -> dict[str, str]:
+    """What an artifact needs to be used without its model folder, as JSON texts: ONNX
+    keeps them as ``finetune_studio.<key>`` metadata, .pt2 as ``<key>.json`` files."""
+    return {
+        "class_names": json.dumps(list(loaded.class_names)),
+        "preprocessing": json.dumps(loaded.preprocessing.to_dict()),
+        "calibration": json.dumps(loaded.calibration.to_dict()),
+    }
+
+
+def dynamic_batch(model: nn.Module) -> dict[str, dict[int, torch.export.Dim]]:
+    """``dynamic_shapes`` for torch.export and the dynamo ONNX exporter: any batch size
+    for the forward's first argument, whatever it is called."""
+    argument = next(iter(inspect.signature(model.forward).parameters))
+    return {argument: {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}}
+
+
+def example_batch(preprocessing: Preprocessing) -> torch.Tensor:
+    """Two fixed pictures to trace with: a batch of 1 would fix the batch size."""
+    return sample_batch(preprocessing)[:2]
 
 
 @contextmanager
@@ -61,27 +88,12 @@ def conversion_errors(format_name: str) -> Iterator[None]:
         ) from exc
 
 
-def sample_batch(preprocessing: Preprocessing, images: torch.Tensor | None = None) -> torch.Tensor:
-    """Inputs for parity checks: the given pictures, or fixed synthetic ones."""
-    if images is not None and len(images):
-        return images
+def sample_batch(preprocessing: Preprocessing) -> torch.Tensor:
+    """Four fixed synthetic pictures: inputs to trace with, and to check with when no
+    real picture can be read."""
     generator = torch.Generator().manual_seed(0)
     size = preprocessing.crop_size
     return torch.randn(4, 3, size, size, generator=generator)
-
-
-def check_parity(reference: torch.Tensor, candidate: np.ndarray | torch.Tensor, what: str) -> float:
-    """Same top-1 and softmax probabilities within ``PARITY_TOLERANCE``, or ``ExportError``."""
-    candidate = torch.as_tensor(np.asarray(candidate))
-    ref_probs = torch.softmax(reference.float(), 1)
-    cand_probs = torch.softmax(candidate.float(), 1)
-    difference = float((ref_probs - cand_probs).abs().max())
-    if not torch.equal(ref_probs.argmax(1), cand_probs.argmax(1)) or difference > PARITY_TOLERANCE:
-        raise ExportError(
-            f"The {what} export does not match the PyTorch model (max probability "
-            f"difference {difference:.2e}); it was not kept."
-        )
-    return difference
 
 
 def save_export_file(destination: Path, write: Callable[[Path], None], overwrite: bool) -> None:

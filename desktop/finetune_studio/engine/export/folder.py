@@ -33,14 +33,13 @@ from ..errors import ExportError, UserFacingError
 from ..preprocessing import Preprocessing
 from ..review.records import PREDICTIONS_FILE, records_to_csv
 from ..training import TrainingResult
-from .common import LoadedModel, os_errors_as_export_errors
-from .onnx_float import export_onnx
-from .torchscript import export_torchscript
+from .common import METADATA_FILE, WEIGHTS_FILE, LoadedModel, os_errors_as_export_errors
+from .formats import export_format
+from .model_exports import EXPORTS_KEY, Progress, export_all, exports_record
+from .pictures import PictureSource
 
 MODEL_FORMAT = "finetune-studio-model"
 MODEL_FORMAT_VERSION = 1
-WEIGHTS_FILE = "model.safetensors"
-METADATA_FILE = "model.json"
 
 
 def library_versions() -> dict[str, str]:
@@ -127,42 +126,41 @@ def model_metadata(result: TrainingResult) -> dict[str, Any]:
     }
 
 
-EXPORT_FORMATS = ("torchscript", "onnx")
-FORMAT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-
-
 def save_model_folder(
     result: TrainingResult,
     destination: str | Path,
     overwrite: bool = False,
     formats: tuple[str, ...] = (),
-    images: torch.Tensor | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write the model folder atomically: ``model.safetensors``, ``model.json``,
-    ``metrics.jsonl``, and any of ``formats`` (each verified) inside it."""
-    unknown = set(formats) - set(EXPORT_FORMATS)
-    if unknown:
-        raise ExportError(f"Unknown export format {sorted(unknown)[0]!r}; use torchscript or onnx.")
+    ``metrics.jsonl``, ``predictions.csv``, and any of ``formats``, each checked on the
+    validation pictures, with their figures in ``model.json``."""
+    for name in formats:
+        export_format(name)  # an unknown name fails before anything is written
 
     def write(folder: Path) -> None:
         state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
         save_weights(state, folder / WEIGHTS_FILE)
-        (folder / METADATA_FILE).write_text(
-            json.dumps(model_metadata(result), indent=2) + "\n", encoding="utf-8"
-        )
         metrics = "".join(json.dumps(epoch.to_metrics()) + "\n" for epoch in result.history)
         (folder / "metrics.jsonl").write_text(metrics, encoding="utf-8")
         predictions = result.evaluation.predictions if result.evaluation else None
         if predictions is not None and len(predictions):
             table = records_to_csv(predictions.records(), result.class_names)
             (folder / PREDICTIONS_FILE).write_text(table, encoding="utf-8")
-        loaded = LoadedModel(
-            result.model.eval(), result.class_names, result.preprocessing, {}, result.calibration
-        )
-        if "torchscript" in formats:
-            export_torchscript(loaded, folder / FORMAT_FILES["torchscript"], images)
-        if "onnx" in formats:
-            export_onnx(loaded, folder / FORMAT_FILES["onnx"], images)
+        metadata = model_metadata(result)
+        if formats:
+            loaded = LoadedModel(
+                result.model.eval(),
+                result.class_names,
+                result.preprocessing,
+                metadata,
+                result.calibration,
+            )
+            pictures = PictureSource.of_result(loaded, result)
+            rows = export_all(folder, loaded, pictures, formats, progress)
+            metadata[EXPORTS_KEY] = exports_record(rows)
+        (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
 
     return save_export_folder(Path(destination), write, overwrite)
 

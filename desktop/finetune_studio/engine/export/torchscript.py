@@ -1,5 +1,9 @@
-"""Engine layer: the TorchScript export (legacy; ``torch.jit`` warns that it is
-deprecated since torch 2.10, but C++ and older mobile runtimes still load it)."""
+"""Engine layer: the TorchScript export, kept for C++ and older mobile runtimes.
+
+Legacy: ``torch.jit`` warns that it is deprecated since torch 2.10, and ``torch.export``
+(the ``pt2`` format) is its successor. The class names, preprocessing and calibration
+travel inside the file as extra files, as in .pt2.
+"""
 
 from __future__ import annotations
 
@@ -8,37 +12,24 @@ from pathlib import Path
 
 import torch
 
-from .common import (
-    LoadedModel,
-    check_parity,
-    conversion_errors,
-    sample_batch,
-    save_export_file,
-)
+from .checker import Runtime, torch_runtime
+from .common import LoadedModel, example_batch, self_description
+from .pictures import PictureSource
 
 
-def export_torchscript(
-    loaded: LoadedModel,
-    destination: str | Path,
-    images: torch.Tensor | None = None,
-    overwrite: bool = False,
-) -> float:
-    """Trace to TorchScript, verify it, keep it. Returns the max probability difference."""
-    batch = sample_batch(loaded.preprocessing, images)
-    model = loaded.model.eval()
-    with torch.inference_mode():
-        reference = model(batch)
+def write_torchscript(loaded: LoadedModel, path: Path, pictures: PictureSource) -> None:
+    extra_files = {f"{key}.json": text for key, text in self_description(loaded).items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the deprecation, said in the UI
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(loaded.model.eval(), example_batch(loaded.preprocessing))  # type: ignore[no-untyped-call]
+        traced.save(str(path), _extra_files=extra_files)
 
-    result: dict[str, float] = {}
 
-    def write(path: Path) -> None:
-        with warnings.catch_warnings(), conversion_errors("TorchScript"):
-            # torch.jit is deprecated upstream but remains the format C++/mobile users load.
-            warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.trace(model, batch[:1]).save(str(path))  # type: ignore[no-untyped-call]
-            reloaded = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
-        with torch.inference_mode():
-            result["difference"] = check_parity(reference, reloaded(batch), "TorchScript")
-
-    save_export_file(Path(destination), write, overwrite)
-    return result["difference"]
+def load_torchscript(path: Path) -> Runtime:
+    """Our own file, just written: safe to load (TorchScript from elsewhere may not be)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+    return torch_runtime(module)
