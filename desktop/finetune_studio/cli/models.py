@@ -49,18 +49,16 @@ def probability(text: str) -> float:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from ..engine.calibration import Calibration
     from ..engine.errors import UserFacingError
     from ..engine.export import load_model_folder
     from ..engine.predict import Predictor, expand_paths
 
     loaded = load_model_folder(args.model)
-    calibration = Calibration.from_dict(loaded.metadata.get("calibration"))
     paths = expand_paths(args.paths)
     if not paths:
         raise UserFacingError("No pictures found in the given paths.")
     predictor = Predictor(
-        loaded.model, loaded.class_names, loaded.preprocessing, calibration=calibration
+        loaded.model, loaded.class_names, loaded.preprocessing, calibration=loaded.calibration
     )
     predictions = predictor.predict(paths, args.top_k, threshold=args.threshold)
     if args.json:
