@@ -76,6 +76,7 @@ def test_a_disagreeing_export_keeps_nothing_and_says_by_how_much(
     assert "% of " in message and "validation pictures" in message
     assert not (model_folder / "model.torchscript.pt").exists()
     assert (model_folder / "model.json").read_text() == before
+    assert not (model_folder / "predict_onnx.py").exists()
     assert not [p for p in model_folder.iterdir() if p.name.startswith(".")]
 
 
@@ -115,6 +116,7 @@ def test_cli_export_prints_the_figures_and_records_them(
     meta = json.loads((model_folder / "model.json").read_text())
     assert set(meta["exports"]) == {"pytorch", "torchscript"}
     assert meta["exports"]["torchscript"]["file"] == "model.torchscript.pt"
+    assert not (model_folder / "predict_onnx.py").exists()  # written with ONNX only
 
 
 def test_cli_export_json_and_a_second_format_keeps_the_first(
@@ -122,13 +124,14 @@ def test_cli_export_json_and_a_second_format_keeps_the_first(
 ) -> None:
     assert cli("export", model_folder, "--format", FAST) == 0
     capsys.readouterr()
-    assert cli("export", model_folder, "--format", "pt2", "--json") == 0
+    assert cli("export", model_folder, "--format", "onnx", "--json") == 0
 
     printed = json.loads(capsys.readouterr().out)
-    assert set(printed) == {"pytorch", "pt2"}
-    assert printed["pt2"]["agreement"] == 1.0 and printed["pt2"]["file"] == "model.pt2"
+    assert set(printed) == {"pytorch", "onnx"}
+    assert printed["onnx"]["agreement"] == 1.0 and printed["onnx"]["file"] == "model.onnx"
     recorded = json.loads((model_folder / "model.json").read_text())["exports"]
-    assert set(recorded) == {"pytorch", "torchscript", "pt2"}
+    assert set(recorded) == {"pytorch", "torchscript", "onnx"}
+    assert (model_folder / "predict_onnx.py").is_file()
 
 
 def test_cli_export_elsewhere_leaves_model_json_alone(

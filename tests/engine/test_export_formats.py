@@ -128,6 +128,10 @@ def test_pt2_and_torchscript_carry_the_description_as_extra_files(exported: Path
     assert json.loads(scripted_extra["class_names.json"]) == ["blue", "green", "red"]
 
 
+def test_the_standalone_script_goes_beside_the_onnx_files(exported: Path) -> None:
+    assert (exported / "predict_onnx.py").is_file()
+
+
 def test_the_int8_file_is_smaller_and_quantised(exported: Path) -> None:
     import onnx
 

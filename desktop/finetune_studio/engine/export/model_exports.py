@@ -19,6 +19,7 @@ from .checker import ExportFigures
 from .common import METADATA_FILE, WEIGHTS_FILE, LoadedModel, os_errors_as_export_errors
 from .formats import ONNX_FORMATS, PYTORCH, Exporter, export_format
 from .pictures import PictureSource
+from .standalone import write_predict_script
 
 EXPORTS_KEY = "exports"
 Progress = Callable[[int, int], None]
@@ -52,9 +53,9 @@ def export_all(
 
 def after_onnx_export(folder: Path, names: Iterable[str]) -> None:
     """An ONNX export gets the standalone ``predict_onnx.py`` beside it."""
-    if not set(names) & set(ONNX_FORMATS):
-        return
-    # TODO(issue 13): call standalone.write_predict_script(folder) once it exists.
+    if set(names) & set(ONNX_FORMATS):
+        with os_errors_as_export_errors(folder):
+            write_predict_script(folder)
 
 
 def exports_record(rows: Iterable[ExportFigures]) -> dict[str, dict[str, object]]:
