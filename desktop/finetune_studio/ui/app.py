@@ -51,8 +51,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--export-format",
         action="append",
-        choices=("torchscript", "onnx"),
-        help="also export in this format (repeat for both); default: the window's choice",
+        choices=("pt2", "onnx", "onnx-int8", "torchscript"),
+        help="also export in this format (repeat for more); default: the window's choice",
     )
     parser.add_argument(
         "--predict",

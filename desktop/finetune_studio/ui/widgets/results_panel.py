@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QCheckBox,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
@@ -30,6 +29,7 @@ from ..models.table_models import ConfusionMatrixModel, RowsModel
 from ..resources import action_icon
 from ..workers.tasks import ProgressFn, Task, TaskRunner
 from .banner import Banner
+from .export_table import ExportTable, format_checkboxes
 from .gallery import OLD_RUN_HINT, Gallery
 from .picture_viewer import PictureViewer
 from .suspects_panel import SuspectsPanel
@@ -59,7 +59,8 @@ class ModelExport:
     def __call__(self, progress: ProgressFn, cancel: threading.Event) -> str:
         from ...engine.export import save_model_folder
 
-        return str(save_model_folder(self.result, self.folder, self.overwrite, self.formats))
+        folder = save_model_folder(self.result, self.folder, self.overwrite, self.formats, progress)
+        return str(folder)
 
 
 def evaluation_records(evaluation: Evaluation) -> list[PictureRecord]:
@@ -98,8 +99,9 @@ class ResultsPanel(QWidget):
         self.per_class_view.verticalHeader().hide()
 
         self.try_it = TryItBox(runner, self.banner)
-        self.torchscript = QCheckBox("TorchScript")
-        self.onnx = QCheckBox("ONNX")
+        self.format_boxes = format_checkboxes()
+        self.torchscript, self.onnx = self.format_boxes["torchscript"], self.format_boxes["onnx"]
+        self.export_table = ExportTable()
         self.export_button = QPushButton("Export…")
         self.export_button.setIcon(action_icon("export"))
         self.export_status = QLabel(
@@ -109,12 +111,15 @@ class ResultsPanel(QWidget):
         self.export_status.setWordWrap(True)
         self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         export_box = QGroupBox("Export")
-        export_layout = QHBoxLayout(export_box)
+        export_layout = QHBoxLayout()
         export_layout.addWidget(QLabel("Also as:"))
-        export_layout.addWidget(self.torchscript)
-        export_layout.addWidget(self.onnx)
+        for box in self.format_boxes.values():
+            export_layout.addWidget(box)
         export_layout.addWidget(self.export_button)
         export_layout.addWidget(self.export_status, stretch=1)
+        export_column = QVBoxLayout(export_box)
+        export_column.addLayout(export_layout)
+        export_column.addWidget(self.export_table)
 
         metrics = QSplitter(Qt.Orientation.Vertical)
         per_class_box = QGroupBox("Accuracy per class (validation)")
@@ -152,8 +157,9 @@ class ResultsPanel(QWidget):
         """Show a run's results; ``note`` says where it came from (a reopened run)."""
         self.try_it.set_result(result)
         self.result = result
-        for widget in (self.export_button, self.torchscript, self.onnx):
+        for widget in (self.export_button, *self.format_boxes.values()):
             widget.setEnabled(result is not None)
+        self.export_table.clear()
         if self.viewer is not None:
             self.viewer.reject()  # a picture of the previous model
         if result is None:
@@ -306,11 +312,7 @@ class ResultsPanel(QWidget):
 
     # --- export ---------------------------------------------------------------------------
     def selected_formats(self) -> tuple[str, ...]:
-        return tuple(
-            name
-            for name, box in (("torchscript", self.torchscript), ("onnx", self.onnx))
-            if box.isChecked()
-        )
+        return tuple(name for name, box in self.format_boxes.items() if box.isChecked())
 
     @Slot()
     def choose_export_folder(self) -> None:
@@ -354,6 +356,7 @@ class ResultsPanel(QWidget):
         self.export_task = None
         self.export_button.setEnabled(True)
         self.export_status.setText(f"Exported to <b>{folder}</b>")
+        self.export_table.show_folder(folder)
         self.banner.show_info(f"Exported the model to {folder}")
         self.exported.emit(folder)
 
