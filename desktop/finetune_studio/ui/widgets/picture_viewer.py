@@ -18,19 +18,19 @@ evaluation: its record's prediction is a cross-validated head's. The heatmaps ar
 the trained model's, so the viewer takes that model's own prediction from the
 explanation's probabilities for the heading and the "Predicted" heatmap, and says
 where the suspicion came from.
+
+The task itself and the colouring live in ``workers/heatmaps_job.py``; the painting
+of the picture and its heatmap in ``heatmap_canvas.py``.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QImage, QKeySequence, QPainter, QPaintEvent, QPixmap
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QAbstractButton,
     QButtonGroup,
@@ -43,7 +43,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
-    QSizePolicy,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -51,140 +50,14 @@ from PySide6.QtWidgets import (
 
 from ...engine.review.records import PictureRecord
 from ..models.picture_records_model import OutOfFoldRecord
-from ..workers.tasks import ProgressFn, Task, TaskRunner
+from ..workers.heatmaps_job import Heatmaps, PictureExplanation
+from ..workers.tasks import Task, TaskRunner
+from .heatmap_canvas import DEFAULT_OPACITY, HeatmapCanvas, image_of
 
 if TYPE_CHECKING:
     from ...engine.training import TrainingResult
 
-DEFAULT_OPACITY = 60  # percent
 TOP_PROBABILITIES = 5
-COLOUR_MAP = "turbo"
-
-
-@dataclass(frozen=True)
-class Heatmaps:
-    """What the task hands back: the model's view of the picture (H x W x 3 uint8),
-    each class's heatmap already coloured (H x W x 4 uint8, transparent where the
-    class found nothing), and the model's own probabilities for the picture."""
-
-    picture: np.ndarray
-    overlays: dict[int, np.ndarray]
-    layer: str
-    probabilities: tuple[float, ...]
-
-    @property
-    def predicted(self) -> int:
-        """The class the model itself predicts."""
-        return max(range(len(self.probabilities)), key=self.probabilities.__getitem__)
-
-
-def colour_lookup() -> np.ndarray:
-    """256 RGBA colours from cold to hot (pyqtgraph's copy of the turbo map)."""
-    lookup: np.ndarray = pg.colormap.get(COLOUR_MAP).getLookupTable(0.0, 1.0, 256, alpha=True)
-    return lookup
-
-
-class PictureExplanation:
-    """A task's function: heatmaps of the predicted and the true class, coloured.
-
-    An out-of-fold record's ``predicted`` is not the model's, so for it only the given
-    class is asked for first; the model's own prediction, known from that pass's
-    probabilities, gets its heatmap from a second pass when it is another class."""
-
-    def __init__(self, result: TrainingResult, record: PictureRecord) -> None:
-        self.result, self.record = result, record
-
-    def classes(self) -> list[int]:
-        record = self.record
-        predicted = () if isinstance(record, OutOfFoldRecord) else (record.predicted,)
-        return list(dict.fromkeys(c for c in (*predicted, record.true) if c >= 0))
-
-    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> Heatmaps:
-        from ...engine.review.heatmaps import explain
-
-        result, path = self.result, self.record.path
-        explanation = explain(
-            result.model, result.head_path, result.preprocessing, path, self.classes()
-        )
-        maps = dict(explanation.maps)
-        probabilities = explanation.probabilities
-        predicted = max(range(len(probabilities)), key=probabilities.__getitem__)
-        cross_validated = isinstance(self.record, OutOfFoldRecord)
-        if cross_validated and predicted not in maps and not cancel.is_set():
-            more = explain(result.model, result.head_path, result.preprocessing, path, [predicted])
-            maps.update(more.maps)
-        lookup = colour_lookup()
-        overlays = {}
-        for index, heat in maps.items():
-            levels = np.clip(np.rint(heat * 255), 0, 255).astype(np.uint8)
-            rgba = lookup[levels]
-            rgba[..., 3] = levels  # the cooler, the more transparent
-            overlays[index] = np.ascontiguousarray(rgba)
-        return Heatmaps(explanation.picture, overlays, explanation.layer, probabilities)
-
-
-def image_of(pixels: np.ndarray) -> QImage:
-    """A QImage holding its own copy of H x W x 3 (RGB) or H x W x 4 (RGBA) bytes."""
-    height, width, channels = pixels.shape
-    kind = QImage.Format.Format_RGBA8888 if channels == 4 else QImage.Format.Format_RGB888
-    data = np.ascontiguousarray(pixels).tobytes()
-    return QImage(data, width, height, channels * width, kind).copy()
-
-
-class HeatmapCanvas(QWidget):
-    """The picture, scaled to fit, with the heatmap over it at an opacity."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.picture: QImage | QPixmap | None = None
-        self.overlay: QImage | None = None
-        self.overlay_visible = True
-        self.opacity = DEFAULT_OPACITY / 100
-        self.setMinimumSize(224, 224)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    def sizeHint(self) -> QSize:
-        return QSize(448, 448)
-
-    def set_picture(self, picture: QImage | QPixmap | None, overlay: QImage | None) -> None:
-        self.picture, self.overlay = picture, overlay
-        self.update()
-
-    def set_overlay(self, overlay: QImage | None) -> None:
-        self.overlay = overlay
-        self.update()
-
-    def set_overlay_visible(self, visible: bool) -> None:
-        self.overlay_visible = visible
-        self.update()
-
-    def set_opacity(self, opacity: float) -> None:
-        self.opacity = opacity
-        self.update()
-
-    def target(self) -> QRect:
-        """Where the picture is drawn: as large as fits, centred, its shape kept."""
-        if self.picture is None:
-            return QRect()
-        size = self.picture.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        rect = QRect(0, 0, size.width(), size.height())
-        rect.moveCenter(self.rect().center())
-        return rect
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), self.palette().dark())
-        if self.picture is None:
-            return
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        target = self.target()
-        if isinstance(self.picture, QPixmap):
-            painter.drawPixmap(target, self.picture)
-        else:
-            painter.drawImage(target, self.picture)
-        if self.overlay is not None and self.overlay_visible:
-            painter.setOpacity(self.opacity)
-            painter.drawImage(target, self.overlay)
 
 
 @dataclass(frozen=True, eq=False)
