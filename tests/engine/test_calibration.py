@@ -172,6 +172,28 @@ def test_a_run_is_calibrated_and_keeps_it_in_its_folder_and_when_reopened(
     assert store.load(record).calibration == trained.calibration
 
 
+def test_a_run_stopped_in_its_first_epoch_is_calibrated_on_what_it_evaluated(
+    tiny_recipe: Recipe,
+) -> None:
+    from finetune_studio.engine.events import BatchEnd
+
+    trainer = Trainer(tiny_recipe.replace(batch_size=4))
+    stream = trainer.events()
+    while True:
+        try:
+            event = next(stream)
+        except StopIteration as finished:
+            result: TrainingResult = finished.value
+            break
+        if isinstance(event, BatchEnd) and event.batch == 2:
+            trainer.cancel()
+
+    assert result.cancelled and not result.history
+    assert result.evaluation is not None and result.evaluation.images > 0
+    assert result.calibration.ece_after is not None
+    assert sum(count for *_, count in result.calibration.bins) == result.evaluation.images
+
+
 def test_a_run_without_validation_pictures_is_left_uncalibrated(tiny_recipe: Recipe) -> None:
     recipe = Recipe.from_dict({**tiny_recipe.to_dict(), "val_fraction": 0.0, "epochs": 1})
 
