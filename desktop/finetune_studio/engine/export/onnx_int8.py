@@ -4,6 +4,12 @@ Weights become int8 per output channel and activations uint8, in the QDQ form ev
 onnxruntime build reads. The activations' ranges are calibrated on a stratified
 sample of the training pictures (``PictureSource.calibration_pictures``), never on
 the validation pictures the checker measures with.
+
+The classifier head stays in float (``head_nodes``). Quantised too, it made
+EfficientNet-Lite0 trained head-only on the drawn sample dataset agree with the
+PyTorch model on 50 % of the validation pictures; kept in float, on 100 %, at the
+same speed (3.5 ms a picture against 9.5 ms for float ONNX, measured here): its input,
+the pooled features, is where a trained head reads fine differences that 8 bits lose.
 """
 
 from __future__ import annotations
@@ -32,6 +38,24 @@ class _Pictures:
         return None if batch is None else {INPUT_NAME: batch}
 
 
+def head_nodes(model_file: Path) -> list[str]:
+    """The nodes from the graph's output back to the classifier's matrix product (the
+    head: a Linear, or a 1x1 convolution as in SqueezeNet), whatever the backbone."""
+    import onnx
+
+    graph = onnx.load(str(model_file), load_external_data=False).graph
+    producers = {tensor: node for node in graph.node for tensor in node.output}
+    names: list[str] = []
+    tensor = graph.output[0].name
+    while tensor in producers:
+        node = producers[tensor]
+        names.append(node.name)
+        if node.op_type in ("Gemm", "MatMul", "Conv"):
+            break
+        tensor = node.input[0]
+    return names
+
+
 def write_onnx_int8(loaded: LoadedModel, path: Path, pictures: PictureSource) -> None:
     onnxruntime_module()
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -53,6 +77,7 @@ def write_onnx_int8(loaded: LoadedModel, path: Path, pictures: PictureSource) ->
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
+            nodes_to_exclude=head_nodes(prepared),
             extra_options={"CalibMaxIntermediateOutputs": CALIBRATION_CHUNK},
         )
     add_onnx_metadata(path, loaded)
