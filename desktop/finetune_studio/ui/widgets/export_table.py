@@ -13,7 +13,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6.QtWidgets import QCheckBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtWidgets import (
+    QAbstractScrollArea,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTableView,
+    QWidget,
+)
 
 from ..models.table_models import RowsModel
 
@@ -26,7 +35,7 @@ EXPORT_CHOICES = (
 )
 TITLES = {"pytorch": "PyTorch (the model)", **dict(EXPORT_CHOICES)}
 COLUMNS = ("Format", "Agreement", "Accuracy", "Size", "Latency (batch 1)")
-ROW_HEIGHT_SLACK = 4
+ROW_HEIGHT_SLACK = 0
 
 
 def format_checkboxes() -> dict[str, QCheckBox]:
@@ -43,25 +52,37 @@ def format_checkboxes() -> dict[str, QCheckBox]:
     return boxes
 
 
+class FiguresModel(RowsModel):
+    """The table's rows: figures as text (``ExportFigures.cells``), right-aligned."""
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> object:
+        if role == Qt.ItemDataRole.TextAlignmentRole and index.isValid() and index.column():
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return super().data(index, role)
+
+
 class ExportTable(QWidget):
     """The figures of a model folder's exports; hidden until there are some."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model = RowsModel(COLUMNS, self)
+        self.model = FiguresModel(COLUMNS, self)
         self.view = QTableView()
         self.view.setModel(self.model)
         self.view.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().hide()
-        header = self.view.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        self.view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # As wide as its columns, the caption beside it: the step has little height.
+        self.view.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.view.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.caption = QLabel()
         self.caption.setWordWrap(True)
-        layout = QVBoxLayout(self)
+        self.caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
-        layout.addWidget(self.caption)
+        layout.addWidget(self.caption, stretch=1)
         self.clear()
 
     def clear(self) -> None:
@@ -90,9 +111,10 @@ class ExportTable(QWidget):
         )
         last = rows[-1]
         self.caption.setText(
-            f"Each export was loaded back and compared with the PyTorch model on "
-            f"{last.pictures} {last.pictures_from} pictures; latency is the median time "
-            "per picture on this computer."
+            f"Each export was loaded back by its own runtime and compared with the PyTorch "
+            f"model on {last.pictures} {last.pictures_from} pictures: agreement is how "
+            "often it gave the model's answer, accuracy how often the right one. Latency "
+            "is the median time for one picture on this computer."
         )
         self.setVisible(True)
         self._fit_height()
