@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,23 @@ def test_without_predictions_csv_the_recipe_split_gives_the_validation_pictures(
     rows = export_into_folder(model_folder, load_model_folder(model_folder), FAST)
 
     assert rows[-1].pictures_from == "validation" and rows[-1].pictures == len(listed) - 1
+
+
+def test_executorch_without_its_package_says_which_extra_installs_it(
+    model_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "executorch.exir", None)  # as if not installed
+
+    with pytest.raises(ExportError, match=r"finetune-studio\[executorch\]"):
+        export_into_folder(model_folder, load_model_folder(model_folder), "executorch")
+    assert not (model_folder / "model.pte").exists()
+
+
+def test_cli_exports_an_executorch_program(
+    model_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("executorch")
+
+    assert cli("export", model_folder, "--format", "executorch") == 0
+    assert (model_folder / "model.pte").is_file()
+    assert "executorch" in capsys.readouterr().out

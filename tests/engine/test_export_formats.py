@@ -13,9 +13,9 @@ import torch
 
 from finetune_studio.engine.calibration import Calibration
 from finetune_studio.engine.export import (
-    EXPORT_FORMATS,
     FORMAT_FILES,
     FORMATS,
+    available_formats,
     load_model_folder,
     save_model_folder,
 )
@@ -63,7 +63,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_CACHE_HOME", str(root / "cache"))
         result = train(make_colour_dataset(root / "colours", per_class=15))
-        yield save_model_folder(result, root / "model", formats=EXPORT_FORMATS)
+        yield save_model_folder(result, root / "model", formats=available_formats())
 
 
 def validation_pictures(folder: Path) -> tuple[torch.Tensor, list[int]]:
@@ -72,7 +72,7 @@ def validation_pictures(folder: Path) -> tuple[torch.Tensor, list[int]]:
     return pictures.images, list(pictures.labels)
 
 
-@pytest.mark.parametrize("name", EXPORT_FORMATS)
+@pytest.mark.parametrize("name", available_formats())
 def test_each_format_loads_back_and_answers_like_the_model(exported: Path, name: str) -> None:
     artifact = exported / FORMAT_FILES[name]
     images, labels = validation_pictures(exported)
@@ -96,7 +96,7 @@ def test_each_format_loads_back_and_answers_like_the_model(exported: Path, name:
 
 def test_the_model_itself_is_measured_for_comparison(exported: Path) -> None:
     rows = json.loads((exported / "model.json").read_text())["exports"]
-    assert list(rows) == ["pytorch", *EXPORT_FORMATS]
+    assert list(rows) == ["pytorch", *available_formats()]
     assert rows["pytorch"]["file"] == "model.safetensors" and rows["pytorch"]["agreement"] == 1
     assert rows["onnx"]["accuracy"] == rows["pytorch"]["accuracy"]
 
@@ -126,6 +126,18 @@ def test_pt2_and_torchscript_carry_the_description_as_extra_files(exported: Path
     scripted_extra = {"class_names.json": ""}
     torch.jit.load(str(exported / "model.torchscript.pt"), _extra_files=scripted_extra)
     assert json.loads(scripted_extra["class_names.json"]) == ["blue", "green", "red"]
+
+
+def test_an_executorch_program_carries_the_description_as_constant_methods(
+    exported: Path,
+) -> None:
+    pytest.importorskip("executorch")
+    from finetune_studio.engine.export.executorch_pte import read_pte_description
+
+    description = read_pte_description(exported / "model.pte")
+    assert json.loads(description["class_names"]) == ["blue", "green", "red"]
+    assert json.loads(description["preprocessing"])["crop_size"] == 32
+    assert Calibration.from_dict(json.loads(description["calibration"])) == CALIBRATION
 
 
 def test_the_standalone_script_goes_beside_the_onnx_files(exported: Path) -> None:

@@ -7,8 +7,13 @@ from pathlib import Path
 
 from helpers import start_training
 
-from finetune_studio.engine.export import FORMATS
-from finetune_studio.ui.widgets.export_table import EXPORT_CHOICES, ExportTable
+from finetune_studio.engine.export import FORMATS, available_formats
+from finetune_studio.ui.widgets.export_table import (
+    EXPORT_CHOICES,
+    OPTIONAL_CHOICES,
+    ExportTable,
+    format_checkboxes,
+)
 
 
 def rows(table: ExportTable) -> list[list[str]]:
@@ -19,9 +24,11 @@ def rows(table: ExportTable) -> list[list[str]]:
     ]
 
 
-def test_the_window_offers_every_engine_format_by_its_title() -> None:
-    assert tuple((name, spec.title) for name, spec in FORMATS.items()) == EXPORT_CHOICES
+def test_the_window_offers_every_engine_format_by_its_title(qtbot) -> None:
+    titles = tuple((name, spec.title) for name, spec in FORMATS.items())
+    assert titles == EXPORT_CHOICES + OPTIONAL_CHOICES
     assert dict(EXPORT_CHOICES)["torchscript"] == "TorchScript (deprecated)"
+    assert tuple(format_checkboxes()) == available_formats()
 
 
 def test_the_table_shows_model_json_figures_the_model_first(qtbot, tmp_path: Path) -> None:

@@ -25,11 +25,14 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
     predict.add_argument("--json", action="store_true")
 
     export = commands.add_parser(
-        "export", help="write pt2, ONNX, ONNX int8 or TorchScript, checked and measured"
+        "export", help="write pt2, ONNX, ONNX int8, TorchScript or ExecuTorch, checked and measured"
     )
     export.add_argument("model", help="model folder written by train")
     export.add_argument(
-        "--format", required=True, choices=("pt2", "onnx", "onnx-int8", "torchscript")
+        "--format",
+        required=True,
+        choices=("pt2", "onnx", "onnx-int8", "torchscript", "executorch"),
+        help="executorch needs the executorch extra",
     )
     export.add_argument("--out", help="file to write (default: inside the model folder)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing file")

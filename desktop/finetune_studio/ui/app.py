@@ -51,7 +51,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--export-format",
         action="append",
-        choices=("pt2", "onnx", "onnx-int8", "torchscript"),
+        choices=("pt2", "onnx", "onnx-int8", "torchscript", "executorch"),
         help="also export in this format (repeat for more); default: the window's choice",
     )
     parser.add_argument(

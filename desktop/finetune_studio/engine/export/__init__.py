@@ -1,7 +1,8 @@
 """Engine layer: a trained model as a self-describing folder, and its other formats.
 
 ``folder`` writes and loads the model folder; each format has its own module (``pt2``,
-``onnx_float``, ``onnx_int8``, ``torchscript``), registered in ``formats``; the
+``onnx_float``, ``onnx_int8``, ``torchscript``, ``executorch_pte``), registered in
+``formats``; the
 ``checker`` compares every artifact with the PyTorch model on real pictures
 (``pictures``) and measures it; ``model_exports`` records the figures in
 ``model.json``; ``common`` holds what they share.
@@ -37,6 +38,7 @@ from .formats import (
     PYTORCH,
     Exporter,
     ExportFormat,
+    available_formats,
     export_format,
 )
 from .model_exports import (
@@ -64,6 +66,7 @@ __all__ = [
     "Exporter",
     "LoadedModel",
     "PictureSource",
+    "available_formats",
     "check_destination",
     "export_format",
     "export_into_folder",

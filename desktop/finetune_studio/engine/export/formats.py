@@ -8,6 +8,7 @@ it into place. A format that fails to convert or to pass its check leaves nothin
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +26,7 @@ from .checker import (
     torch_runtime,
 )
 from .common import LoadedModel, conversion_errors, save_export_file
+from .executorch_pte import load_pte, write_pte
 from .onnx_float import load_onnx, write_onnx
 from .onnx_int8 import write_onnx_int8
 from .pictures import PictureSource
@@ -70,19 +72,28 @@ FORMATS: dict[str, ExportFormat] = {
             load_torchscript,
             note="deprecated",
         ),
+        ExportFormat("executorch", "ExecuTorch", "model.pte", write_pte, load_pte, note="XNNPACK"),
     )
 }
-EXPORT_FORMATS = tuple(FORMATS)
+OPTIONAL_FORMATS = ("executorch",)  # offered where its package is installed
+EXPORT_FORMATS = tuple(name for name in FORMATS if name not in OPTIONAL_FORMATS)
 FORMAT_FILES = {name: f.file_name for name, f in FORMATS.items()}
 ONNX_FORMATS = ("onnx", "onnx-int8")
 PYTORCH = "pytorch"  # the figures of the model itself, for comparison
+
+
+def available_formats() -> tuple[str, ...]:
+    """Every format this installation can write: the optional ones whose package is
+    installed too (looked up, not imported)."""
+    optional = tuple(name for name in OPTIONAL_FORMATS if importlib.util.find_spec(name))
+    return EXPORT_FORMATS + optional
 
 
 def export_format(name: str) -> ExportFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        known = ", ".join(EXPORT_FORMATS)
+        known = ", ".join(FORMATS)
         raise ExportError(f"Unknown export format {name!r}; use one of {known}.") from None
 
 

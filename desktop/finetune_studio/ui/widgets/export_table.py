@@ -11,6 +11,7 @@ keeps them equal to the engine's.
 from __future__ import annotations
 
 import json
+from importlib.util import find_spec
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt
@@ -33,14 +34,18 @@ EXPORT_CHOICES = (
     ("onnx-int8", "ONNX int8"),
     ("torchscript", "TorchScript (deprecated)"),
 )
-TITLES = {"pytorch": "PyTorch (the model)", **dict(EXPORT_CHOICES)}
+# Offered where their package is installed (engine.export.formats.OPTIONAL_FORMATS).
+OPTIONAL_CHOICES = (("executorch", "ExecuTorch (XNNPACK)"),)
+TITLES = {"pytorch": "PyTorch (the model)", **dict(EXPORT_CHOICES + OPTIONAL_CHOICES)}
 COLUMNS = ("Format", "Agreement", "Accuracy", "Size", "Latency (batch 1)")
 ROW_HEIGHT_SLACK = 0
 
 
 def format_checkboxes() -> dict[str, QCheckBox]:
-    """One unticked box per format, by engine name, in the order the engine lists them."""
-    boxes = {name: QCheckBox(title) for name, title in EXPORT_CHOICES}
+    """One unticked box per format this installation can write, by engine name, in the
+    order the engine lists them."""
+    installed = [(name, title) for name, title in OPTIONAL_CHOICES if find_spec(name)]
+    boxes = {name: QCheckBox(title) for name, title in (*EXPORT_CHOICES, *installed)}
     boxes["torchscript"].setToolTip(
         "TorchScript is deprecated in PyTorch (torch.jit warns since 2.10); "
         "pt2 (torch.export) is its successor."
@@ -49,6 +54,10 @@ def format_checkboxes() -> dict[str, QCheckBox]:
         "ONNX quantised to 8 bits, calibrated on a sample of the training pictures; "
         "it needs the dataset to still be where it was."
     )
+    if "executorch" in boxes:
+        boxes["executorch"].setToolTip(
+            "An ExecuTorch program (.pte) for phones and small devices, one picture at a time."
+        )
     return boxes
 
 
