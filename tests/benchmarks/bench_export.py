@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from finetune_studio.engine.backbones import DEFAULT_BACKBONE
 from finetune_studio.engine.export import (
-    EXPORT_FORMATS,
     FORMATS,
     Exporter,
     ExportFigures,
     PictureSource,
+    available_formats,
     load_model_folder,
     save_model_folder,
 )
@@ -53,7 +53,7 @@ def export_every_format(folder: Path) -> list[tuple[ExportFigures, float]]:
     loaded = load_model_folder(folder)
     exporter = Exporter(loaded, PictureSource.of_folder(folder, loaded))
     rows = [(exporter.pytorch_figures(folder / "model.safetensors"), 0.0)]
-    for name in EXPORT_FORMATS:
+    for name in available_formats():
         started = time.perf_counter()
         file_name = FORMATS[name].file_name
         figures = exporter.export(name, folder / file_name, shown_as=file_name)

@@ -10,6 +10,7 @@ as a uint8 tensor), which any ExecuTorch runtime can call.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +31,18 @@ METHOD_SUFFIX = "_json"
 @contextmanager
 def _quiet() -> Iterator[None]:
     """executorch 1.5 warns of its own use of deprecated importlib calls and of its
-    runtime API being experimental: nothing a user of the export can act on."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="executorch")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        yield
+    runtime API being experimental, and torchao (which it imports) logs that torch 2.14
+    no longer needs an enum registered: nothing a user of the export can act on."""
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="executorch")
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            yield
+    finally:
+        pytree_log.setLevel(level)
 
 
 def _executorch() -> Any:
