@@ -24,24 +24,22 @@ from finetune_studio.engine.export import (
 from finetune_studio.engine.export import formats as formats_module
 from finetune_studio.engine.export.checker import Runtime
 from finetune_studio.engine.recipe import Recipe
-from finetune_studio.engine.training import Trainer
+from finetune_studio.engine.training import Trainer, TrainingResult
+from support.runs import drain
 
 FAST = "torchscript"  # the quickest to write on the tiny model; the checks are the same
 
 
-class _Quiet:
-    def __getattr__(self, name: str) -> object:
-        return lambda *args, **kwargs: None
-
-    def failed(self, error: BaseException) -> None:
-        raise error
+@pytest.fixture
+def trained(tiny_recipe: Recipe) -> TrainingResult:
+    result = drain(Trainer(tiny_recipe.replace(epochs=1)).events())[1]
+    assert result is not None
+    return result
 
 
 @pytest.fixture
-def model_folder(tiny_recipe: Recipe, tmp_path: Path) -> Path:
-    result = Trainer(tiny_recipe.replace(epochs=1)).run(_Quiet())
-    assert result is not None
-    return save_model_folder(result, tmp_path / "model")
+def model_folder(trained: TrainingResult, tmp_path: Path) -> Path:
+    return save_model_folder(trained, tmp_path / "model")
 
 
 def cli(*args: object) -> int:
@@ -91,14 +89,12 @@ def test_same_answers_with_different_probabilities_fail_the_probability_check(
 
 
 def test_a_failed_check_while_writing_a_model_folder_leaves_no_folder(
-    tiny_recipe: Recipe, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: TrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    result = Trainer(tiny_recipe.replace(epochs=1)).run(_Quiet())
-    assert result is not None
     with_runtime(monkeypatch, FAST, shuffled)
 
     with pytest.raises(ExportCheckFailed, match="TorchScript export failed the agreement"):
-        save_model_folder(result, tmp_path / "model", formats=(FAST,))
+        save_model_folder(trained, tmp_path / "model", formats=(FAST,))
     assert list(tmp_path.iterdir()) == [tmp_path / "colours"]
 
 

@@ -23,18 +23,11 @@ from finetune_studio.engine.export.pictures import PictureSource, load_pictures,
 from finetune_studio.engine.inspection import Sample
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer, TrainingResult
+from support.runs import drain
 from support.tiny import TINY, TINY_PREPROCESSING, make_colour_dataset
 
 FIGURES = {"file", "agreement", "accuracy", "size_bytes", "latency_ms_b1", "pictures"}
 CALIBRATION = Calibration(temperature=1.5, threshold=0.3, ece_before=0.2, ece_after=0.04)
-
-
-class _Quiet:
-    def __getattr__(self, name: str) -> object:
-        return lambda *args, **kwargs: None
-
-    def failed(self, error: BaseException) -> None:
-        raise error
 
 
 def train(dataset: Path) -> TrainingResult:
@@ -50,7 +43,7 @@ def train(dataset: Path) -> TrainingResult:
         device="cpu",
         feature_cache=False,
     )
-    result = Trainer(recipe).run(_Quiet())
+    result = drain(Trainer(recipe).events())[1]
     assert result is not None
     result.calibration = CALIBRATION
     return result
