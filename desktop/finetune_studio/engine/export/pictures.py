@@ -160,14 +160,14 @@ class PictureSource:
             training = self.report.train
         except UserFacingError as exc:
             raise ExportError(
-                "ONNX int8 calibrates on the training pictures, and they cannot be read "
-                f"({exc}). Put the dataset back where it was trained, or export ONNX."
+                f"ONNX int8 needs the training pictures to calibrate on. {exc} Put the "
+                "dataset back where it was trained, or export ONNX (float) instead."
             ) from exc
         pictures = load_pictures(stratified(training, CALIBRATION_PICTURES), self.preprocessing)
         if pictures.source == "synthetic":
             raise ExportError(
-                f"ONNX int8 calibrates on the training pictures, and none in "
-                f"{self.report.root} could be read. Export ONNX instead."
+                f"ONNX int8 needs the training pictures to calibrate on, and none in "
+                f"{self.report.root} could be read. Export ONNX (float) instead."
             )
         return pictures.images
 
