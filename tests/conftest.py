@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest
 
 from support.pictures import make_photo_dataset
-from support.tiny import TINY, make_colour_dataset, register_tiny
+from support.tiny import make_colour_dataset, register_tiny, tiny_recipe_for
 
 register_tiny()
 
@@ -45,16 +45,6 @@ def photo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tiny_recipe(colour_dataset: Path):
-    from finetune_studio.engine.recipe import Recipe
-
-    return Recipe(
-        dataset=str(colour_dataset),
-        backbone=TINY,
-        epochs=2,
-        batch_size=8,
-        workers=0,
-        augmentation="none",
-        lr=0.01,
-        head_fit="epochs",  # these tests are about epochs; tests/engine/test_head_fit.py
-        device="cpu",  # the same run on any machine
-    )
+    # Epochs, not the solved head: these tests are about epochs (tests/engine/test_head_fit.py
+    # covers the solver); on the CPU, the same run on any machine.
+    return tiny_recipe_for(colour_dataset)

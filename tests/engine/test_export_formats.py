@@ -21,28 +21,16 @@ from finetune_studio.engine.export import (
 )
 from finetune_studio.engine.export.pictures import PictureSource, load_pictures, stratified
 from finetune_studio.engine.inspection import Sample
-from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer, TrainingResult
 from support.runs import drain
-from support.tiny import TINY, TINY_PREPROCESSING, make_colour_dataset
+from support.tiny import TINY_PREPROCESSING, make_colour_dataset, tiny_recipe_for
 
 FIGURES = {"file", "agreement", "accuracy", "size_bytes", "latency_ms_b1", "pictures"}
 CALIBRATION = Calibration(temperature=1.5, threshold=0.3, ece_before=0.2, ece_after=0.04)
 
 
 def train(dataset: Path) -> TrainingResult:
-    recipe = Recipe(
-        dataset=str(dataset),
-        backbone=TINY,
-        epochs=3,
-        batch_size=8,
-        workers=0,
-        augmentation="none",
-        lr=0.01,
-        head_fit="epochs",
-        device="cpu",
-        feature_cache=False,
-    )
+    recipe = tiny_recipe_for(dataset, epochs=3, feature_cache=False)
     result = drain(Trainer(recipe).events())[1]
     assert result is not None
     result.calibration = CALIBRATION

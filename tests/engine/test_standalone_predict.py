@@ -29,9 +29,8 @@ from finetune_studio.engine.export.standalone import (
     write_predict_script,
 )
 from finetune_studio.engine.predict import Predictor, expand_paths
-from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer
-from support.tiny import TINY, make_colour_dataset
+from support.tiny import make_colour_dataset, tiny_recipe_for
 
 PROBABILITY_TOLERANCE = 1e-4  # the export's own parity tolerance (export/common.py)
 RUNTIME_PACKAGES = ("numpy", "pillow", "onnxruntime")
@@ -57,17 +56,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, b
         for name in ("TORCH_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
             env.setenv(name, str(root / name.lower()))
         dataset = make_colour_dataset(root / "colours")
-        recipe = Recipe(
-            dataset=str(dataset),
-            backbone=TINY,
-            epochs=4,
-            batch_size=8,
-            workers=0,
-            augmentation="none",
-            lr=0.05,
-            head_fit="epochs",
-            device="cpu",
-        )
+        recipe = tiny_recipe_for(dataset, epochs=4, lr=0.05)
         result = Trainer(recipe).run(_Quiet())
         assert result is not None
         folder = save_model_folder(result, root / "model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ from torch import nn
 
 from finetune_studio.engine.backbones import BackboneSpec, register_backbone
 from finetune_studio.engine.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from finetune_studio.engine.recipe import Recipe
 
 TINY = "tiny_cnn"
 TINY_PREPROCESSING = Preprocessing(36, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "bilinear")
@@ -101,3 +105,22 @@ def misfile(root: Path, moves: list[tuple[str, str]], index: int = 0) -> dict[st
         source.rename(target)
         moved[str(target)] = real
     return moved
+
+
+def tiny_recipe_for(dataset: Path, **changes: object) -> Recipe:
+    """A quick, repeatable run of the tiny backbone on ``dataset``: on the CPU, no
+    worker processes, no augmentation, the head trained by epochs; ``changes`` replace
+    any of that."""
+    from finetune_studio.engine.recipe import Recipe
+
+    fields: dict[str, object] = {
+        "backbone": TINY,
+        "epochs": 2,
+        "batch_size": 8,
+        "workers": 0,
+        "augmentation": "none",
+        "lr": 0.01,
+        "head_fit": "epochs",
+        "device": "cpu",
+    }
+    return Recipe(dataset=str(dataset), **(fields | changes))  # type: ignore[arg-type]

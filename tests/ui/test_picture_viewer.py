@@ -27,23 +27,12 @@ SIDE = 40
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from finetune_studio.engine.recipe import Recipe
     from finetune_studio.engine.training import Trainer
     from support.runs import drain
-    from support.tiny import TINY, make_colour_dataset
+    from support.tiny import make_colour_dataset, tiny_recipe_for
 
     dataset = make_colour_dataset(tmp_path_factory.mktemp("viewer") / "colours")
-    recipe = Recipe(
-        dataset=str(dataset),
-        backbone=TINY,
-        epochs=1,
-        batch_size=8,
-        workers=0,
-        augmentation="none",
-        lr=0.01,
-        head_fit="epochs",
-        device="cpu",
-    )
+    recipe = tiny_recipe_for(dataset, epochs=1)
     _, result = drain(Trainer(recipe).events())
     return result
 
