@@ -78,13 +78,19 @@ def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
     from ..engine.training import Trainer  # noqa: F401 - warm the import
 
     device = resolve_device("auto")
-    engine = EngineInfo(backbone_infos(), describe_machine(device), available_devices())
-    # torch and torchvision leave ~340,000 long-lived objects: a full garbage collection
-    # then takes ~180 ms (measured here), and one during training stalls the window.
-    # Freezing them once at start-up makes later collections skip them.
+    return EngineInfo(backbone_infos(), describe_machine(device), available_devices())
+
+
+def freeze_long_lived_objects() -> None:
+    """torch and torchvision leave ~340,000 long-lived objects: a full garbage
+    collection then takes ~180 ms (measured here), and one during training stalls the
+    window. Freezing them once, when the engine has loaded, makes later collections skip
+    them. In the GUI thread: a collection in a worker thread can finalise Qt objects
+    (a pyqtgraph item of a closed widget) there, and it deadlocked with the GUI thread
+    painting (seen in the suite: the worker waiting in gc.collect, the GUI thread in
+    pyqtgraph's boundingRect)."""
     gc.collect()
     gc.freeze()
-    return engine
 
 
 def describe_machine(device: torch.device) -> str:
@@ -287,6 +293,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_engine_task_succeeded(self, engine: EngineInfo) -> None:
+        freeze_long_lived_objects()
         self.engine = engine
         self.device_label.setText(f"{engine.device} on this computer")
         self.train_panel.set_available_devices(engine.devices)
