@@ -23,24 +23,13 @@ from finetune_studio.engine.export import (
 from finetune_studio.engine.predict import Predictor
 from finetune_studio.engine.recipe import Recipe
 from finetune_studio.engine.training import Trainer, TrainingResult
+from support.runs import drain
 
 
 @pytest.fixture
 def trained(tiny_recipe: Recipe) -> TrainingResult:
-    result = Trainer(tiny_recipe.replace(epochs=1)).run(_Quiet())
-    assert result is not None
+    _, result = drain(Trainer(tiny_recipe.replace(epochs=1)).events())
     return result
-
-
-class _Quiet:
-    def batch_ended(self, event: object) -> None: ...
-    def epoch_ended(self, event: object) -> None: ...
-    def stage_progressed(self, event: object) -> None: ...
-    def log(self, event: object) -> None: ...
-    def finished(self, event: object) -> None: ...
-
-    def failed(self, error: BaseException) -> None:
-        raise error
 
 
 def pictures(dataset: Path) -> list[Path]:

@@ -4,6 +4,7 @@ with nothing but numpy, pillow and onnxruntime."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import os
@@ -23,6 +24,7 @@ from PIL import Image
 from finetune_studio.cli import main as cli_main
 from finetune_studio.engine.calibration import Calibration
 from finetune_studio.engine.export import export_into_folder, load_model_folder, save_model_folder
+from finetune_studio.engine.export.onnx_float import add_onnx_metadata
 from finetune_studio.engine.export.standalone import (
     SCRIPT_NAME,
     script_source,
@@ -30,21 +32,11 @@ from finetune_studio.engine.export.standalone import (
 )
 from finetune_studio.engine.predict import Predictor, expand_paths
 from finetune_studio.engine.training import Trainer
+from support.runs import drain
 from support.tiny import make_colour_dataset, tiny_recipe_for
 
 PROBABILITY_TOLERANCE = 1e-4  # the export's own parity tolerance (export/common.py)
 RUNTIME_PACKAGES = ("numpy", "pillow", "onnxruntime")
-
-
-class _Quiet:
-    def batch_ended(self, event: object) -> None: ...
-    def epoch_ended(self, event: object) -> None: ...
-    def stage_progressed(self, event: object) -> None: ...
-    def log(self, event: object) -> None: ...
-    def finished(self, event: object) -> None: ...
-
-    def failed(self, error: BaseException) -> None:
-        raise error
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +49,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, b
             env.setenv(name, str(root / name.lower()))
         dataset = make_colour_dataset(root / "colours")
         recipe = tiny_recipe_for(dataset, epochs=4, lr=0.05)
-        result = Trainer(recipe).run(_Quiet())
-        assert result is not None
+        _, result = drain(Trainer(recipe).events())
         folder = save_model_folder(result, root / "model")
         export_into_folder(folder, load_model_folder(folder), "onnx")
         wrote_script = (folder / SCRIPT_NAME).exists()
@@ -223,21 +214,9 @@ def test_the_onnx_metadata_carries_temperature_and_threshold(
 def with_metadata(folder: Path, destination: Path, calibration: Calibration) -> Path:
     """The folder's model.onnx alone, carrying the class names, preprocessing and this
     calibration in its metadata_props, as the ONNX export writes them."""
-    import onnx
-
+    shutil.copyfile(folder / "model.onnx", destination)
     loaded = load_model_folder(folder)
-    proto = onnx.load(str(folder / "model.onnx"))
-    entries = {
-        "finetune_studio.class_names": json.dumps(list(loaded.class_names)),
-        "finetune_studio.preprocessing": json.dumps(loaded.preprocessing.to_dict()),
-        "finetune_studio.calibration": json.dumps(calibration.to_dict()),
-    }
-    kept = [p for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in entries.items():
-        proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(destination))
+    add_onnx_metadata(destination, dataclasses.replace(loaded, calibration=calibration))
     return destination
 
 
