@@ -16,13 +16,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import data, models, repair, review, training
+from . import compare, data, lr_find, models, repair, review, training
 from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, Handler, Parser
 from .training import checkpoint_path_for
 
 __all__ = ["checkpoint_path_for", "main"]
 
-COMMAND_MODULES = (data, training, models, review, repair)
+COMMAND_MODULES = (data, training, lr_find, compare, models, review, repair)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
