@@ -115,8 +115,8 @@ class Trainer:
             return None
 
     def events(self) -> Generator[Event, None, TrainingResult]:
-        run = yield from self._set_up()
-        head = self._solvable_head(run)
+        run = yield from self.set_up()
+        head = self.head_to_solve(run)
         if head is not None:
             yield from fit_head(self, run, head)
         else:
@@ -134,7 +134,7 @@ class Trainer:
             if (yield from self.end_epoch(run, epoch, self.recipe.epochs, tally)):
                 return
 
-    def _solvable_head(self, run: Run) -> SolvableHead | None:
+    def head_to_solve(self, run: Run) -> SolvableHead | None:
         """The head to solve for, when the run trains it alone on cached features and
         the recipe asks for its optimum (``head_fit``)."""
         if self.recipe.head_fit != "optimum" or run.data.train_features is None:
@@ -142,7 +142,11 @@ class Trainer:
         return solvable_head(run.data.forward)
 
     # --- set-up ------------------------------------------------------------------------------
-    def _set_up(self) -> Generator[Event, None, Run]:
+    def set_up(self) -> Generator[Event, None, Run]:
+        """Build the run as its first epoch trains it: the freeze plan (or the first
+        phase), BatchNorm held where frozen, the data (cached features or pictures),
+        the stepper and the optimizer with its multiplier groups. The learning-rate
+        finder ramps this same run (``engine/lr_find.py``)."""
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
@@ -245,18 +249,14 @@ class Trainer:
         for index, batch in enumerate(run.data.train_loader(epoch), start=1):
             if self.cancel_token.is_set():
                 return None
-            yield from self._note_failures(batch)
-            if batch.images is None or batch.labels is None:
+            stepped = yield from self.train_batch(run, optimizer, batch)
+            if stepped is None:
                 continue
-            inputs = batch.images.to(run.device, non_blocking=True)
-            if run.data.channels_last:
-                inputs = inputs.contiguous(memory_format=torch.channels_last)
-            labels = batch.labels.to(run.device, non_blocking=True)
-            batch_loss, batch_correct = yield from run.stepper.step(optimizer, inputs, labels)
+            batch_loss, batch_correct, batch_size = stepped
             scheduler.step()
-            loss_sum += batch_loss * len(labels)
+            loss_sum += batch_loss * batch_size
             correct += batch_correct
-            seen += len(labels)
+            seen += batch_size
             yield BatchEnd(
                 epoch, self.recipe.epochs, index, steps, batch_loss, current_lr(optimizer)
             )
@@ -268,6 +268,21 @@ class Trainer:
             time.perf_counter() - started,
             current_lr(optimizer),
         )
+
+    def train_batch(
+        self, run: Run, optimizer: torch.optim.Optimizer, batch: Batch
+    ) -> Generator[Event, None, tuple[float, int, int] | None]:
+        """One optimizer step on a loader's batch: its mean loss, correct predictions
+        and size; None when none of its pictures loaded."""
+        yield from self._note_failures(batch)
+        if batch.images is None or batch.labels is None:
+            return None
+        inputs = batch.images.to(run.device, non_blocking=True)
+        if run.data.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        labels = batch.labels.to(run.device, non_blocking=True)
+        loss, correct = yield from run.stepper.step(optimizer, inputs, labels)
+        return loss, correct, len(labels)
 
     def _note_failures(self, batch: Batch) -> Iterator[Event]:
         for failure in batch.failures:
