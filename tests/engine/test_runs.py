@@ -5,23 +5,29 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import torch
 
+from finetune_studio.engine.events import EpochEnd
 from finetune_studio.engine.export import save_model_folder
+from finetune_studio.engine.freezing import FreezePlan, GradualUnfreeze
 from finetune_studio.engine.predict import Predictor
 from finetune_studio.engine.recipe import Recipe
+from finetune_studio.engine.recipe_diff import freeze_in_words, recipe_diff
 from finetune_studio.engine.runs import (
     RUN_FILE,
+    RunRecord,
     RunStore,
     RunStoreError,
     runs_folder_for,
 )
 from finetune_studio.engine.training import Trainer, TrainingResult
 from support.runs import drain
+from support.tiny import tiny_recipe_for
 
 STARTED = datetime(2025, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
 
@@ -213,3 +219,123 @@ def test_weights_are_reloaded_without_unpickling(
     monkeypatch.setattr(torch, "load", no_unpickling)
     [record] = store.runs()
     assert store.load(record).class_names == trained.class_names
+
+
+# --- every run kept: failed runs, damaged folders, many runs ------------------------------
+
+
+def epoch(number: int, val_acc: float | None, val_loss: float | None = 1.0) -> EpochEnd:
+    return EpochEnd(number, 5, 1.2, 0.5, val_loss, val_acc, 0.01, 0.3, is_best=False)
+
+
+def failed_run(store: RunStore, started: datetime = STARTED, **recipe: object) -> RunRecord:
+    return store.save_failed(
+        tiny_recipe_for(store.root.parent / "pictures", **recipe),
+        [epoch(1, 0.4), epoch(2, 0.65)],
+        started,
+        "Out of memory on the GPU.",
+    )
+
+
+def test_a_failed_run_is_kept_with_its_recipe_epochs_and_error_but_never_reopened(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path / "runs")
+    finished = store.save(trained, STARTED)
+    failed = failed_run(store, STARTED + timedelta(minutes=1), epochs=5)
+
+    [newest, oldest] = RunStore(tmp_path / "runs").runs()  # as after a restart
+    assert newest == failed and oldest == finished
+    assert (newest.outcome, newest.failure) == ("failed", "Out of memory on the GPU.")
+    assert [e.val_acc for e in newest.history] == [0.4, 0.65]
+    assert newest.best_accuracy == 0.65  # the best epoch's, as there is no final model
+    assert newest.recipe.epochs == 5 and not newest.has_model
+    assert not newest.model_folder.exists()
+    with pytest.raises(RunStoreError, match="failed before it had a model"):
+        store.load(newest)
+    assert store.latest() == finished  # a reopened project gets the last model back
+    store.delete(failed.id)
+    assert store.runs() == [finished]
+
+
+def test_damaged_and_unfinished_runs_are_skipped_with_a_reason(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    good = failed_run(store)
+    (store.root / "20250101-000000-cut-short").mkdir()  # a crash before run.json
+    (store.root / "bad-json").mkdir()
+    (store.root / "bad-json" / RUN_FILE).write_text('{"format": "finetune-studio-run", ')
+    (store.root / "missing-fields").mkdir()
+    (store.root / "missing-fields" / RUN_FILE).write_text('{"format": "finetune-studio-run"}')
+    (store.root / "binary").mkdir()
+    (store.root / "binary" / RUN_FILE).write_bytes(b"\xff\xfe\x00garbage")
+
+    listing = store.listing()
+
+    assert listing.records == (good,)
+    reasons = {skipped.name: skipped.reason for skipped in listing.skipped}
+    assert set(reasons) == {"20250101-000000-cut-short", "bad-json", "missing-fields", "binary"}
+    assert "no run.json" in reasons["20250101-000000-cut-short"]
+    assert "not valid JSON" in reasons["bad-json"]
+    assert "damaged" in reasons["missing-fields"]
+    assert "could not be read" in reasons["binary"] or "damaged" in reasons["binary"]
+
+
+def test_hundreds_of_runs_list_from_their_records_alone(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    template = failed_run(store)
+    record = json.loads((template.folder / RUN_FILE).read_text())
+    for number in range(1, 300):
+        folder = store.root / f"run-{number:03d}"
+        folder.mkdir()
+        started = (STARTED + timedelta(minutes=number)).isoformat()
+        (folder / RUN_FILE).write_text(json.dumps({**record, "started": started}))
+
+    listing = store.listing()
+
+    assert len(listing.records) == 300 and listing.skipped == ()
+    assert listing.records[0].folder.name == "run-299"  # newest first
+
+
+def test_deleting_a_run_whose_model_folder_links_to_an_export_keeps_the_export(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    store = RunStore(tmp_path / "runs")
+    run = store.save(trained, STARTED)
+    export = save_model_folder(trained, tmp_path / "my-export")
+    exported = {p.name: p.read_bytes() for p in export.iterdir()}
+    # The run's recorded model folder points outside the store, at the user's export.
+    shutil.rmtree(run.model_folder)
+    os.symlink(export, run.model_folder)
+    assert [r.folder for r in store.runs()] == [run.folder]
+
+    store.delete(run.id)
+
+    assert not run.folder.exists()
+    assert {p.name: p.read_bytes() for p in export.iterdir()} == exported
+
+
+def test_two_recipes_differ_field_by_field(tmp_path: Path) -> None:
+    first = tiny_recipe_for(tmp_path, lr=0.01)
+    second = first.replace(
+        lr=0.003,
+        freeze=FreezePlan("last:2", (("features.6", False),)),
+        gradual_unfreeze=GradualUnfreeze(1, ("features.5",)),
+        lr_multipliers={"features.6": 0.1},
+        mixed_precision=False,
+    )
+
+    differences = {d.field: (d.first, d.second) for d in recipe_diff(first, second)}
+
+    assert differences == {
+        "freeze.preset": ("head", "last:2"),
+        "freeze.overrides.features.6": ("—", "frozen"),
+        "lr_multipliers.features.6": ("—", "0.1"),
+        "gradual_unfreeze.head_epochs": ("—", "1"),
+        "gradual_unfreeze.paths": ("—", "features.5"),
+        "lr": ("0.01", "0.003"),
+        "mixed_precision": ("yes", "no"),
+    }
+    assert recipe_diff(first, first) == []
+    assert [d.field for d in recipe_diff(second, first)] == list(differences)
+    assert freeze_in_words(first) == "head only"
+    assert freeze_in_words(second) == "last 2 blocks + head, 1 layer setting, head first (1 ep.)"

@@ -7,8 +7,12 @@ run record: recipe, metrics per epoch, final figures, start time) and ``model/``
 the same self-describing model folder an export writes (``export.save_model_folder``).
 
 ``run.json`` is written last and atomically: a folder without it is a run that was
-never completed (a crash, a full disk) and is not listed. Nothing is pickled: the
-record is JSON and the weights load through ``export.load_model_folder``.
+never completed (a crash, a full disk) and is not listed (``listing`` says so in a
+note). Nothing is pickled: the record is JSON and the weights load through
+``export.load_model_folder``. A run that failed is kept too, as a record with its
+recipe, the epochs it finished and its error, and no model folder.
+
+Listing reads ``run.json`` files only, never a model, so hundreds of runs list fast.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import csv
 import dataclasses
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +69,7 @@ class RunRecord:
     evaluation: Evaluation | None
     cancelled: bool
     stopped_early: bool
+    failure: str | None = None  # the error that ended a failed run; it has no model
 
     @property
     def id(self) -> str:
@@ -72,6 +78,28 @@ class RunRecord:
     @property
     def model_folder(self) -> Path:
         return self.folder / MODEL_FOLDER
+
+    @property
+    def has_model(self) -> bool:
+        return self.failure is None
+
+    @property
+    def best_accuracy(self) -> float | None:
+        """The kept model's validation accuracy; for a run without one (failed, or no
+        final evaluation), the best an epoch measured."""
+        if self.evaluation is not None and self.evaluation.images:
+            return self.evaluation.accuracy
+        measured = [epoch.val_acc for epoch in self.history if epoch.val_acc is not None]
+        return max(measured) if measured else None
+
+    @property
+    def outcome(self) -> str:
+        """How the run ended, in a word or two."""
+        if self.failure is not None:
+            return "failed"
+        if self.stopped_early:
+            return "stopped early"
+        return "stopped by you" if self.cancelled else "finished"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +114,7 @@ class RunRecord:
             "evaluation": _evaluation_figures(self.evaluation),
             "cancelled": self.cancelled,
             "stopped_early": self.stopped_early,
+            "failure": self.failure,
         }
 
     @classmethod
@@ -102,6 +131,7 @@ class RunRecord:
             evaluation=Evaluation(**evaluation) if evaluation else None,
             cancelled=bool(data.get("cancelled", False)),
             stopped_early=bool(data.get("stopped_early", False)),
+            failure=str(data["failure"]) if data.get("failure") is not None else None,
         )
 
     @classmethod
@@ -137,15 +167,45 @@ def local_time(moment: datetime) -> datetime:
 
 def read_record(folder: Path) -> RunRecord | None:
     """The run in ``folder``, or None when it is not a complete run of ours."""
+    record = read_record_or_reason(folder)
+    return record if isinstance(record, RunRecord) else None
+
+
+def read_record_or_reason(folder: Path) -> RunRecord | str:
+    """The run in ``folder``, or why it is not listed, in words."""
     try:
-        data = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+        text = (folder / RUN_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"no {RUN_FILE} (a run that never finished saving, or not a run)"
+    except (OSError, UnicodeDecodeError) as error:
+        return f"{RUN_FILE} could not be read ({getattr(error, 'strerror', None) or error})"
+    try:
+        data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
-            return None
+            return f"{RUN_FILE} is not a Finetune Studio run"
         if data.get("format_version", 0) > RUN_FORMAT_VERSION:
-            return None  # a newer version's run: left alone
+            return "kept by a newer version of Finetune Studio"  # left alone
         return RunRecord.from_dict(folder, data)
-    except (OSError, ValueError, KeyError, TypeError, UserFacingError):
-        return None
+    except json.JSONDecodeError as error:
+        return f"{RUN_FILE} is damaged (not valid JSON: {error.msg}, line {error.lineno})"
+    except (ValueError, KeyError, TypeError, UserFacingError) as error:
+        return f"{RUN_FILE} is damaged ({type(error).__name__}: {error})"
+
+
+@dataclass(frozen=True)
+class SkippedRun:
+    """A folder in the store that is not listed, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunListing:
+    """Every complete run of a store, newest first, and the folders skipped."""
+
+    records: tuple[RunRecord, ...]
+    skipped: tuple[SkippedRun, ...] = ()
 
 
 def _same_folder(a: str | Path, b: str | Path) -> bool:
@@ -165,10 +225,6 @@ class RunStore:
         record = RunRecord.of(result, folder, started)
         try:
             save_model_folder(result, record.model_folder)
-            text = json.dumps(record.to_dict(), indent=2) + "\n"
-            write_file_atomically(
-                folder / RUN_FILE, lambda path: path.write_text(text, encoding="utf-8")
-            )
         except BaseException as error:
             shutil.rmtree(folder, ignore_errors=True)  # the folder claimed just now
             if isinstance(error, OSError):
@@ -176,7 +232,37 @@ class RunStore:
                     f"Could not keep the run in {self.root}: {error.strerror or error}."
                 ) from error
             raise
+        self._write_record(record)
         return record
+
+    def save_failed(
+        self, recipe: Recipe, history: Sequence[EpochEnd], started: datetime, failure: str
+    ) -> RunRecord:
+        """Keep a run that failed: its recipe, the epochs it finished and its error
+        (there is no model to keep)."""
+        started = local_time(started)
+        folder = self._claim_folder(started, recipe.backbone)
+        record = RunRecord(
+            folder, started, recipe, recipe.backbone, (), tuple(history),
+            None, None, cancelled=False, stopped_early=False, failure=failure,
+        )  # fmt: skip
+        self._write_record(record)
+        return record
+
+    def _write_record(self, record: RunRecord) -> None:
+        """``run.json``, atomically; a failure removes the run folder claimed for it."""
+        text = json.dumps(record.to_dict(), indent=2) + "\n"
+        try:
+            write_file_atomically(
+                record.folder / RUN_FILE, lambda path: path.write_text(text, encoding="utf-8")
+            )
+        except BaseException as error:
+            shutil.rmtree(record.folder, ignore_errors=True)
+            if isinstance(error, OSError):
+                raise RunStoreError(
+                    f"Could not keep the run in {self.root}: {error.strerror or error}."
+                ) from error
+            raise
 
     def _claim_folder(self, started: datetime, backbone: str) -> Path:
         """A new folder named by the start time; ``mkdir`` fails rather than reuse one,
@@ -197,22 +283,42 @@ class RunStore:
 
     def runs(self) -> list[RunRecord]:
         """Every complete run here, the newest first."""
+        return list(self.listing().records)
+
+    def listing(self) -> RunListing:
+        """Every complete run here, the newest first, and the folders that are not
+        (no ``run.json``, a damaged one, another version's), each with its reason."""
         try:
             folders = [f for f in self.root.iterdir() if f.is_dir() and not f.is_symlink()]
         except OSError:
-            return []
-        records = [r for f in folders if (r := read_record(f)) is not None]
-        return sorted(records, key=lambda r: (r.started, r.id), reverse=True)
+            return RunListing(())
+        records: list[RunRecord] = []
+        skipped: list[SkippedRun] = []
+        for folder in sorted(folders):
+            read = read_record_or_reason(folder)
+            if isinstance(read, RunRecord):
+                records.append(read)
+            else:
+                skipped.append(SkippedRun(folder.name, read))
+        records.sort(key=lambda r: (r.started, r.id), reverse=True)
+        return RunListing(tuple(records), tuple(skipped))
 
     def latest(self, dataset: str | Path | None = None) -> RunRecord | None:
-        """The newest run (on ``dataset`` only, when given)."""
+        """The newest run with a model (on ``dataset`` only, when given)."""
         for record in self.runs():
+            if not record.has_model:
+                continue  # a failed run: nothing to reopen
             if dataset is None or _same_folder(record.recipe.dataset, dataset):
                 return record
         return None
 
     def load(self, record: RunRecord) -> TrainingResult:
         """The run as the Results step shows it: its model and its numbers."""
+        if not record.has_model:
+            raise RunStoreError(
+                f"The run {record.id} failed before it had a model: there is nothing to "
+                "open or export. Run it again to train one."
+            )
         loaded = load_model_folder(record.model_folder)
         return TrainingResult(
             model=loaded.model,
