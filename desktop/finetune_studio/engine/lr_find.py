@@ -96,11 +96,13 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> int:
 
     The valley is the longest stretch over which the loss keeps falling, measured as
     the longest strictly decreasing subsequence of the smoothed losses (so a small
-    bump on the way down does not cut it short). Its end is where the loss stops
-    falling and starts to turn; its start is where it began to fall. The suggestion
-    lies two thirds of the way down (a third plus a sixth of the stretch): late
-    enough that the loss falls fast there, early enough to keep away from the turn.
-    This is fastai's ``valley`` line for line, including how it tracks the start.
+    bump on the way down does not cut it short). It ends where the loss stops
+    falling and starts to turn, and is taken to start that many steps earlier. The
+    suggestion lies a third plus a sixth of its length past the start, about the
+    middle of the fall on the log-rate axis: where the loss still falls fast, and
+    well short of the turn. This is fastai's ``valley`` step for step, including
+    how it tracks the start; where it is often described as "two thirds" along, the
+    arithmetic (1/3 + 1/6 of the stretch) is kept as fastai has it.
     """
     count = len(losses)
     if count != len(lrs) or count == 0:
