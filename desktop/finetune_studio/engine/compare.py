@@ -244,6 +244,8 @@ class BackboneComparison:
             try:
                 outcome = yield from measuring.run()
             except WeightsError as error:  # no network, say: the others still count
+                if self.cancel_token.is_set():  # a download stopped by Cancel
+                    return None
                 skipped.append((name, str(error)))
                 yield Log(f"{name} was not compared: {error}", "warning")
                 continue
