@@ -22,18 +22,22 @@ from PySide6.QtWidgets import (
 
 from ..resources import action_icon
 from .banner import Banner
+from .lr_finder import LrFinderDialog
 from .train_settings import SettingsScroll, TrainSettings
 from .training_plots import TrainingPlots
 from .wording import format_duration, plural
 
 if TYPE_CHECKING:
     from ...engine.events import BatchEnd, EpochEnd, FitEnd
+    from ...engine.inspection import DatasetReport
     from ...engine.recipe import Recipe
+    from ..workers.tasks import TaskRunner
 
 LOG_LINES = 5000
 # Banner sources (see banner.py): each message is cleared when its cause is gone.
 RUN_SOURCE = "run"  # a run failed: cleared by a new run or a change to its inputs
 RECIPE_SOURCE = "recipe"  # the settings do not make a valid recipe (set by the window)
+FINDING_LR = "Finding the learning rate… Cancel it to train now."
 
 
 class TrainPanel(QWidget):
@@ -42,10 +46,14 @@ class TrainPanel(QWidget):
     run_began = Signal()  # a started run sent its first progress: the old curves are gone
     settings_edited = Signal()  # a value of this step changed: the run's inputs differ
     more_than_head_requested = Signal()  # the note's "train the last block too"
+    lr_find_requested = Signal()  # "Find…": the window answers with ``find_lr(recipe, ...)``
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, runner: TaskRunner | None = None, parent: QWidget | None = None) -> None:
+        """``runner`` runs the learning-rate finder; without one, Find is not offered."""
         super().__init__(parent)
         self.settings_box = settings = TrainSettings()
+        self.lr_finder = LrFinderDialog(runner, self)
+        settings.find_lr_button.setVisible(self.lr_finder.available)
         # The options by their names, as the window and the tests know them.
         self.epochs, self.batch_size, self.lr = settings.epochs, settings.batch_size, settings.lr
         self.optimizer, self.schedule = settings.optimizer, settings.schedule
@@ -108,6 +116,10 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop_requested)
         settings.edited.connect(self._on_settings_box_edited)
         settings.more_than_head_requested.connect(self.more_than_head_requested)
+        settings.lr_find_requested.connect(self.lr_find_requested)
+        self.lr_finder.use_requested.connect(self.lr.setValue)
+        self.lr_finder.running_changed.connect(self._on_lr_finder_running_changed)
+        self._start_blocker: str | None = None  # the window's reason, see show_start_blocker
         self._started_at = 0.0
         self.run_note = ""  # the first log line of the next run (set by the window)
         # A run clears the previous one's curves and log only once it sends its first
@@ -149,8 +161,22 @@ class TrainPanel(QWidget):
         """What a run would train on changed: a failed run's message no longer applies."""
         self.banner.clear(RUN_SOURCE)
 
+    def find_lr(self, recipe: Recipe, dataset: DatasetReport | None) -> None:
+        """Run the learning-rate finder on ``recipe`` (the window's answer to
+        ``lr_find_requested``); refused while a training run is going."""
+        self.lr_finder.start(recipe, dataset)
+
+    @Slot(bool)
+    def _on_lr_finder_running_changed(self, running: bool) -> None:
+        if not self.stop_button.isEnabled():  # no run going: Start follows the finder
+            self.show_start_blocker(self._start_blocker)
+
     def show_start_blocker(self, reason: str | None) -> None:
-        """Enable Start, or disable it and say why beside it."""
+        """Enable Start, or disable it and say why beside it (also while the
+        learning-rate finder runs, whatever the window says)."""
+        self._start_blocker = reason
+        if reason is None and self.lr_finder.running:
+            reason = FINDING_LR
         self.start_button.setEnabled(reason is None)
         self.start_button.setToolTip(reason or "")
         self.start_reason.setText(reason or "")
@@ -161,6 +187,7 @@ class TrainPanel(QWidget):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.settings_box.setEnabled(not running)
+        self.lr_finder.set_training(running)  # and a search still going stops
         if running:
             self.banner.clear()
             self._pending = True

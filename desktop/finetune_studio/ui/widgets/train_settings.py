@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
+    QPushButton,
     QScrollArea,
     QSizePolicy,
     QSpinBox,
@@ -46,6 +48,10 @@ TIPS = {
     "lr": (
         "How large each update to the weights is. Too high and the loss jumps about "
         "or grows; too low and it falls slowly. 0.001 suits AdamW when fine-tuning."
+    ),
+    "find_lr": (
+        "Try learning rates from very small to very large for up to 100 steps on this "
+        "recipe's run, and suggest one. The model is put back as it was."
     ),
     "optimizer": (
         "How the weights are updated. AdamW adapts each weight's step and works well "
@@ -83,6 +89,7 @@ class TrainSettings(QGroupBox):
     """Owns the recipe's training fields (every one but the freeze plan's)."""
 
     edited = Signal()  # a value changed (by the user, a recipe or the settings)
+    lr_find_requested = Signal()  # "Find…" beside the learning rate
     more_than_head_requested = Signal()  # the note's "train the last block too"
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -111,6 +118,10 @@ class TrainSettings(QGroupBox):
         self.lr.setRange(1e-6, 10.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(1e-3)
+        self.find_lr_button = QPushButton("Find…")
+        self.find_lr_button.setAccessibleName("Find learning rate")
+        self.find_lr_button.setToolTip(TIPS["find_lr"])
+        self.find_lr_button.clicked.connect(self.lr_find_requested)
         self.optimizer = _combo({"adamw": "AdamW", "sgd": "SGD with momentum"})
         self.patience = QSpinBox()
         self.patience.setRange(0, 10_000)
@@ -160,10 +171,15 @@ class TrainSettings(QGroupBox):
         """The options in view, each with its tooltip on the label too; the
         Augmentation note right below its setting; the Advanced expander last."""
         form = QFormLayout()
+        lr_row = QWidget()
+        lr_layout = QHBoxLayout(lr_row)
+        lr_layout.setContentsMargins(0, 0, 0, 0)
+        lr_layout.addWidget(_tipped(self.lr, "lr"), stretch=1)
+        lr_layout.addWidget(self.find_lr_button)
         for label, widget, key in (
             ("Epochs", self.epochs, "epochs"),
             ("Batch size", self.batch_size, "batch_size"),
-            ("Learning rate", self.lr, "lr"),
+            ("Learning rate", lr_row, "lr"),
             ("Optimizer", self.optimizer, "optimizer"),
             ("Augmentation", self.augmentation, "augmentation"),
         ):
