@@ -113,7 +113,8 @@ def offline_backbones() -> list[str]:
     """Every registered backbone whose pretrained weights need no network: bundled
     with a package or already in the cache. Read from the registry, so backbones
     added to it join without a change here."""
-    return [info.name for info in backbone_infos() if info.weights in OFFLINE_WEIGHTS]
+    infos = backbone_infos(include_timm=True)  # timm's: those in the Hugging Face cache
+    return [info.name for info in infos if info.weights in OFFLINE_WEIGHTS]
 
 
 def stratified_sample(samples: Sequence[Sample], per_class: int, seed: int) -> list[Sample]:

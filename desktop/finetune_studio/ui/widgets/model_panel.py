@@ -2,7 +2,9 @@
 
 This panel owns the recipe's backbone and weights, and builds a preview copy of
 the network in a task (downloading the weights first if needed, with progress and
-Cancel); the ``LayerEditor`` beside it owns the freeze plan and its options.
+Cancel); the ``LayerEditor`` beside it owns the freeze plan and its options. A tab
+beside the layers compares backbones on the user's pictures (``CompareView``); its
+"Use this backbone" chooses one here.
 
 Its messages are tied to their causes: a failed load (``NETWORK_SOURCE``) lasts
 until another build starts, and a plan that did not fit (``PLAN_SOURCE``) until the
@@ -25,6 +27,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QTreeView,
     QVBoxLayout,
     QWidget,
@@ -34,6 +37,7 @@ from ..models.backbone_model import NAME_ROLE, BackboneFilter, build_backbone_mo
 from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from .advisor_box import AdvisorBox
 from .banner import Banner
+from .compare_view import CompareView
 from .layer_editor import LayerEditor
 
 if TYPE_CHECKING:
@@ -92,6 +96,7 @@ class ModelPanel(QWidget):
         self.cancel_download.hide()
         self.banner = Banner()
         self.advisor = AdvisorBox(runner)
+        self.compare = CompareView(runner)
 
         picker = QWidget()
         picker_layout = QVBoxLayout(picker)
@@ -110,9 +115,13 @@ class ModelPanel(QWidget):
         picker_layout.addLayout(download_row)
         picker_layout.addWidget(self.advisor)
 
+        self.side_tabs = QTabWidget()
+        self.side_tabs.setDocumentMode(True)
+        self.side_tabs.addTab(self.layers, "Layers")
+        self.side_tabs.addTab(self.compare, "Compare backbones")
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(picker)
-        splitter.addWidget(self.layers)
+        splitter.addWidget(self.side_tabs)
         splitter.setSizes([420, 680])
         layout = QVBoxLayout(self)
         layout.addWidget(self.banner)
@@ -124,6 +133,7 @@ class ModelPanel(QWidget):
         self.weights_combo.activated.connect(self._on_weights_combo_activated)
         self.cancel_download.clicked.connect(self._on_cancel_download_clicked)
         self.advisor.apply_requested.connect(self.set_preset)
+        self.compare.use_requested.connect(self._on_compare_use_requested)
 
     @property
     def ready(self) -> bool:
@@ -135,6 +145,7 @@ class ModelPanel(QWidget):
         """Fill the picker (once the engine is loaded) and select ``preferred`` or the
         default backbone."""
         self.layers.start()
+        self.compare.set_backbones(infos)
         model = build_backbone_model(infos, self)
         self.backbone_filter.setSourceModel(model)
         self.backbone_view.selectionModel().currentChanged.connect(
@@ -198,6 +209,20 @@ class ModelPanel(QWidget):
             self.layers.forget_choices()
         self.backbone = name
         self.rebuild()
+
+    @Slot(str)
+    def _on_compare_use_requested(self, name: str) -> None:
+        """The comparison's pick: chosen here with its default (pretrained) weights, as
+        it was measured, and its layers shown."""
+        other_weights = self.weights != "default"
+        if other_weights:
+            self.weights = "default"
+            self._show_weights()
+        if other_weights and name == self.backbone:
+            self.rebuild()
+        else:
+            self.select_backbone(name)
+        self.side_tabs.setCurrentWidget(self.layers)
 
     @Slot(str)
     def _on_search_text_changed(self, text: str) -> None:
@@ -343,6 +368,7 @@ class ModelPanel(QWidget):
         self.layers.set_editable(editable)
         for widget in (self.backbone_view, self.search, self.weights_combo, self.advisor):
             widget.setEnabled(editable)
+        self.compare.set_editable(editable)
 
     def update_recipe(self, recipe: Recipe) -> Recipe:
         """The recipe with this step's fields replaced, every other field kept."""
