@@ -23,7 +23,9 @@ from .resources import app_icon
 from .self_check import run_self_check
 from .workers.tasks import wait_for_background_threads
 
-STEPS = ("data", "model", "train", "results")
+STEPS = ("data", "model", "train", "results", "runs")
+RUNS_COMPARED = 3
+"""``--step runs`` selects the newest runs, their curves overlaid (for screenshots)."""
 EXIT_WAIT_S = 30.0
 """After the window has closed, how long the process waits for background work
 that outlived the window's own short wait (a training batch, a download's read)."""
@@ -76,7 +78,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="save a screenshot of the window (of the screen, with --open-picture) when done",
     )
     parser.add_argument(
-        "--step", choices=STEPS, help="the step to show at the end (for screenshots)"
+        "--step",
+        choices=STEPS,
+        help="the step to show at the end (for screenshots); runs: with the newest "
+        f"{RUNS_COMPARED} runs selected, their curves overlaid",
     )
     parser.add_argument("--quit-when-done", action="store_true")
     parser.add_argument(
@@ -303,8 +308,22 @@ class ScriptedRun(QObject):
         if failed:
             self._print_errors()
         self.failed = self.failed or failed
+        if self.args.step == "runs" and self.window.engine is not None:
+            self.window.runs.listed.connect(self._on_runs_listed)
+            self.window.tabs.setCurrentIndex(STEPS.index("runs"))  # lists them
+            return
         if self.args.step:
             self.window.tabs.setCurrentIndex(STEPS.index(self.args.step))
+        self._end()
+
+    @Slot()
+    def _on_runs_listed(self) -> None:
+        self.window.runs.listed.disconnect(self._on_runs_listed)
+        view = self.window.runs_view
+        view.select_rows(list(range(min(RUNS_COMPARED, view.model.rowCount()))))
+        self._end()
+
+    def _end(self) -> None:
         if self.args.screenshot:
             # Let pending repaints and the plots' redraw timer run first.
             QTimer.singleShot(300, self._take_screenshot)
@@ -334,6 +353,7 @@ class ScriptedRun(QObject):
             window.model_panel.banner,
             window.train_panel.banner,
             window.results_panel.banner,
+            window.runs_view.banner,
         )
         for step, banner in zip(STEPS, banners):
             if banner.level == "error" and banner.text:

@@ -1,4 +1,4 @@
-"""UI layer: the main window, one tab per step: Data, Model, Train, Results.
+"""UI layer: the main window, one tab per step: Data, Model, Train, Results, Runs.
 
 The window appears before torch is imported: the engine loads in a background
 task and the steps that need it come alive when it arrives (``engine_ready``).
@@ -30,13 +30,15 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from .resources import app_icon
 from .review_loop import ReviewLoop
+from .runs_loop import RunsLoop
 from .session import last_opened, remember_last
 from .widgets.augmentation_note import trains_cached_head
 from .widgets.dataset_panel import ENGINE_SOURCE, FOLDER_SOURCE, PROJECT_SOURCE, DatasetPanel
 from .widgets.getting_started import GettingStartedDialog
 from .widgets.model_panel import ModelPanel
 from .widgets.reopen_bar import ReopenBar
-from .widgets.results_panel import STORAGE_SOURCE, ResultsPanel
+from .widgets.results_panel import ResultsPanel
+from .widgets.runs_view import RunsView
 from .widgets.train_panel import RECIPE_SOURCE, TrainPanel
 from .workers.run_keeper import RunKeeper, app_runs_folder
 from .workers.tasks import ProgressFn, TaskRunner
@@ -49,10 +51,8 @@ if TYPE_CHECKING:
     from ..engine.events import FitEnd
     from ..engine.inspection import DatasetReport
     from ..engine.recipe import Recipe
-    from ..engine.runs import RunRecord
-    from ..engine.training import TrainingResult
 
-DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB = range(4)
+DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB, RUNS_TAB = range(5)
 PROJECT_FILTER = "Finetune Studio project (*.json)"
 CLOSE_WAIT_S = 1.0
 """How long closing the window waits for background work to stop. Work still going
@@ -138,6 +138,7 @@ class MainWindow(QMainWindow):
         self.model_panel = ModelPanel(self.runner)
         self.train_panel = TrainPanel()
         self.results_panel = ResultsPanel(self.runner)
+        self.runs_view = RunsView()
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for title, panel in (
@@ -145,6 +146,7 @@ class MainWindow(QMainWindow):
             ("2  Model", self.model_panel),
             ("3  Train", self.train_panel),
             ("4  Results", self.results_panel),
+            ("5  Runs", self.runs_view),
         ):
             self.tabs.addTab(panel, title)
         self.reopen_bar = ReopenBar()
@@ -162,6 +164,7 @@ class MainWindow(QMainWindow):
         )
         self.statusBar().addPermanentWidget(self.device_label)
         self.review = ReviewLoop(self)
+        self.runs = RunsLoop(self, RUNS_TAB)  # keeping, listing, reopening runs
         self._build_menus()
 
         self.data_panel.dataset_loaded.connect(self._on_data_panel_dataset_loaded)
@@ -187,11 +190,6 @@ class MainWindow(QMainWindow):
         self.training.running_changed.connect(self._on_training_running_changed)
         self.training.run_finished.connect(self._on_training_run_finished)
         self.training.run_failed.connect(self._on_training_run_failed)
-        self.keeper.kept.connect(self._on_keeper_kept)
-        self.keeper.keep_failed.connect(self._on_keeper_keep_failed)
-        self.keeper.restored.connect(self._on_keeper_restored)
-        self.keeper.restore_failed.connect(self._on_keeper_restore_failed)
-        self.results_panel.exported.connect(self._on_results_panel_exported)
         self.reopen_bar.reopen_requested.connect(self._on_reopen_bar_reopen_requested)
 
         self.train_panel.restore_settings(self.settings)
@@ -245,7 +243,7 @@ class MainWindow(QMainWindow):
         help_menu.addAction(about)
 
     def _build_step_menu(self) -> None:
-        """Ctrl+1…4 go to the four steps."""
+        """Ctrl+1…5 go to the five steps."""
         menu = self.menuBar().addMenu("&Step")
         self.step_actions: list[QAction] = []
         for index in range(self.tabs.count()):
@@ -469,7 +467,7 @@ class MainWindow(QMainWindow):
         if reason is not None:
             self.train_panel.show_start_blocker(reason)
             return False
-        if not self._may_replace_unkept_model("Train again"):
+        if not self.may_replace_unkept_model("Train again"):
             return False
         try:
             recipe = self.recipe()
@@ -481,6 +479,7 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(TRAIN_TAB)
         self.train_panel.run_note = self._cpu_note(recipe.device)
         self.training.start(recipe, self.data_panel.report)
+        self.keeper.begin(recipe, self.training.started_at)  # kept however it ends
         return True
 
     def _cpu_note(self, device: str) -> str:
@@ -590,7 +589,7 @@ class MainWindow(QMainWindow):
         if self.training.running:
             self.statusBar().showMessage("Stop training before opening a project.", 5000)
             return False
-        if not self._may_replace_unkept_model("Open the project"):
+        if not self.may_replace_unkept_model("Open the project"):
             return False
         try:
             recipe = Recipe.load(path)
@@ -598,17 +597,22 @@ class MainWindow(QMainWindow):
             self.data_panel.banner.show_error(str(error), source=PROJECT_SOURCE)
             return False
         self.data_panel.banner.clear(PROJECT_SOURCE)
-        self._recipe = recipe
-        self.train_panel.show_recipe(recipe)
-        self.model_panel.show_recipe(recipe)
-        self.data_panel.show_recipe(recipe)
-        self._update_start_button()  # nothing trains until the project's folder is checked
+        self.show_recipe(recipe)
         self._project_path, self._saved_recipe = Path(path).expanduser().absolute(), recipe
         remember_last(self.settings, "project", self._project_path)
         self.reopen_bar.hide()
         self.results_panel.set_result(None)  # until the project's last run is back
         self.keeper.open_project(self._project_path)
         return True
+
+    def show_recipe(self, recipe: Recipe) -> None:
+        """Make ``recipe`` the window's: every step shows its fields, and its dataset
+        folder is checked with its split (nothing trains until then)."""
+        self._recipe = recipe
+        self.train_panel.show_recipe(recipe)
+        self.model_panel.show_recipe(recipe)
+        self.data_panel.show_recipe(recipe)
+        self._update_start_button()
 
     def project_changed(self) -> bool:
         """The open project's file no longer holds what the window shows."""
@@ -647,35 +651,6 @@ class MainWindow(QMainWindow):
     @Slot(str, str)
     def _on_reopen_bar_reopen_requested(self, kind: str, path: str) -> None:
         self.reopen(kind, path)
-
-    @Slot(object, object)
-    def _on_keeper_restored(self, result: TrainingResult, record: RunRecord) -> None:
-        when = record.started.astimezone().strftime("%d %b %Y, %H:%M")
-        self.results_panel.banner.clear(STORAGE_SOURCE)
-        self.results_panel.set_result(result, f"The last run, from {when}, reopened.")
-        self.statusBar().showMessage(f"Reopened the run from {when} (step 4, Results).", 8000)
-
-    @Slot(str, str)
-    def _on_keeper_restore_failed(self, message: str, details: str) -> None:
-        self.results_panel.banner.show_error(
-            f"The last run could not be reopened: {message}", details, STORAGE_SOURCE
-        )
-
-    @Slot(object)
-    def _on_keeper_kept(self, record: RunRecord) -> None:
-        self.results_panel.banner.clear(STORAGE_SOURCE)
-
-    @Slot(str, str)
-    def _on_keeper_keep_failed(self, message: str, details: str) -> None:
-        self.results_panel.banner.show_error(
-            f"This run could not be kept: {message} Export the model to keep it.",
-            details,
-            STORAGE_SOURCE,
-        )
-
-    @Slot(str)
-    def _on_results_panel_exported(self, folder: str) -> None:
-        self.keeper.mark_exported()
 
     @Slot()
     def _on_save_project_triggered(self) -> None:
@@ -744,7 +719,7 @@ class MainWindow(QMainWindow):
             lost.append(f"the changes to the project {self._project_path.name}")
         return lost
 
-    def _may_replace_unkept_model(self, action: str) -> bool:
+    def may_replace_unkept_model(self, action: str) -> bool:
         """A new run or project replaces the model on screen: ask first when that model
         exists nowhere else (it could not be kept with the runs and was not exported)."""
         keeper = self.keeper
