@@ -77,7 +77,8 @@ class BackboneSpec:
     bundled_weights: Callable[[], StateDict] | None = None  # shipped with a package
     weights_size_mb: float | None = None
     fix_state_dict: Callable[[StateDict], StateDict] | None = None
-    # The file behind ``bundled_weights``, so cached features can key on its content.
+    # The local file behind ``bundled_weights`` (or ``weights_source``), so cached
+    # features can key on its content.
     bundled_weights_file: Callable[[], Path | None] | None = None
     # Version of the code that builds the network; None: a hash of the builder's module.
     code_version: str | None = None

@@ -46,7 +46,10 @@ _PLACEHOLDER_CLASSES = 1000  # a head to replace, for weights published without 
 
 
 def timm_installed() -> bool:
-    return importlib.util.find_spec("timm") is not None
+    try:
+        return importlib.util.find_spec("timm") is not None
+    except ValueError:  # a test blocked it with sys.modules["timm"] = None
+        return False
 
 
 def _timm() -> Any:
@@ -60,19 +63,21 @@ def _timm() -> Any:
 
 
 def hf_cache_dir() -> Path:
-    """The Hugging Face Hub cache, read from the environment when called."""
+    """The Hugging Face Hub cache, by huggingface_hub's rules, read from the environment
+    when called (huggingface_hub reads it once, at import)."""
     if cache := os.environ.get("HF_HUB_CACHE"):
-        return Path(cache)
+        return Path(cache).expanduser()
     if home := os.environ.get("HF_HOME"):
-        return Path(home) / "hub"
-    return Path("~/.cache/huggingface/hub").expanduser()
+        return Path(home).expanduser() / "hub"
+    cache_home = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(cache_home).expanduser() / "huggingface" / "hub"
 
 
 def unsupported_reason(cfg: Any) -> str | None:
     """Why a pretrained configuration cannot be fine-tuned here, or None."""
     if not isinstance(cfg.classifier, str):
         return "it has no single classifier layer to replace (a distilled or headless model)"
-    if cfg.custom_load:
+    if cfg.custom_load and cfg.hf_hub_filename:  # custom_load alone concerns the original URL
         return "timm loads its weights with custom code"
     if not cfg.hf_hub_id:
         return "its weights are not on the Hugging Face Hub"
@@ -220,6 +225,7 @@ def timm_spec(name: str) -> BackboneSpec:
     model_name = name.removeprefix(TIMM_PREFIX)
     num_classes = _head_classes(cfg)
     hub_file = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else WEIGHTS_FILES
+    weights = HubWeights(cfg.hf_hub_id, hub_file, model_name, num_classes)
     return BackboneSpec(
         name=name,
         family=family_of(cfg.architecture),
@@ -229,7 +235,11 @@ def timm_spec(name: str) -> BackboneSpec:
         imagenet_top1=None,
         code_version=f"timm {timm.__version__}",
         head_path=cfg.classifier,
-        weights_source=HubWeights(cfg.hf_hub_id, hub_file, model_name, num_classes),
+        weights_source=weights,
+        # Not bundled (``weights_source`` decides status and loading): these two let the
+        # feature store key cached features on the weights file's content.
+        bundled_weights=functools.partial(weights.load, None, None),
+        bundled_weights_file=weights.local_file,
     )
 
 
