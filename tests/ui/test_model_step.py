@@ -357,3 +357,92 @@ def test_a_scripted_run_whose_network_cannot_load_ends_with_1(
         qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=30_000)
     finally:
         unregister_backbone(OFFLINE)
+
+
+# --- Issue 12: "Compare backbones" in the Model step ----------------------------------------
+SECOND = "tiny_second"
+
+
+@pytest.fixture
+def compare_window(qtbot, settings):
+    """A window whose backbone list holds a second tiny backbone to compare with."""
+    from finetune_studio.engine.backbones import register_backbone, unregister_backbone
+    from finetune_studio.ui.workers.tasks import background_threads_running
+    from support.tiny import tiny_spec
+
+    register_backbone(tiny_spec(SECOND))
+    try:
+        window = open_window(qtbot, settings)
+        yield window
+        window.close()
+        qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=30_000)
+    finally:
+        unregister_backbone(SECOND)
+
+
+def test_use_this_backbone_chooses_it_pretrained_and_shows_its_layers(
+    qtbot, compare_window, colour_dataset
+):
+    from finetune_studio.engine.compare import BackboneScore, Comparison
+    from finetune_studio.ui.models.backbone_model import NAME_ROLE
+
+    window = compare_window
+    open_model_step(qtbot, window, colour_dataset)
+    panel = window.model_panel
+    with qtbot.waitSignal(panel.model_ready, timeout=30_000):
+        panel.set_weights("none")
+    panel.side_tabs.setCurrentWidget(panel.compare)
+    scores = (
+        BackboneScore(TINY, 0.90, 0.02, 0.4, 0.3, 32_256, None),
+        BackboneScore(SECOND, 0.97, 0.01, 0.5, 0.3, 32_256, None),
+    )
+    panel.compare.show_comparison(Comparison(scores, (), 36, 50, 5, "cpu", 1, 3.0))
+    assert panel.compare.use_button.text() == f"Use {SECOND}"  # the most accurate
+
+    qtbot.mouseClick(panel.compare.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.ready and panel.backbone == SECOND, timeout=30_000)
+    assert panel.side_tabs.currentWidget() is panel.layers
+    assert panel.backbone_view.currentIndex().data(NAME_ROLE) == SECOND
+    recipe = window.recipe()
+    assert (recipe.backbone, recipe.weights) == (SECOND, "default")  # as it was measured
+
+
+def test_a_comparison_blocks_training_and_the_chosen_backbone_trains_from_its_features(
+    qtbot, compare_window, colour_dataset
+):
+    window = compare_window
+    open_model_step(qtbot, window, colour_dataset)
+    compare = window.model_panel.compare
+    compare.set_chosen([TINY, SECOND])
+    compare.per_class.setValue(4)
+    with qtbot.waitSignal(compare.comparison_ended, timeout=120_000) as ended:
+        qtbot.mouseClick(compare.compare_button, Qt.MouseButton.LeftButton)
+        assert compare.running and not window.start_action.isEnabled()
+        assert "Comparing backbones" in (window.start_blocker() or "")
+    assert ended.args == [True]
+    assert sorted(compare.plot.shown) == sorted([TINY, SECOND])
+    assert window.start_action.isEnabled()
+
+    compare.select_backbone(SECOND)
+    qtbot.mouseClick(compare.use_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.model_panel.ready, timeout=30_000)
+    window.train_panel.epochs.setValue(1)
+    with qtbot.waitSignal(window.training_finished, timeout=60_000):
+        qtbot.mouseClick(window.train_panel.start_button, Qt.MouseButton.LeftButton)
+        assert not compare.compare_button.isEnabled() and not compare.use_button.isEnabled()
+    assert window.results_panel.result.recipe.backbone == SECOND
+    assert "Computing features: 12 of 36 from the cache." in window.train_panel.log.toPlainText()
+    assert compare.compare_button.isEnabled()
+
+
+def test_another_dataset_forgets_the_comparison(qtbot, window, colour_dataset, tmp_path):
+    from finetune_studio.engine.compare import BackboneScore, Comparison
+    from support.tiny import make_colour_dataset
+
+    open_model_step(qtbot, window, colour_dataset)
+    compare = window.model_panel.compare
+    score = BackboneScore(TINY, 0.9, 0.02, 0.4, 0.3, 32_256, None)
+    compare.show_comparison(Comparison((score,), (), 36, 50, 5, "cpu", 1, 3.0))
+    load(qtbot, window, make_colour_dataset(tmp_path / "other", per_class=5))
+    assert compare.comparison is None and compare.plot.shown == []
+    assert not compare.use_button.isEnabled()
