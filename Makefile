@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[test,export]'
+	$(BIN)/pip install --quiet -e '.[test,export,timm]'
 	touch $(STAMP)
 
 run: $(STAMP)
