@@ -19,7 +19,7 @@ from finetune_studio.engine.freezing import FreezePlan
 from finetune_studio.engine.runs import RUN_FILE, RunListing, RunRecord, RunStore
 from finetune_studio.ui.main_window import RESULTS_TAB, RUNS_TAB, MainWindow
 from finetune_studio.ui.models.runs_model import ACCURACY, OUTCOME, PLAN
-from finetune_studio.ui.widgets.runs_view import RunsView
+from finetune_studio.ui.widgets.runs_view import MAX_OVERLAID, RunsView
 from support.tiny import tiny_recipe_for
 
 STARTED = datetime(2026, 3, 14, 9, 26, 53, tzinfo=timezone.utc)
@@ -87,6 +87,21 @@ def test_selected_runs_overlay_their_curves_and_two_show_their_recipe_difference
     view.select_rows([0, 1, 2])
     assert len(view.curves.accuracy.listDataItems()) == 3
     assert view.diff_model.rowCount() == 0  # a difference is between two runs
+
+
+def test_selecting_more_runs_than_colours_draws_the_first_ones_and_says_so(
+    qtbot, tmp_path: Path
+) -> None:
+    view = RunsView()
+    qtbot.addWidget(view)
+    view.show_listing(RunListing(tuple(kept_runs(tmp_path / "runs", MAX_OVERLAID + 2))), "here")
+
+    view.table.selectAll()
+
+    assert len(view.selected_records()) == MAX_OVERLAID + 2
+    assert len(view.curves.accuracy.listDataItems()) == MAX_OVERLAID
+    assert view.overlay_note.isVisibleTo(view)
+    assert f"first {MAX_OVERLAID} of the {MAX_OVERLAID + 2}" in view.overlay_note.text()
 
 
 def test_a_failed_run_can_be_run_again_but_not_opened_or_exported(view: RunsView) -> None:

@@ -144,20 +144,26 @@ class RunRecord:
             class_names=result.class_names,
             history=tuple(result.history),
             best_epoch=result.best_epoch,
-            evaluation=result.evaluation,
+            evaluation=_figures_only(result.evaluation),  # as run.json keeps it
             cancelled=result.cancelled,
             stopped_early=result.stopped_early,
         )
 
 
 def _evaluation_figures(evaluation: Evaluation | None) -> dict[str, Any] | None:
-    """The evaluation's figures for ``run.json``; its per-picture predictions live in
-    the model folder's ``predictions.csv``."""
+    figures = _figures_only(evaluation)
+    return None if figures is None else dataclasses.asdict(figures) | {"predictions": None}
+
+
+def _figures_only(evaluation: Evaluation | None) -> Evaluation | None:
+    """The evaluation as ``run.json`` keeps it: its figures, without the confusion
+    matrix (in the model folder's ``model.json``) and the per-picture predictions (its
+    ``predictions.csv``). A 1,000-class matrix made run.json 10 MB and listing 100
+    such runs took 10 s; ``RunStore.load`` reads both back. Runs kept before this
+    carry their matrix in run.json, and it is used."""
     if evaluation is None:
         return None
-    return dataclasses.asdict(dataclasses.replace(evaluation, predictions=None)) | {
-        "predictions": None
-    }
+    return dataclasses.replace(evaluation, confusion=[], predictions=None)
 
 
 def local_time(moment: datetime) -> datetime:
@@ -329,7 +335,9 @@ class RunStore:
             recipe=record.recipe,
             history=list(record.history),
             best_epoch=record.best_epoch,
-            evaluation=_with_predictions(record.evaluation, record.model_folder, loaded),
+            evaluation=_with_predictions(
+                _with_confusion(record.evaluation, loaded), record.model_folder, loaded
+            ),
             cancelled=record.cancelled,
             stopped_early=record.stopped_early,
             calibration=loaded.calibration,
@@ -354,6 +362,18 @@ class RunStore:
             raise RunStoreError(
                 f"Could not delete the run {run_id}: {error.strerror or error}."
             ) from error
+
+
+def _with_confusion(evaluation: Evaluation | None, loaded: LoadedModel) -> Evaluation | None:
+    """The evaluation with its confusion matrix from the model folder's ``model.json``
+    (``_figures_only``)."""
+    if evaluation is None or evaluation.confusion:
+        return evaluation
+    metrics = loaded.metadata.get("metrics")
+    confusion = metrics.get("confusion") if isinstance(metrics, dict) else None
+    if not isinstance(confusion, list):
+        return evaluation
+    return dataclasses.replace(evaluation, confusion=[[int(n) for n in row] for row in confusion])
 
 
 def _with_predictions(
