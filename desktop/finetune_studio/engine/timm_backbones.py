@@ -52,12 +52,12 @@ def timm_installed() -> bool:
         return False
 
 
-def _timm() -> Any:
+def _timm(name: str = "timm backbones") -> Any:
     try:
         import timm
     except ImportError:
         raise UserFacingError(
-            f"timm backbones need the timm package, which is not installed: {INSTALL_HINT}"
+            f"{name} needs the timm package, which is not installed here: {INSTALL_HINT}"
         ) from None
     return timm
 
@@ -88,7 +88,7 @@ def unsupported_reason(cfg: Any) -> str | None:
 
 def _pretrained_cfg(name: str) -> Any:
     """timm's pretrained configuration for ``timm/<model>[.<tag>]``; a clear error if none."""
-    timm = _timm()
+    timm = _timm(name)
     model_name = name.removeprefix(TIMM_PREFIX)
     try:
         cfg = timm.models.get_pretrained_cfg(model_name)
@@ -220,7 +220,7 @@ def _count_and_check_head(model_name: str, num_classes: int, head_path: str) -> 
 @functools.lru_cache(maxsize=64)
 def timm_spec(name: str) -> BackboneSpec:
     """The registry entry for ``timm/<model>[.<tag>]`` (built once per name)."""
-    timm = _timm()
+    timm = _timm(name)
     cfg = _pretrained_cfg(name)
     model_name = name.removeprefix(TIMM_PREFIX)
     num_classes = _head_classes(cfg)
