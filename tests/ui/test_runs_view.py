@@ -243,6 +243,24 @@ def test_run_again_trains_that_runs_recipe(
     assert window.train_panel.epochs.value() == 2  # the window shows the recipe it ran
 
 
+def test_a_run_whose_dataset_is_gone_is_not_run_again_and_the_window_keeps_its_folder(
+    qtbot, runs_window: MainWindow, colour_dataset: Path, tmp_path: Path
+) -> None:
+    window = runs_window
+    gone = tiny_recipe_for(tmp_path / "moved-away", epochs=2)
+    RunStore(window.keeper.app_root).save_failed(gone, [], STARTED, "Stopped.")
+    load(qtbot, window, colour_dataset)
+    show_runs(qtbot, window)
+
+    window.runs_view.select_rows([0])
+    window.runs_view.run_again_button.click()
+
+    assert not window.training.running
+    assert "no longer there" in window.runs_view.banner.text
+    assert window.data_panel.report is not None
+    assert Path(window.data_panel.report.root) == colour_dataset
+
+
 def test_deleting_runs_in_the_window_leaves_exports_elsewhere(
     qtbot, runs_window: MainWindow, colour_dataset: Path, tmp_path: Path
 ) -> None:

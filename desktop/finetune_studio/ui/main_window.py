@@ -714,14 +714,15 @@ class MainWindow(QMainWindow):
         """What quitting now would lose, in words; empty when nothing."""
         lost = []
         if self.keeper.unkept is not None and not self.results_panel.exporting:
-            lost.append("the trained model, which could not be kept with the runs")
+            lost.append("the trained model on screen, which is not kept with the runs")
         if self.project_changed() and self._project_path is not None:
             lost.append(f"the changes to the project {self._project_path.name}")
         return lost
 
     def may_replace_unkept_model(self, action: str) -> bool:
         """A new run or project replaces the model on screen: ask first when that model
-        exists nowhere else (it could not be kept with the runs and was not exported)."""
+        exists nowhere else (it could not be kept with the runs, or its run was deleted,
+        and it was not exported)."""
         keeper = self.keeper
         if keeper.unkept is None or self.results_panel.exporting:
             return True
@@ -732,7 +733,7 @@ class MainWindow(QMainWindow):
         choice = QMessageBox.question(
             self,
             f"{action}?",
-            "The last trained model could not be kept with the runs and has not been "
+            "The model on screen is not kept with the runs and has not been "
             f"exported. {action} and lose it? Export it first to keep it.",
             buttons.Yes | buttons.Cancel,
             buttons.Cancel,

@@ -227,6 +227,11 @@ class RunsLoop(QObject):
         if window.training.running:
             self.view.banner.show_warning("A run is training: stop it before running another.")
             return
+        if not Path(recipe.dataset).expanduser().is_dir():  # the window's folder stays
+            self.view.banner.show_error(
+                f"Not run again: its dataset folder {recipe.dataset} is no longer there."
+            )
+            return
         self.view.banner.clear()
         window.show_recipe(recipe)  # checks the recipe's folder with its split
         self._run_when_checked = recipe.dataset

@@ -7,6 +7,7 @@ delete) that ``ui/runs_loop.py`` carries out with the window. Deleting asks firs
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -205,9 +206,10 @@ class RunsView(QWidget):
         selected = {record.folder for record in self.selected_records()}
         self.model.set_records(listing.records)
         count = len(listing.records)
+        where = html.escape(where)
         text = f"{count} run{'' if count == 1 else 's'} kept in {where}" if count else NO_RUNS
         if listing.skipped:
-            names = "; ".join(f"{s.name}: {s.reason}" for s in listing.skipped[:3])
+            names = html.escape("; ".join(f"{s.name}: {s.reason}" for s in listing.skipped[:3]))
             more = len(listing.skipped) - 3
             text += (
                 f"<br>Skipped {len(listing.skipped)} folder(s) that hold no readable run "
