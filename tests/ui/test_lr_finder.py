@@ -40,14 +40,19 @@ def click(qtbot, button) -> None:
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
 
 
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen: shown again
 def test_find_draws_the_curve_marks_the_suggestion_and_use_fills_the_field(
     qtbot, panel, colour_dataset: Path
 ) -> None:
     answer_with(panel, tiny_recipe_for(colour_dataset))
+    requests: list[None] = []
+    panel.lr_find_requested.connect(lambda: requests.append(None))
     finder = panel.lr_finder
     click(qtbot, panel.settings_box.find_lr_button)
     assert finder.isVisible() and finder.running
     assert finder.cancel_button.isVisible()
+    click(qtbot, panel.settings_box.find_lr_button)  # again: the search going is shown
+    assert len(requests) == 1
     assert not panel.start_button.isEnabled()
     assert panel.start_reason.text() == FINDING_LR
     qtbot.waitUntil(lambda: not finder.running, timeout=120_000)

@@ -137,7 +137,7 @@ class LrFinderDialog(QDialog):
         from ...engine.lr_find import LrFinder
         from ..workers.training import threads_leaving_one_core
 
-        self._bring_up()
+        self.bring_up()
         if self.running or self.runner is None:
             return
         if self._training:
@@ -172,10 +172,11 @@ class LrFinderDialog(QDialog):
 
     def show_unavailable(self, reason: str) -> None:
         """Find was pressed but nothing can be measured now."""
-        self._bring_up()
+        self.bring_up()
         self.status.setText(reason)
 
-    def _bring_up(self) -> None:
+    def bring_up(self) -> None:
+        """Show the window, or bring it to the front."""
         if self.isVisible():
             self.raise_()  # behind the main window, say
         else:

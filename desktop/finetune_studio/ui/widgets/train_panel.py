@@ -116,7 +116,7 @@ class TrainPanel(QWidget):
         self.stop_button.clicked.connect(self.stop_requested)
         settings.edited.connect(self._on_settings_box_edited)
         settings.more_than_head_requested.connect(self.more_than_head_requested)
-        settings.lr_find_requested.connect(self.lr_find_requested)
+        settings.lr_find_requested.connect(self._on_settings_box_lr_find_requested)
         self.lr_finder.use_requested.connect(self.lr.setValue)
         self.lr_finder.running_changed.connect(self._on_lr_finder_running_changed)
         self._start_blocker: str | None = None  # the window's reason, see show_start_blocker
@@ -165,6 +165,14 @@ class TrainPanel(QWidget):
         """Run the learning-rate finder on ``recipe`` (the window's answer to
         ``lr_find_requested``); refused while a training run is going."""
         self.lr_finder.start(recipe, dataset)
+
+    @Slot()
+    def _on_settings_box_lr_find_requested(self) -> None:
+        """Find…: ask the window for a search, or show the one going."""
+        if self.lr_finder.running:
+            self.lr_finder.bring_up()
+            return
+        self.lr_find_requested.emit()
 
     @Slot(bool)
     def _on_lr_finder_running_changed(self, running: bool) -> None:
