@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from PySide6.QtCore import QModelIndex, Qt
 
 from finetune_studio.engine.backbones import BackboneInfo, backbone_infos
@@ -70,3 +71,32 @@ def test_a_backbone_without_a_parameter_count_still_shows(qapp) -> None:
     model = build_backbone_model([info])
     index = find(model, "timm/x.y")
     assert rows_under(model, index.parent())["timm/x.y"] == ["timm/x.y", "–", "–", "cached"]
+
+
+def test_a_timm_model_is_chosen_in_the_window_and_built_from_the_local_cache(
+    qtbot, settings, tmp_path, monkeypatch
+) -> None:
+    pytest.importorskip("timm")
+    from helpers import open_window
+
+    from support.timm_hub import put_in_hub_cache, random_state
+
+    name = "mobilenetv3_small_050.lamb_in1k"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://192.0.2.1:9")  # no download could succeed
+    state = random_state(name, seed=4)
+    put_in_hub_cache(tmp_path / "hub", name, state)
+    window = open_window(qtbot, settings)
+    panel = window.model_panel
+    panel.set_backbones(backbone_infos(include_timm=True), preferred=panel.backbone)
+
+    view = panel.backbone_view
+    row = find(view.model(), f"timm/{name}")
+    view.scrollTo(row)  # opens the timm row and the module's row above it
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.visualRect(row).center())
+    qtbot.waitUntil(lambda: panel.ready and panel.backbone == f"timm/{name}", timeout=60_000)
+
+    built = panel.layers.built
+    assert built.head_path == "classifier"
+    assert torch.equal(built.model.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
+    window.close()
