@@ -121,6 +121,16 @@ def test_no_network_says_where_to_put_the_file(
     assert str(destination) in message
 
 
+def test_hf_hub_offline_is_obeyed_with_the_same_advice(
+    hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE") as caught:
+        build_model(f"timm/{RESNET}", 2)
+    destination = get_spec(f"timm/{RESNET}").weights_source.own_copy("model.safetensors")
+    assert str(destination) in str(caught.value)
+
+
 def test_weights_from_a_file_need_no_cache_and_no_network(hub_cache: Path, tmp_path: Path) -> None:
     state = random_state(VIT, seed=7)
     save_file(state, tmp_path / "vit.safetensors")

@@ -168,6 +168,13 @@ class HubWeights:
     def fetch(self, progress: DownloadProgress | None, cancel: threading.Event | None) -> Path:
         """Download the first of ``filenames`` the Hub has (timm's older uploads have
         only ``pytorch_model.bin``)."""
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise WeightsError(
+                f"The weights of {self.repo_id} are not on this computer, and HF_HUB_OFFLINE "
+                f"forbids downloading them. Put {self.filenames[0]} from "
+                f"{self.url(self.filenames[0])} at {self.own_copy(self.filenames[0])}, "
+                "or load weights from a file instead."
+            )
         for filename in self.filenames:
             try:
                 return download(self.url(filename), self.own_copy(filename), progress, cancel)
