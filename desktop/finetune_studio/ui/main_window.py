@@ -6,12 +6,8 @@ task and the steps that need it come alive when it arrives (``engine_ready``).
 
 from __future__ import annotations
 
-import gc
-import os
 import platform
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
+from .engine_start import EngineInfo, freeze_long_lived_objects, load_engine
 from .resources import app_icon
 from .review_loop import ReviewLoop
 from .runs_loop import RunsLoop
@@ -41,13 +38,10 @@ from .widgets.results_panel import ResultsPanel
 from .widgets.runs_view import RunsView
 from .widgets.train_panel import RECIPE_SOURCE, TrainPanel
 from .workers.run_keeper import RunKeeper, app_runs_folder
-from .workers.tasks import ProgressFn, TaskRunner
+from .workers.tasks import TaskRunner
 from .workers.training import TrainingController, threads_leaving_one_core
 
 if TYPE_CHECKING:
-    import torch
-
-    from ..engine.backbones import BackboneInfo
     from ..engine.events import FitEnd
     from ..engine.inspection import DatasetReport
     from ..engine.recipe import Recipe
@@ -59,49 +53,6 @@ CLOSE_WAIT_S = 1.0
 after that ends on its own once the window is gone (the app waits for it then)."""
 MINIMUM_SIZE = (960, 600)
 """Small enough for a 1366x768 screen; the charts' legends and axes stay readable."""
-
-
-@dataclass(frozen=True)
-class EngineInfo:
-    """What the window needs once torch is loaded."""
-
-    backbones: list[BackboneInfo]
-    device: str  # this computer's device for "automatic", in words (the status bar)
-    devices: tuple[str, ...] = ("cpu",)  # the forced choices that exist here
-
-
-def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
-    """Runs in a worker thread: import torch and the engine, describe the device."""
-    from ..engine.backbones import backbone_infos
-    from ..engine.devices import available_devices, resolve_device
-    from ..engine.export import load_model_folder  # noqa: F401 - warm the import
-    from ..engine.training import Trainer  # noqa: F401 - warm the import
-
-    device = resolve_device("auto")
-    return EngineInfo(backbone_infos(), describe_machine(device), available_devices())
-
-
-def freeze_long_lived_objects() -> None:
-    """torch and torchvision leave ~340,000 long-lived objects: a full garbage
-    collection then takes ~180 ms (measured here), and one during training stalls the
-    window. Freezing them once, when the engine has loaded, makes later collections skip
-    them. In the GUI thread: a collection in a worker thread can finalise Qt objects
-    (a pyqtgraph item of a closed widget) there, and it deadlocked with the GUI thread
-    painting (seen in the suite: the worker waiting in gc.collect, the GUI thread in
-    pyqtgraph's boundingRect)."""
-    gc.collect()
-    gc.freeze()
-
-
-def describe_machine(device: torch.device) -> str:
-    """The machine, not torch's current thread setting: a run sets that process-wide
-    (``torch.set_num_threads``), so it would read 1 after a run on 2 cores."""
-    from ..engine.devices import describe_device
-
-    if device.type != "cpu":
-        return describe_device(device)
-    cores = os.cpu_count() or 1
-    return f"CPU ({cores} core{'' if cores == 1 else 's'})"
 
 
 def dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:

@@ -1,0 +1,64 @@
+"""UI layer: the engine's start-up, in the background once the window is shown.
+
+Importing torch and the engine takes seconds; the window appears first and its steps
+that need the engine come alive when ``load_engine`` has returned (``MainWindow``'s
+``engine_ready``).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .workers.tasks import ProgressFn
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..engine.backbones import BackboneInfo
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the window needs once torch is loaded."""
+
+    backbones: list[BackboneInfo]
+    device: str  # this computer's device for "automatic", in words (the status bar)
+    devices: tuple[str, ...] = ("cpu",)  # the forced choices that exist here
+
+
+def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
+    """Runs in a worker thread: import torch and the engine, describe the device."""
+    from ..engine.backbones import backbone_infos
+    from ..engine.devices import available_devices, resolve_device
+    from ..engine.export import load_model_folder  # noqa: F401 - warm the import
+    from ..engine.training import Trainer  # noqa: F401 - warm the import
+
+    device = resolve_device("auto")
+    return EngineInfo(backbone_infos(), describe_machine(device), available_devices())
+
+
+def freeze_long_lived_objects() -> None:
+    """torch and torchvision leave ~340,000 long-lived objects: a full garbage
+    collection then takes ~180 ms (measured here), and one during training stalls the
+    window. Freezing them once, when the engine has loaded, makes later collections skip
+    them. In the GUI thread: a collection in a worker thread can finalise Qt objects
+    (a pyqtgraph item of a closed widget) there, and it deadlocked with the GUI thread
+    painting (seen in the suite: the worker waiting in gc.collect, the GUI thread in
+    pyqtgraph's boundingRect)."""
+    gc.collect()
+    gc.freeze()
+
+
+def describe_machine(device: torch.device) -> str:
+    """The machine, not torch's current thread setting: a run sets that process-wide
+    (``torch.set_num_threads``), so it would read 1 after a run on 2 cores."""
+    from ..engine.devices import describe_device
+
+    if device.type != "cpu":
+        return describe_device(device)
+    cores = os.cpu_count() or 1
+    return f"CPU ({cores} core{'' if cores == 1 else 's'})"
