@@ -37,7 +37,7 @@ def test_json_gives_one_entry_per_backbone_in_the_public_form(
     assert 0.9 <= entry["accuracy"] <= 1.0 and entry["accuracy_std"] >= 0
     assert entry["latency_ms_b1"] > 0 and entry["latency_ms_b32"] > 0
     assert isinstance(entry["params"], int) and entry["params"] > 0
-    assert "on 12 pictures, 5-fold" in output.err
+    assert "on 12 of your pictures, 5-fold" in output.err
 
 
 def test_without_json_it_prints_a_table_most_accurate_first(

@@ -65,14 +65,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print_json([score.to_dict() for score in comparison.scores])
     else:
         _print_table(comparison.scores)
-    print(
-        f"{len(comparison.scores)} backbone(s) on {comparison.pictures} pictures, "
-        f"{comparison.folds}-fold linear probe; latency on {comparison.device} "
-        f"({comparison.threads} threads), float32, in {comparison.seconds:.1f} s.",
-        file=sys.stderr,
-    )
-    for name, reason in comparison.skipped:
-        print(f"warning: {name} not compared: {reason}", file=sys.stderr)
+    print(comparison.summary(), file=sys.stderr)
     return EXIT_OK
 
 

@@ -10,9 +10,9 @@ quick):
 - the latency per picture of the whole network on this device, at batch 1 and 32;
 - the parameter count and the size of its weights file.
 
-The features are computed through the feature store under the key a head-only run
-of the same backbone, weights and preprocessing uses (``DataPreparation``), so the
-chosen backbone's run finds the sampled pictures there and starts training at once.
+Features go through the feature store under the key a head-only run of the same
+backbone, weights and preprocessing uses (``DataPreparation``): the chosen backbone's
+run finds the sampled pictures there and starts training at once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -33,7 +33,7 @@ from .advice.sampling import classes_taking_turns
 from .backbones import BackboneSpec, backbone_infos, build_model, get_spec
 from .devices import synchronize
 from .errors import DatasetError, RecipeError, WeightsError
-from .events import Event, Log, StageProgress
+from .events import Event, Log, StageProgress, Value
 from .feature_store import FeatureStore
 from .features import find_feature_split
 from .head_fit import solvable_head
@@ -47,10 +47,12 @@ DEFAULT_PER_CLASS = 50
 MIN_PER_CLASS = 2  # one picture per class leaves a fold's classes unseen in training
 OFFLINE_WEIGHTS = ("bundled", "cached")  # ``BackboneSpec.weights_status()`` values
 LATENCY_BATCHES = (1, 32)
-WARM_UP_RUNS = {1: 3, 32: 1}  # the first calls pay for allocation and kernel choice
-MIN_TIMED_RUNS = {1: 5, 32: 2}
+WARM_UP_RUNS = {1: 2, 32: 1}  # the first calls pay for allocation and kernel choice
+# A batch of 32 is already an average over 32 pictures: one run of it is as steady as
+# several at batch 1, and costs as much as the pass over 32 sampled pictures.
+MIN_TIMED_RUNS = {1: 5, 32: 1}
 MAX_TIMED_RUNS = 50
-TIMING_BUDGET_S = 1.0  # per batch size: more runs while under it, for a steadier median
+TIMING_BUDGET_S = 0.5  # per batch size: more runs while under it, for a steadier median
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,20 @@ class Comparison:
         """The most accurate; the faster at batch 1 between equals."""
         return min(self.scores, key=lambda s: (-s.accuracy, s.latency_ms_b1), default=None)
 
+    def summary(self) -> str:
+        """How it was measured, in a sentence (and what was not)."""
+        device = self.device.upper()
+        threads = f" ({self.threads} threads)" if device == "CPU" else ""
+        text = (
+            f"{len(self.scores)} backbone(s) on {self.pictures} of your pictures, "
+            f"{self.folds}-fold linear probe; latency on this {device}{threads}, float32; "
+            f"measured in {self.seconds:.0f} s."
+        )
+        not_compared = "; ".join(f"{name} ({why})" for name, why in self.skipped)
+        return f"{text} Not compared: {not_compared}" if not_compared else text
+
 
 CompareEvent = Event | BackboneCompared
-Value = TypeVar("Value")
 
 
 def offline_backbones() -> list[str]:
@@ -135,9 +148,7 @@ def fold_accuracies(
     ``out_of_fold_probabilities`` drew them); empty folds are left out."""
     fold_of = assign_folds(labels, folds, seed).numpy()
     right = probabilities.argmax(1) == labels.numpy()
-    return [
-        float(right[fold_of == fold].mean()) for fold in range(folds) if (fold_of == fold).any()
-    ]
+    return [float(right[fold_of == f].mean()) for f in range(folds) if (fold_of == f).any()]
 
 
 def weights_size_mb(spec: BackboneSpec) -> float | None:
@@ -161,8 +172,8 @@ def per_picture_ms(
     """Median milliseconds per picture of the network's forward pass at ``batch``, in
     float32 (as ``predict`` and the exports run), channels-last on the CPU and CUDA
     (faster convolutions there, as in a run); None when cancelled."""
-    generator = torch.Generator().manual_seed(0)
-    pictures = torch.randn(batch, 3, crop, crop, generator=generator).to(device)
+    pictures = torch.randn(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
+    pictures = pictures.to(device)
     if device.type in ("cpu", "cuda"):
         pictures = pictures.contiguous(memory_format=torch.channels_last)
     model.eval()

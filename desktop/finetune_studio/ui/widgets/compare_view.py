@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import (
-    QItemSelection,
     QItemSelectionModel,
     QSortFilterProxyModel,
     Qt,
@@ -56,6 +55,7 @@ OFFLINE_WEIGHTS = ("bundled", "cached")  # engine.compare.OFFLINE_WEIGHTS
 POINT_BRUSH = (31, 119, 180)
 SELECTED_BRUSH = (255, 127, 14)
 ERROR_PEN = pg.mkPen((120, 120, 120), width=1)
+LABEL_ROOM = 1.4  # the x axis reaches this times the slowest backbone's latency
 NO_DATASET = "Load a dataset first (step 1)."
 NOTHING_CHOSEN = "Tick at least one backbone to compare."
 
@@ -78,8 +78,8 @@ class ComparePlot(QWidget):
             axis = plot.getAxis(side)
             axis.setTextPen(TEXT_COLOUR)
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        self.errors = pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0), beam=0)
-        self.errors.setOpts(pen=ERROR_PEN)
+        empty = np.zeros(0)
+        self.errors = pg.ErrorBarItem(x=empty, y=empty, height=empty, beam=0, pen=ERROR_PEN)
         self.points = pg.ScatterPlotItem(size=11, pen=pg.mkPen("w"), hoverable=True)
         plot.addItem(self.errors)
         plot.addItem(self.points)
@@ -93,7 +93,6 @@ class ComparePlot(QWidget):
         plot = self.plot
         for label in self.labels:
             plot.removeItem(label)
-        self.labels = []
         x = np.array([s.latency_ms_b1 for s in scores], dtype=np.float64)
         y = np.array([100 * s.accuracy for s in scores], dtype=np.float64)
         spread = np.array([200 * s.accuracy_std for s in scores], dtype=np.float64)
@@ -102,11 +101,14 @@ class ComparePlot(QWidget):
         self.points.setData(
             x=x, y=y, brush=[pg.mkBrush(b) for b in brushes], data=[s.backbone for s in scores]
         )
-        for score, px, py in zip(scores, x, y):
-            label = pg.TextItem(score.backbone, color=TEXT_COLOUR, anchor=(0, 1))
+        self.labels = [pg.TextItem(s.backbone, color=TEXT_COLOUR, anchor=(0, 1)) for s in scores]
+        for label, px, py in zip(self.labels, x, y):
             label.setPos(px, py)
             plot.addItem(label)
-            self.labels.append(label)
+        if len(scores):  # from 0 ms, with room on the right for the names
+            plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)
+            low, high = float((y - spread / 2).min()), float((y + spread / 2).max())
+            plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
 
     @property
     def shown(self) -> list[str]:
@@ -182,7 +184,7 @@ class CompareView(QWidget):
         self.cancel_button.clicked.connect(self._on_cancel_button_clicked)
         self.use_button.clicked.connect(self._on_use_button_clicked)
         self.plot.point_clicked.connect(self.select_backbone)
-        self.table.selectionModel().selectionChanged.connect(self._on_table_selection_changed)
+        self.table.selectionModel().selectionChanged.connect(self._refresh)
 
     def _lay_out(self, explanation: QLabel) -> None:
         controls = QHBoxLayout()
@@ -193,9 +195,6 @@ class CompareView(QWidget):
         results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.plot)
         results.addWidget(self.table)
-        use_row = QHBoxLayout()
-        use_row.addStretch(1)
-        use_row.addWidget(self.use_button)
         layout = QVBoxLayout(self)
         layout.addWidget(explanation)
         layout.addWidget(self.backbone_list)
@@ -203,7 +202,7 @@ class CompareView(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(results, stretch=1)
-        layout.addLayout(use_row)
+        layout.addWidget(self.use_button, alignment=Qt.AlignmentFlag.AlignRight)
 
     # --- the backbones to compare ------------------------------------------------------------
     def set_backbones(self, infos: list[BackboneInfo]) -> None:
@@ -259,14 +258,9 @@ class CompareView(QWidget):
         if not names:
             self.show_unavailable(NOTHING_CHOSEN)
             return
+        threads, per_class = threads_leaving_one_core(), self.per_class.value()
         try:
-            comparison = BackboneComparison(
-                recipe,
-                names,
-                self.per_class.value(),
-                dataset,
-                cpu_threads=threads_leaving_one_core(),
-            )
+            comparison = BackboneComparison(recipe, names, per_class, dataset, cpu_threads=threads)
         except UserFacingError as error:
             self.show_unavailable(str(error))
             return
@@ -279,10 +273,6 @@ class CompareView(QWidget):
         task.cancelled.connect(self._on_task_cancelled)
         self._set_running(True)
         show_starting(self.progress)
-
-    def cancel(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
 
     def reset(self) -> None:
         """Forget the comparison (and stop one going): what it measured has changed."""
@@ -297,8 +287,9 @@ class CompareView(QWidget):
         self.status.setToolTip("")
 
     def show_unavailable(self, reason: str) -> None:
-        """Compare was pressed but nothing can be compared yet."""
+        """Compare was pressed but nothing can be compared yet: the request ends here."""
         self.status.setText(reason)
+        self.comparison_ended.emit(False)
 
     def set_editable(self, editable: bool) -> None:
         """Off while a run trains: no comparison starts, no backbone is swapped."""
@@ -356,7 +347,8 @@ class CompareView(QWidget):
 
     @Slot()
     def _on_cancel_button_clicked(self) -> None:
-        self.cancel()
+        if self.task is not None:
+            self.task.cancel()
         self.cancel_button.setEnabled(False)
         self.progress.setFormat("Stopping…")
 
@@ -364,15 +356,7 @@ class CompareView(QWidget):
     def show_comparison(self, comparison: Comparison) -> None:
         self.comparison = comparison
         self.model.set_scores(comparison.scores)
-        threads = f", {comparison.threads} thread(s)" if comparison.device == "cpu" else ""
-        text = (
-            f"{len(comparison.scores)} backbone(s) on {comparison.pictures} of your pictures, "
-            f"{comparison.folds}-fold; latency on this {comparison.device}{threads}, float32; "
-            f"measured in {comparison.seconds:.0f} s."
-        )
-        if comparison.skipped:
-            text += " Not compared: " + "; ".join(f"{n} ({why})" for n, why in comparison.skipped)
-        self.status.setText(text)
+        self.status.setText(comparison.summary())
         self.status.setToolTip("")
         self._refresh()
         self.select_best()
@@ -400,10 +384,7 @@ class CompareView(QWidget):
         rows = self.table.selectionModel().selectedRows()
         return str(rows[0].data(NAME_ROLE)) if rows else None
 
-    @Slot(QItemSelection, QItemSelection)
-    def _on_table_selection_changed(self, *_: QItemSelection) -> None:
-        self._refresh()
-
+    @Slot()
     def _refresh(self) -> None:
         """The plot and the Use button follow the rows and the selection."""
         selected = self.selected_backbone
