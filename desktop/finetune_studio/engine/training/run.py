@@ -23,6 +23,7 @@ from ..events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
 from ..inspection import DatasetReport
 from ..parameters import ParameterTree
 from ..recipe import Recipe
+from .checkpoint import restore_random_states
 from .data import RunData
 from .phases import Optimization, Phase
 from .state import RunState
@@ -113,3 +114,13 @@ class Run:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.report.classes
+
+    def resume_from(self, saved: dict[str, object]) -> None:
+        """Continue where a checkpoint left off: model, optimizer, schedule, gradient
+        scaler and random generators as they were after its last epoch."""
+        self.model.load_state_dict(saved["model"], strict=False)  # type: ignore[arg-type]
+        optimizer, scheduler = self.optimization
+        optimizer.load_state_dict(saved["optimizer"])  # type: ignore[arg-type]
+        scheduler.load_state_dict(saved["scheduler"])  # type: ignore[arg-type]
+        self.scaler.load_state_dict(saved["scaler"])  # type: ignore[arg-type]
+        restore_random_states(saved["random"], self.data.generators())  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from ..loading import Batch
 from ..parameters import ParameterTree
 from ..recipe import Recipe
 from .callbacks import CheckpointWriter, EarlyStopping
-from .checkpoint import load_checkpoint, restore_random_states
+from .checkpoint import load_checkpoint
 from .data import DataPreparation
 from .head import fit_head
 from .phases import (
@@ -189,7 +189,7 @@ class Trainer:
             stepper, scaler, state, phases, phase, optimization,
         )  # fmt: skip
         if saved:
-            self._restore(run, saved)
+            run.resume_from(saved)
             done = state.epochs_done
             yield Log(f"Resumed after epoch {done} of {recipe.epochs}. {tree.summary()}")
         return run
@@ -214,15 +214,6 @@ class Trainer:
         if not (self.resume and self.checkpoints):
             return None
         return load_checkpoint(self.checkpoints.path, self.recipe.to_dict())
-
-    @staticmethod
-    def _restore(run: Run, saved: dict[str, object]) -> None:
-        run.model.load_state_dict(saved["model"], strict=False)  # type: ignore[arg-type]
-        optimizer, scheduler = run.optimization
-        optimizer.load_state_dict(saved["optimizer"])  # type: ignore[arg-type]
-        scheduler.load_state_dict(saved["scheduler"])  # type: ignore[arg-type]
-        run.scaler.load_state_dict(saved["scaler"])  # type: ignore[arg-type]
-        restore_random_states(saved["random"], run.data.generators())  # type: ignore[arg-type]
 
     # --- epochs ------------------------------------------------------------------------------
     def _enter_phase(self, run: Run, epoch: int) -> Iterator[Event]:
