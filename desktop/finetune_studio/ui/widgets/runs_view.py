@@ -53,14 +53,18 @@ PALETTE = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )  # fmt: skip
+WHOLE_EPOCH_TICKS = 20
 MAX_OVERLAID = len(PALETTE)
 """Curves drawn at most: one distinct colour each, and drawing stays quick (ten runs
 took ~0.1 s here; selecting a thousand would take seconds)."""
 
 
 def run_label(record: RunRecord) -> str:
-    """A run's name in a legend: when it started and what it trained."""
-    return f"{record.started.astimezone():%d %b %H:%M:%S} · {record.backbone}"
+    """A run's name in a legend: when it started and what it trained; a solved head
+    counts its solver's iterations on the epoch axis, and says so."""
+    label = f"{record.started.astimezone():%d %b %H:%M:%S} · {record.backbone}"
+    unit = record.history[-1].unit if record.history else "epoch"
+    return label if unit == "epoch" else f"{label} ({unit}s)"
 
 
 class RunCurves(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no hints
@@ -79,7 +83,7 @@ class RunCurves(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no
             plot.showGrid(x=True, y=True, alpha=0.2)
             for axis in ("left", "bottom"):
                 plot.getAxis(axis).setTextPen(TEXT_COLOUR)
-        self.accuracy.setYRange(0, 1, padding=0.02)
+        self.accuracy.setLimits(yMin=-0.02, yMax=1.02)  # zoomed to the curves, within 0-1
         self.labels: list[str] = []
 
     def show_runs(self, records: list[RunRecord]) -> None:
@@ -98,6 +102,16 @@ class RunCurves(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no
             label = run_label(record)
             self.legend.addItem(curve, label)
             self.labels.append(label)
+        self._whole_epochs(max((len(r.history) for r in records), default=0))
+
+    def _whole_epochs(self, epochs: int) -> None:
+        """A tick per epoch when they fit (no "2.5"); pyqtgraph's own beyond that."""
+        for plot in (self.accuracy, self.loss):
+            axis = plot.getAxis("bottom")
+            if 0 < epochs <= WHOLE_EPOCH_TICKS:
+                axis.setTickSpacing(major=1, minor=1)
+            else:
+                axis.setTickSpacing()
 
 
 def _values(values: list[float | None]) -> np.ndarray:
