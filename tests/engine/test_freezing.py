@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -134,3 +135,15 @@ def test_stochastic_depth_in_frozen_blocks_stays_off() -> None:
         first, second = built.model.features(images), built.model.features(images)
     assert torch.equal(first, second)  # no branch dropped at random
     assert built.model.classifier[0].training  # the head's own dropout still works
+
+
+def test_timm_efficientnet_freezes_by_its_stages() -> None:
+    """timm's EfficientNet has conv_stem, bn1, blocks, conv_head, bn2 at its root: the
+    norm layers must not make the root look like three blocks, or "last 2" would train
+    almost everything."""
+    pytest.importorskip("timm")
+    built = build_model("timm/test_efficientnet.r160_in1k", 3, weights="none")
+    apply_freeze_plan(built.model, built.head_path, FreezePlan("last:2"))
+    trained = trainable_names(built.model)
+    heads = ("blocks.4.", "conv_head", "bn2", "classifier")
+    assert trained and all(name.startswith(heads) for name in trained)

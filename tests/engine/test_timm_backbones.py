@@ -31,7 +31,7 @@ from support.runs import drain
 from support.timm_hub import hub_file, put_in_hub_cache, random_state, serve_hub
 from support.tiny import tiny_recipe_for
 
-pytest.importorskip("timm")
+timm = pytest.importorskip("timm")
 
 RESNET = "test_resnet.r160_in1k"
 VIT = "test_vit.r160_in1k"
@@ -226,6 +226,7 @@ def test_a_timm_model_folder_says_where_it_comes_from_and_reloads(
     loaded = load_model_folder(folder)
 
     assert meta["backbone"] == f"timm/{RESNET}" and meta["head"] == "fc"
+    assert meta["versions"]["timm"] == timm.__version__  # its modules decide the loading
     pictures = sorted(colour_dataset.rglob("*.png"))[::6]
     original = Predictor(result.model, result.class_names, result.preprocessing)
     again = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)

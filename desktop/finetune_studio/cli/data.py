@@ -17,6 +17,11 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
 
     backbones = commands.add_parser("backbones", help="list the available backbones")
     backbones.add_argument("--json", action="store_true")
+    backbones.add_argument(
+        "--timm",
+        action="store_true",
+        help="also list every pretrained timm model (needs the timm extra)",
+    )
 
     sample = commands.add_parser("sample", help="draw a small practice dataset of shapes")
     sample.add_argument("folder", help="new folder to create")
@@ -57,17 +62,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_backbones(args: argparse.Namespace) -> int:
     from ..engine.backbones import backbone_infos
 
-    infos = backbone_infos()
+    infos = backbone_infos(include_timm=args.timm)
     if args.json:
         print_json([info.to_dict() for info in infos])
         return EXIT_OK
-    print(f"{'name':<24} {'family':<20} {'params':>8} {'top-1':>6} {'input':>5}  weights")
+    print(f"{'name':<40} {'family':<26} {'params':>8} {'top-1':>6} {'input':>5}  weights")
     for info in infos:
         top1 = f"{info.imagenet_top1:.1f}" if info.imagenet_top1 is not None else "-"
-        size = f" ({info.weights_size_mb:.0f} MB)" if info.weights == "download" else ""
+        known_size = info.weights == "download" and info.weights_size_mb is not None
+        size = f" ({info.weights_size_mb:.0f} MB)" if known_size else ""
         mark = "  (default)" if info.default else ""
+        params = f"{info.num_params / 1e6:7.1f}M" if info.num_params is not None else f"{'-':>8}"
         print(
-            f"{info.name:<24} {info.family:<20} {info.num_params / 1e6:7.1f}M {top1:>6} "
+            f"{info.name:<40} {info.family:<26} {params} {top1:>6} "
             f"{info.input_size:>5}  {info.weights}{size}{mark}"
         )
     return EXIT_OK

@@ -104,13 +104,21 @@ def block_units(model: nn.Module, head_path: str) -> list[tuple[str, ...]]:
             if _join(path, name) not in head_chain and _has_parameters(child)
         ]
 
+    def blocks_in(path: str, module: nn.Module) -> int:
+        # A norm layer is not a block of its own (it joins the one before): timm's
+        # EfficientNet has conv_stem, bn1, blocks, conv_head, bn2 at its root.
+        return sum(
+            not isinstance(model.get_submodule(unit), _NORM_TYPES)
+            for unit in units_of(path, module)
+        )
+
     depth0: list[tuple[str, nn.Module]] = [("", model)]
     depth1 = [(name, child) for name, child in model.named_children()]
     depth2 = [(_join(p, n), c) for p, m in depth1 for n, c in m.named_children()]
     container = ""
     for level in (depth0, depth1, depth2):
-        path, module = max(level, key=lambda item: len(units_of(*item)))  # first max wins
-        if len(units_of(path, module)) >= MIN_BLOCKS:
+        path, module = max(level, key=lambda item: blocks_in(*item))  # first max wins
+        if blocks_in(path, module) >= MIN_BLOCKS:
             container = path
             break
     paths = units_of(container, model.get_submodule(container))

@@ -38,7 +38,9 @@ def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
     from ..engine.training import Trainer  # noqa: F401 - warm the import
 
     device = resolve_device("auto")
-    return EngineInfo(backbone_infos(), describe_machine(device), available_devices())
+    return EngineInfo(
+        backbone_infos(include_timm=True), describe_machine(device), available_devices()
+    )
 
 
 def freeze_long_lived_objects() -> None:

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from ... import __version__
 from ..atomic import write_folder_atomically
-from ..backbones import build_model
+from ..backbones import TIMM_PREFIX, build_model
 from ..calibration import Calibration
 from ..errors import ExportError, UserFacingError
 from ..preprocessing import Preprocessing
@@ -42,13 +42,20 @@ MODEL_FORMAT = "finetune-studio-model"
 MODEL_FORMAT_VERSION = 1
 
 
-def library_versions() -> dict[str, str]:
-    return {
+def library_versions(backbone: str = "") -> dict[str, str]:
+    """The versions that built the model: timm's too when the backbone is timm's, since
+    its modules decide how the weights load."""
+    versions = {
         "finetune_studio": __version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
+    if backbone.startswith(TIMM_PREFIX):
+        import timm
+
+        versions["timm"] = timm.__version__
+    return versions
 
 
 def _is_model_folder(path: Path) -> bool:
@@ -121,7 +128,7 @@ def model_metadata(result: TrainingResult) -> dict[str, Any]:
         "metrics": result.metrics(),
         "calibration": result.calibration.to_dict(),
         "history": [epoch.to_metrics() for epoch in result.history],
-        "versions": library_versions(),
+        "versions": library_versions(result.spec.name),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
