@@ -109,7 +109,8 @@ class Comparison:
     def summary(self) -> str:
         """How it was measured, in a sentence (and what was not)."""
         device = self.device.upper()
-        threads = f" ({self.threads} threads)" if device == "CPU" else ""
+        plural = "" if self.threads == 1 else "s"
+        threads = f" ({self.threads} thread{plural})" if device == "CPU" else ""
         text = (
             f"{len(self.scores)} backbone(s) on {self.pictures} of your pictures, "
             f"{self.folds}-fold linear probe; latency on this {device}{threads}, float32; "
@@ -219,8 +220,6 @@ class BackboneComparison:
                 f"Pictures per class must be at least {MIN_PER_CLASS}, got {per_class}."
             )
         names = list(dict.fromkeys(offline_backbones() if backbones is None else backbones))
-        for name in names:
-            get_spec(name)  # an unknown name fails now, with the registry's suggestion
         if not names:
             raise RecipeError(
                 "No backbone to compare: name at least one."
@@ -239,6 +238,8 @@ class BackboneComparison:
 
     def events(self) -> Generator[CompareEvent, None, Comparison | None]:
         started = time.perf_counter()
+        for name in self.backbones:  # here, not in __init__: a timm spec builds its network
+            get_spec(name)  # an unknown name fails first, with the registry's suggestion
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         report = self.dataset or inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed)
