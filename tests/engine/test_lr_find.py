@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from finetune_studio.engine.events import Log
-from finetune_studio.engine.freezing import FreezePlan
+from finetune_studio.engine.freezing import FreezePlan, GradualUnfreeze
 from finetune_studio.engine.lr_find import (
+    GRADUAL_NOTE,
     SOLVED_HEAD_NOTE,
     LrFinder,
     LrFinding,
@@ -225,6 +226,24 @@ def test_a_solved_head_says_the_rate_is_unused_and_still_ramps_the_optimizer(
     _, by_epochs = find(tiny_recipe_for(colour_dataset, head_fit="epochs"), steps=30)
     assert by_epochs.lr_used and not by_epochs.notes
     assert by_epochs.lrs == finding.lrs
+
+
+def test_gradual_unfreezing_ramps_its_first_phase_and_says_so(colour_dataset: Path) -> None:
+    recipe = tiny_recipe_for(
+        colour_dataset, freeze=FreezePlan("last:1"), gradual_unfreeze=GradualUnfreeze(1), epochs=2
+    )
+    finder = LrFinder(recipe, feature_store=None, settings=RampSettings(steps=20))
+    training: set[str] = set()
+    stepping = finder.trainer.train_batch
+
+    def spying_step(run, optimizer, batch):  # what trains as each step runs
+        training.update(n for n, p in run.model.named_parameters() if p.requires_grad)
+        return (yield from stepping(run, optimizer, batch))
+
+    finder.trainer.train_batch = spying_step  # type: ignore[method-assign]
+    _, finding = drain(finder.events())
+    assert GRADUAL_NOTE in finding.notes and finding.lr_used
+    assert training == {"fc.weight", "fc.bias"}  # the head, as in the first epochs
 
 
 def accuracy_at(dataset: Path, lr: float) -> float:
