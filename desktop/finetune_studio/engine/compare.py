@@ -17,7 +17,6 @@ run finds the sampled pictures there and starts training at once.
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections import Counter
@@ -47,18 +46,19 @@ DEFAULT_PER_CLASS = 50
 MIN_PER_CLASS = 2  # one picture per class leaves a fold's classes unseen in training
 OFFLINE_WEIGHTS = ("bundled", "cached")  # ``BackboneSpec.weights_status()`` values
 LATENCY_BATCHES = (1, 32)
-WARM_UP_RUNS = {1: 2, 32: 1}  # the first calls pay for allocation and kernel choice
-# A batch of 32 is already an average over 32 pictures: one run of it is as steady as
-# several at batch 1, and costs as much as the pass over 32 sampled pictures.
-MIN_TIMED_RUNS = {1: 5, 32: 1}
-MAX_TIMED_RUNS = 50
-TIMING_BUDGET_S = 0.5  # per batch size: more runs while under it, for a steadier median
+# Latency is the fastest timed run: a slower one was slowed by other programs, not by
+# the network (on this project's busy 2-core machine one network's median at batch 1
+# came out over 20 times its fastest run, its neighbours' not: a false ranking). First
+# calls pay for allocation and kernel choice: left out at batch 1; at 32, beaten.
+WARM_UP_RUNS = {1: 2, 32: 0}
+MIN_TIMED_RUNS = {1: 5, 32: 2}  # a batch of 32 is itself an average over 32 pictures
+MAX_TIMED_RUNS, TIMING_BUDGET_S = 50, 0.5  # more runs while under the budget
 
 
 @dataclass(frozen=True)
 class BackboneScore:
     """One backbone's figures. ``accuracy`` is the mean over folds, ``accuracy_std``
-    their standard deviation; latencies are milliseconds per picture, float32."""
+    their standard deviation; latencies are milliseconds per picture, float32, fastest run."""
 
     backbone: str
     accuracy: float
@@ -170,7 +170,7 @@ def per_picture_ms(
     cancel: threading.Event,
     budget_s: float = TIMING_BUDGET_S,
 ) -> float | None:
-    """Median milliseconds per picture of the network's forward pass at ``batch``, in
+    """Fastest milliseconds per picture of the network's forward pass at ``batch``, in
     float32 (as ``predict`` and the exports run), channels-last on the CPU and CUDA
     (faster convolutions there, as in a run); None when cancelled."""
     pictures = torch.randn(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
@@ -180,7 +180,7 @@ def per_picture_ms(
     model.eval()
     times: list[float] = []
     with torch.inference_mode():
-        for _ in range(WARM_UP_RUNS.get(batch, 1)):
+        for _ in range(WARM_UP_RUNS.get(batch, 0)):
             model(pictures)
         synchronize(device)
         started = time.perf_counter()
@@ -193,7 +193,7 @@ def per_picture_ms(
             model(pictures)
             synchronize(device)  # GPU work is queued: time it done, not launched
             times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000 / batch
+    return min(times) * 1000 / batch
 
 
 class BackboneComparison:
