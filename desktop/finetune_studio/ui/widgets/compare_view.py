@@ -79,7 +79,7 @@ class ComparePlot(QWidget):
             axis.setTextPen(TEXT_COLOUR)
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         empty = np.zeros(0)
-        self.errors = pg.ErrorBarItem(x=empty, y=empty, height=empty, beam=0, pen=ERROR_PEN)
+        self.errors = pg.ErrorBarItem(x=empty, y=empty, top=empty, bottom=empty, pen=ERROR_PEN)
         self.points = pg.ScatterPlotItem(size=11, pen=pg.mkPen("w"), hoverable=True)
         plot.addItem(self.errors)
         plot.addItem(self.points)
@@ -95,8 +95,9 @@ class ComparePlot(QWidget):
             plot.removeItem(label)
         x = np.array([s.latency_ms_b1 for s in scores], dtype=np.float64)
         y = np.array([100 * s.accuracy for s in scores], dtype=np.float64)
-        spread = np.array([200 * s.accuracy_std for s in scores], dtype=np.float64)
-        self.errors.setData(x=x, y=y, height=spread)
+        spread = np.array([100 * s.accuracy_std for s in scores], dtype=np.float64)
+        top, bottom = np.minimum(spread, 100 - y), np.minimum(spread, y)  # within 0-100 %
+        self.errors.setData(x=x, y=y, top=top, bottom=bottom)
         brushes = [SELECTED_BRUSH if s.backbone == selected else POINT_BRUSH for s in scores]
         self.points.setData(
             x=x, y=y, brush=[pg.mkBrush(b) for b in brushes], data=[s.backbone for s in scores]
@@ -107,7 +108,7 @@ class ComparePlot(QWidget):
             plot.addItem(label)
         if len(scores):  # from 0 ms, with room on the right for the names
             plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)
-            low, high = float((y - spread / 2).min()), float((y + spread / 2).max())
+            low, high = float((y - bottom).min()), float((y + top).max())
             plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
 
     @property
