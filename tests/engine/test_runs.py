@@ -340,3 +340,21 @@ def test_two_recipes_differ_field_by_field(tmp_path: Path) -> None:
     assert [d.field for d in recipe_diff(second, first)] == list(differences)
     assert freeze_in_words(first) == "head only"
     assert freeze_in_words(second) == "last 2 blocks + head, 1 layer setting, head first (1 ep.)"
+
+
+def test_a_run_keeps_how_long_it_took_and_older_runs_fall_back_to_their_epochs(
+    tmp_path: Path,
+) -> None:
+    store = RunStore(tmp_path / "runs")
+    started = datetime.now(timezone.utc) - timedelta(seconds=90)
+    kept = failed_run(store, started, epochs=5)
+    [listed] = RunStore(tmp_path / "runs").runs()
+    assert listed.seconds == kept.seconds and 90 <= listed.duration < 150
+
+    run_file = listed.folder / RUN_FILE
+    older = json.loads(run_file.read_text())
+    del older["seconds"]  # as runs kept before the duration was recorded
+    run_file.write_text(json.dumps(older))
+    [reread] = store.runs()
+    assert reread.seconds is None
+    assert reread.duration == pytest.approx(sum(e.seconds for e in reread.history))

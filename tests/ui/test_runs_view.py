@@ -18,7 +18,13 @@ from finetune_studio.engine.export import METADATA_FILE, load_model_folder, save
 from finetune_studio.engine.freezing import FreezePlan
 from finetune_studio.engine.runs import RUN_FILE, RunListing, RunRecord, RunStore
 from finetune_studio.ui.main_window import RESULTS_TAB, RUNS_TAB, MainWindow
-from finetune_studio.ui.models.runs_model import ACCURACY, OUTCOME, PLAN
+from finetune_studio.ui.models.runs_model import (
+    ACCURACY,
+    OUTCOME,
+    PLAN,
+    TIME,
+    duration_in_words,
+)
 from finetune_studio.ui.widgets.runs_view import MAX_OVERLAID, RunsView
 from support.tiny import tiny_recipe_for
 
@@ -299,3 +305,18 @@ def test_step_runs_for_a_screenshot_overlays_the_newest_runs(
     qtbot.waitUntil(lambda: len(window.runs_view.selected_records()) == RUNS_COMPARED)
     assert len(window.runs_view.curves.legend.items) == RUNS_COMPARED
     assert scripted.exit_code == 0
+
+
+def test_the_time_column_says_how_long_each_run_took() -> None:
+    assert [duration_in_words(s) for s in (42.4, 185, 3725)] == ["42 s", "3 min 05 s", "1 h 02 min"]
+
+
+def test_runs_sort_by_how_long_they_took(view: RunsView) -> None:
+    """The fixture's runs started a minute apart and were kept together: the newest
+    took the least time."""
+    view.table.sortByColumn(TIME, Qt.SortOrder.AscendingOrder)
+    assert texts(view.sorted_model, PLAN) == [
+        "last 2 blocks + head",
+        "last 1 block + head",
+        "head only",
+    ]

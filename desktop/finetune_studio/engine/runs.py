@@ -24,7 +24,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,15 @@ class RunRecord:
     cancelled: bool
     stopped_early: bool
     failure: str | None = None  # the error that ended a failed run; it has no model
+    seconds: float | None = None  # start to kept; None for runs kept before it was recorded
+
+    @property
+    def duration(self) -> float:
+        """How long the run took, in seconds: start to kept, or for older runs the time
+        their epochs measured (which leaves out checking pictures and features)."""
+        if self.seconds is not None:
+            return self.seconds
+        return sum(epoch.seconds for epoch in self.history)
 
     @property
     def id(self) -> str:
@@ -115,6 +124,7 @@ class RunRecord:
             "cancelled": self.cancelled,
             "stopped_early": self.stopped_early,
             "failure": self.failure,
+            "seconds": self.seconds,
         }
 
     @classmethod
@@ -132,6 +142,7 @@ class RunRecord:
             cancelled=bool(data.get("cancelled", False)),
             stopped_early=bool(data.get("stopped_early", False)),
             failure=str(data["failure"]) if data.get("failure") is not None else None,
+            seconds=float(data["seconds"]) if data.get("seconds") is not None else None,
         )
 
     @classmethod
@@ -147,6 +158,7 @@ class RunRecord:
             evaluation=_figures_only(result.evaluation),  # as run.json keeps it
             cancelled=result.cancelled,
             stopped_early=result.stopped_early,
+            seconds=seconds_since(started),
         )
 
 
@@ -164,6 +176,10 @@ def _figures_only(evaluation: Evaluation | None) -> Evaluation | None:
     if evaluation is None:
         return None
     return dataclasses.replace(evaluation, confusion=[], predictions=None)
+
+
+def seconds_since(started: datetime) -> float:
+    return max((datetime.now(timezone.utc) - local_time(started)).total_seconds(), 0.0)
 
 
 def local_time(moment: datetime) -> datetime:
@@ -251,6 +267,7 @@ class RunStore:
         record = RunRecord(
             folder, started, recipe, recipe.backbone, (), tuple(history),
             None, None, cancelled=False, stopped_early=False, failure=failure,
+            seconds=seconds_since(started),
         )  # fmt: skip
         self._write_record(record)
         return record

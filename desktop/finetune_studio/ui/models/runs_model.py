@@ -17,14 +17,26 @@ if TYPE_CHECKING:
     from ...engine.runs import RunRecord
 
 Index = QModelIndex | QPersistentModelIndex
-COLUMNS = ("Started", "Backbone", "Freeze plan", "Epochs", "Best val. accuracy", "Outcome")
-STARTED, BACKBONE, PLAN, EPOCHS, ACCURACY, OUTCOME = range(len(COLUMNS))
+COLUMNS = ("Started", "Backbone", "Freeze plan", "Epochs", "Best val. accuracy", "Time", "Outcome")
+STARTED, BACKBONE, PLAN, EPOCHS, ACCURACY, TIME, OUTCOME = range(len(COLUMNS))
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 RECORD_ROLE = Qt.ItemDataRole.UserRole + 2
 
 
 def started_in_words(record: RunRecord) -> str:
     return record.started.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration_in_words(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``: to the second only while it matters."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, second = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {second:02d} s"
+    hours, minute = divmod(minutes, 60)
+    return f"{hours} h {minute:02d} min"
 
 
 def epochs_in_words(record: RunRecord) -> str:
@@ -83,7 +95,7 @@ class RunsModel(QAbstractTableModel):
             return record
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(record)
-        if role == Qt.ItemDataRole.TextAlignmentRole and column in (EPOCHS, ACCURACY):
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (EPOCHS, ACCURACY, TIME):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -99,6 +111,8 @@ class RunsModel(QAbstractTableModel):
         if column == ACCURACY:
             accuracy = record.best_accuracy
             return "" if accuracy is None else f"{accuracy:.1%}"
+        if column == TIME:
+            return duration_in_words(record.duration)
         return record.outcome
 
     def _sort_key(self, record: RunRecord, row: int, column: int) -> object:
@@ -109,6 +123,8 @@ class RunsModel(QAbstractTableModel):
         if column == ACCURACY:
             accuracy = record.best_accuracy
             return -1.0 if accuracy is None else accuracy
+        if column == TIME:
+            return record.duration
         return self._text(record, row, column).casefold()
 
     @staticmethod
