@@ -49,6 +49,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--freeze", help="head, last:N or none")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", action="store_true", help="start training once loaded")
+    parser.add_argument(
+        "--compare",
+        nargs="?",
+        const="",
+        metavar="a,b,c",
+        help="compare backbones in the Model step once loaded (these, or those ticked), "
+        "then stop there (for screenshots)",
+    )
     parser.add_argument("--export", metavar="DIR", help="export the model here after training")
     parser.add_argument(
         "--export-format",
@@ -206,6 +214,9 @@ class ScriptedRun(QObject):
         window, args = self.window, self.args
         if args.freeze:
             window.model_panel.set_preset(args.freeze)
+        if args.compare is not None:
+            self._compare(args.compare)
+            return
         if self.wants_training:
             window.training_finished.connect(self._on_training_finished)
             if not window.start_training():
@@ -215,6 +226,20 @@ class ScriptedRun(QObject):
             window.keeper.restore_ended.connect(self._on_restore_ended)
         else:
             self._use_reopened_run()
+
+    def _compare(self, names: str) -> None:
+        """Compare as the Compare button does, with the tab shown."""
+        panel = self.window.model_panel
+        if names:
+            panel.compare.set_chosen(names.split(","))
+        panel.side_tabs.setCurrentWidget(panel.compare)
+        panel.compare.comparison_ended.connect(self._on_comparison_ended)
+        panel.compare.compare_requested.emit()
+
+    @Slot(bool)
+    def _on_comparison_ended(self, compared: bool) -> None:
+        self.window.model_panel.compare.comparison_ended.disconnect(self._on_comparison_ended)
+        self.finish(failed=not compared)
 
     @Slot()
     def _on_restore_ended(self) -> None:

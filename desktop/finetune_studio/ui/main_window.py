@@ -122,6 +122,8 @@ class MainWindow(QMainWindow):
         self.data_panel.loading_changed.connect(self._on_start_conditions_changed)
         self.model_panel.busy_changed.connect(self._on_start_conditions_changed)
         self.model_panel.advisor.running_changed.connect(self._on_start_conditions_changed)
+        self.model_panel.compare.running_changed.connect(self._on_start_conditions_changed)
+        self.model_panel.compare.compare_requested.connect(self._on_compare_requested)
         self.results_panel.suspects.running_changed.connect(self._on_start_conditions_changed)
         self.results_panel.suspects.repairs.busy_changed.connect(self._on_start_conditions_changed)
         self.model_panel.advisor.measure_requested.connect(self._on_advisor_measure_requested)
@@ -292,6 +294,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _on_data_panel_dataset_loaded(self, report: DatasetReport) -> None:
         self.model_panel.advisor.reset()  # advice measured other pictures
+        self.model_panel.compare.reset()  # so did the comparison
         self.reopen_bar.hide()  # the user chose what to work on
         self.model_panel.set_num_classes(len(report.classes))
         self._update_start_button()
@@ -318,6 +321,8 @@ class MainWindow(QMainWindow):
             return self.model_panel.unavailable
         if missing_device:
             return f"This computer has no {missing_device}: choose Automatic or CPU as the device."
+        if self.model_panel.compare.running:
+            return "Comparing backbones (step 2)… Cancel it there to train now."
         if self.model_panel.advisor.running:
             return "Measuring how much to train (step 2)… Cancel it there to train now."
         suspects = self.results_panel.suspects
@@ -388,6 +393,23 @@ class MainWindow(QMainWindow):
             return
         if recipe is not None:
             box.start(recipe, self.data_panel.report)
+
+    @Slot()
+    def _on_compare_requested(self) -> None:
+        """Compare backbones with the window's recipe (its seed, device and precision
+        key the cached features) on the loaded pictures."""
+        from ..engine.errors import UserFacingError
+
+        view = self.model_panel.compare
+        if self.data_panel.loading:
+            view.show_unavailable("Pictures are being checked (step 1)…")
+            return
+        try:
+            recipe = self.recipe()
+        except UserFacingError as error:
+            view.show_unavailable(str(error))
+            return
+        view.start(recipe, self.data_panel.report)
 
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own
