@@ -124,3 +124,28 @@ def test_without_a_runner_find_is_not_offered(qtbot) -> None:
     panel.show()
     assert not panel.settings_box.find_lr_button.isVisible()
     assert panel.lr.isVisible()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen: shown again
+def test_in_the_window_the_finder_runs_the_window_recipe_blocks_start_and_use_sets_it(
+    qtbot, window, colour_dataset: Path
+) -> None:
+    from helpers import load
+
+    from finetune_studio.ui.main_window import TRAIN_TAB
+
+    load(qtbot, window, colour_dataset)
+    window.tabs.setCurrentIndex(TRAIN_TAB)
+    finder = window.train_panel.lr_finder
+    click(qtbot, window.train_panel.settings_box.find_lr_button)
+    assert finder.running and not window.start_action.isEnabled()
+    assert "Finding the learning rate" in (window.start_blocker() or "")
+    qtbot.waitUntil(lambda: not finder.running, timeout=120_000)
+    assert window.start_action.isEnabled()
+
+    finding = finder.finding
+    assert finding is not None and finding.suggested_lr is not None
+    click(qtbot, finder.use_button)
+    recipe = window.recipe()
+    assert recipe is not None
+    assert recipe.lr == pytest.approx(float(f"{finding.suggested_lr:.2g}"), rel=1e-3)

@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
-        self.train_panel = TrainPanel()
+        self.train_panel = TrainPanel(self.runner)
         self.results_panel = ResultsPanel(self.runner)
         self.runs_view = RunsView()
         self.tabs = QTabWidget()
@@ -124,6 +124,8 @@ class MainWindow(QMainWindow):
         self.model_panel.advisor.running_changed.connect(self._on_start_conditions_changed)
         self.model_panel.compare.running_changed.connect(self._on_start_conditions_changed)
         self.model_panel.compare.compare_requested.connect(self._on_compare_requested)
+        self.train_panel.lr_find_requested.connect(self._on_train_panel_lr_find_requested)
+        self.train_panel.lr_finder.running_changed.connect(self._on_start_conditions_changed)
         self.results_panel.suspects.running_changed.connect(self._on_start_conditions_changed)
         self.results_panel.suspects.repairs.busy_changed.connect(self._on_start_conditions_changed)
         self.model_panel.advisor.measure_requested.connect(self._on_advisor_measure_requested)
@@ -295,6 +297,7 @@ class MainWindow(QMainWindow):
     def _on_data_panel_dataset_loaded(self, report: DatasetReport) -> None:
         self.model_panel.advisor.reset()  # advice measured other pictures
         self.model_panel.compare.reset()  # so did the comparison
+        self.train_panel.lr_finder.reset()  # and the learning-rate curve
         self.reopen_bar.hide()  # the user chose what to work on
         self.model_panel.set_num_classes(len(report.classes))
         self._update_start_button()
@@ -325,6 +328,8 @@ class MainWindow(QMainWindow):
             return "Comparing backbones (step 2)… Cancel it there to train now."
         if self.model_panel.advisor.running:
             return "Measuring how much to train (step 2)… Cancel it there to train now."
+        if self.train_panel.lr_finder.running:
+            return "Finding the learning rate (step 3)… Cancel it there to train now."
         suspects = self.results_panel.suspects
         if suspects.running:
             return "Finding suspected wrong labels (step 4)… Cancel it there to train now."
@@ -377,39 +382,55 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_advisor_measure_requested(self) -> None:
         """Measure how much to train with the window's recipe, on the loaded pictures."""
-        from ..engine.errors import UserFacingError
-
         box = self.model_panel.advisor
-        reason = self.start_blocker()
-        if reason is None and not self.model_panel.ready:
-            reason = "The network is still loading (step 2)…"
-        if reason is not None:
-            box.show_unavailable(reason)
-            return
-        try:
-            recipe = self.recipe()
-        except UserFacingError as error:
-            box.show_unavailable(str(error))
-            return
+        recipe = self._recipe_for_task(box.show_unavailable, self._training_task_blocker())
         if recipe is not None:
             box.start(recipe, self.data_panel.report)
 
     @Slot()
+    def _on_train_panel_lr_find_requested(self) -> None:
+        """Find the learning rate with the window's recipe, on the loaded pictures."""
+        finder = self.train_panel.lr_finder
+        recipe = self._recipe_for_task(finder.show_unavailable, self._training_task_blocker())
+        if recipe is not None:
+            self.train_panel.find_lr(recipe, self.data_panel.report)
+
+    @Slot()
     def _on_compare_requested(self) -> None:
         """Compare backbones with the window's recipe (its seed, device and precision
-        key the cached features) on the loaded pictures."""
+        key the cached features) on the loaded pictures. Not held back by what blocks
+        training: a backbone that failed to load is a reason to compare others."""
+        view = self.model_panel.compare
+        loading = "Pictures are being checked (step 1)…" if self.data_panel.loading else None
+        recipe = self._recipe_for_task(view.show_unavailable, loading)
+        if recipe is not None:
+            view.start(recipe, self.data_panel.report)
+
+    def _training_task_blocker(self) -> str | None:
+        """Why a task that runs the recipe's network (the advisor, the learning-rate
+        finder) cannot start now, as for training itself."""
+        reason = self.start_blocker()
+        if reason is None and not self.model_panel.ready:
+            reason = "The network is still loading (step 2)…"
+        return reason
+
+    def _recipe_for_task(
+        self, show_unavailable: Callable[[str], None], reason: str | None
+    ) -> Recipe | None:
+        """The window's recipe for a task, or None after telling the task why not."""
         from ..engine.errors import UserFacingError
 
-        view = self.model_panel.compare
-        if self.data_panel.loading:
-            view.show_unavailable("Pictures are being checked (step 1)…")
-            return
+        if reason is not None:
+            show_unavailable(reason)
+            return None
         try:
             recipe = self.recipe()
         except UserFacingError as error:
-            view.show_unavailable(str(error))
-            return
-        view.start(recipe, self.data_panel.report)
+            show_unavailable(str(error))
+            return None
+        if recipe is None:
+            show_unavailable("Load a dataset first (step 1).")
+        return recipe
 
     def recipe(self) -> Recipe | None:
         """The window's one recipe: the last one opened or used, with each step's own
