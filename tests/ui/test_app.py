@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import QObject, Signal
+
+from support.tiny import TINY
 
 
 class _Emitter(QObject):
@@ -135,3 +138,29 @@ def test_a_hung_self_check_exits_1_and_shows_where_it_hangs(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "did not finish in 0.5 s" in done.stderr
     assert "stuck_in_here" in done.stderr
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen: shown again
+@pytest.mark.parametrize("flags", [["--find-lr"], ["--compare", TINY]])
+def test_the_finder_and_the_comparison_run_scripted_and_end_with_a_screenshot(
+    qtbot, settings, colour_dataset: Path, tmp_path: Path, flags: list[str]
+) -> None:
+    from finetune_studio.ui.app import ScriptedRun, parse_args
+    from finetune_studio.ui.main_window import MainWindow
+    from finetune_studio.ui.workers.tasks import background_threads_running
+
+    window = MainWindow(settings)
+    qtbot.addWidget(window)
+    shot = tmp_path / "shot.png"
+    arguments = ["--dataset", str(colour_dataset), "--backbone", TINY, *flags]
+    run = ScriptedRun(window, parse_args([*arguments, "--screenshot", str(shot)]))
+    window.show()
+    window.start_engine()
+    qtbot.waitUntil(lambda: run.exit_code is not None, timeout=120_000)
+    assert run.exit_code == 0 and shot.stat().st_size > 0
+    if "--find-lr" in flags:
+        assert window.train_panel.lr_finder.finding is not None
+    else:
+        assert window.model_panel.compare.comparison is not None
+    window.close()
+    qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=30_000)

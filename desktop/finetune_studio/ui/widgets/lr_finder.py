@@ -221,12 +221,14 @@ class LrFinderDialog(QDialog):
 
     @Slot(object)
     def _on_task_succeeded(self, finding: LrFinding | None) -> None:
+        """The finding is shown before ``running_changed`` says the search ended, so
+        whoever listens finds it there."""
         self.task = None
-        self._show_running(False)
         if finding is None:
             self.status.setText("Stopped; the model is as it was.")
-            return
-        self.show_finding(finding)
+        else:
+            self.show_finding(finding)
+        self._show_running(False)
 
     @Slot(str, str)
     def _on_task_failed(self, message: str, details: str) -> None:
