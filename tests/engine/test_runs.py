@@ -358,3 +358,14 @@ def test_a_run_keeps_how_long_it_took_and_older_runs_fall_back_to_their_epochs(
     [reread] = store.runs()
     assert reread.seconds is None
     assert reread.duration == pytest.approx(sum(e.seconds for e in reread.history))
+
+
+def test_a_run_kept_again_later_keeps_the_time_it_took(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    """A project saved hours after its run keeps the run again: the hours are not
+    the run's."""
+    hours_ago = datetime.now(timezone.utc) - timedelta(hours=5)
+    RunStore(tmp_path / "project.runs").save(trained, hours_ago, seconds=120.0)
+    [kept] = RunStore(tmp_path / "project.runs").runs()
+    assert kept.duration == 120.0

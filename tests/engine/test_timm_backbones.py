@@ -11,6 +11,7 @@ import json
 import socket
 import sys
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from finetune_studio.engine.features import cache_blocker, find_feature_split
 from finetune_studio.engine.freezing import FreezePlan, apply_freeze_plan, hold_frozen_modules
 from finetune_studio.engine.predict import Predictor
 from finetune_studio.engine.review.heatmaps import candidate_layers, explain
+from finetune_studio.engine.runs import RunStore
 from finetune_studio.engine.training import Trainer
 from finetune_studio.engine.weights import DownloadCancelled
 from support.runs import drain
@@ -231,3 +233,11 @@ def test_a_timm_model_folder_says_where_it_comes_from_and_reloads(
     original = Predictor(result.model, result.class_names, result.preprocessing)
     again = Predictor(loaded.model, loaded.class_names, loaded.preprocessing)
     assert original.predict(pictures) == again.predict(pictures)
+
+    kept = RunStore(tmp_path / "runs").save(result, datetime.now(timezone.utc))
+    [listed] = RunStore(tmp_path / "runs").runs()  # a slash in the name: one folder
+    assert listed.folder == kept.folder and listed.backbone == f"timm/{RESNET}"
+    reopened = RunStore(tmp_path / "runs").load(listed)
+    assert Predictor(reopened.model, reopened.class_names, reopened.preprocessing).predict(
+        pictures
+    ) == original.predict(pictures)

@@ -21,6 +21,7 @@ import contextlib
 import csv
 import dataclasses
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,7 +147,9 @@ class RunRecord:
         )
 
     @classmethod
-    def of(cls, result: TrainingResult, folder: Path, started: datetime) -> RunRecord:
+    def of(
+        cls, result: TrainingResult, folder: Path, started: datetime, seconds: float | None
+    ) -> RunRecord:
         return cls(
             folder=folder,
             started=started,
@@ -158,7 +161,7 @@ class RunRecord:
             evaluation=_figures_only(result.evaluation),  # as run.json keeps it
             cancelled=result.cancelled,
             stopped_early=result.stopped_early,
-            seconds=seconds_since(started),
+            seconds=seconds,
         )
 
 
@@ -240,11 +243,16 @@ class RunStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).expanduser().absolute()
 
-    def save(self, result: TrainingResult, started: datetime) -> RunRecord:
-        """Keep a finished run: its model folder, then its record."""
+    def save(
+        self, result: TrainingResult, started: datetime, seconds: float | None = None
+    ) -> RunRecord:
+        """Keep a finished run: its model folder, then its record. ``seconds``: how
+        long it took, when known (a run kept again later, say into a project saved
+        hours after, must not count the hours); by default, from ``started`` to now."""
         started = local_time(started)
         folder = self._claim_folder(started, result.spec.name)
-        record = RunRecord.of(result, folder, started)
+        seconds = seconds_since(started) if seconds is None else seconds
+        record = RunRecord.of(result, folder, started, seconds)
         try:
             save_model_folder(result, record.model_folder)
         except BaseException as error:
@@ -290,7 +298,8 @@ class RunStore:
     def _claim_folder(self, started: datetime, backbone: str) -> Path:
         """A new folder named by the start time; ``mkdir`` fails rather than reuse one,
         so two runs started in the same second never share a folder."""
-        base = f"{started:%Y%m%d-%H%M%S}-{backbone}"
+        in_name = re.sub(r"[^\w.-]+", "-", backbone)  # timm's hold a slash: timm/resnet18
+        base = f"{started:%Y%m%d-%H%M%S}-{in_name}"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             for number in range(1, 1000):

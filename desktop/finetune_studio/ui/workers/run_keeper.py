@@ -12,8 +12,10 @@ exits (``wait_for_background_threads``).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,16 +39,28 @@ def app_runs_folder() -> Path:
     return base / "runs"
 
 
-class RunSave:
-    """A task's function: keep one finished run in the store at ``root``."""
+@dataclass(frozen=True)
+class ShownRun:
+    """The run the window shows: its result, when it started, how long it took (None:
+    unknown) and the store it is kept in."""
 
-    def __init__(self, root: Path, result: TrainingResult, started: datetime) -> None:
-        self.root, self.result, self.started = root, result, started
+    result: TrainingResult
+    started: datetime
+    seconds: float | None
+    root: Path
+
+
+class RunSave:
+    """A task's function: keep the run shown in its store."""
+
+    def __init__(self, run: ShownRun) -> None:
+        self.run = run
 
     def __call__(self, progress: ProgressFn, cancel: threading.Event) -> RunRecord:
         from ...engine.runs import RunStore
 
-        return RunStore(self.root).save(self.result, self.started)
+        run = self.run
+        return RunStore(run.root).save(run.result, run.started, run.seconds)
 
 
 class FailedRunSave:
@@ -115,7 +129,7 @@ class RunKeeper(QObject):
         self.app_root = app_root
         self.project: Path | None = None
         # The run the Results step shows: its result, start time and the store it is in.
-        self.shown: tuple[TrainingResult, datetime, Path] | None = None
+        self.shown: ShownRun | None = None
         self.unkept: TrainingResult | None = None  # not in any store, not exported
         self.shown_folder: Path | None = None  # the shown run's folder, once kept
         self._saves: dict[Task, TrainingResult | None] = {}
@@ -157,8 +171,9 @@ class RunKeeper(QObject):
         """A run has finished: keep it in the current store."""
         self._running = None
         self.unkept = None
-        self.shown = (result, started, self.root)
-        self._save(result, started, self.root)
+        took = (datetime.now(timezone.utc) - started.astimezone(timezone.utc)).total_seconds()
+        self.shown = ShownRun(result, started, max(took, 0.0), self.root)
+        self._save(self.shown)
 
     def keep_failure(self, failure: str) -> None:
         """The run going has failed: keep its recipe, epochs and error."""
@@ -174,10 +189,9 @@ class RunKeeper(QObject):
         run shown, so reopening the project brings it back."""
         moved = self.project != project
         self.project = project
-        if self.shown is not None and self.shown[2] != self.root:
-            result, started, _ = self.shown
-            self.shown = (result, started, self.root)
-            self._save(result, started, self.root)
+        if self.shown is not None and self.shown.root != self.root:
+            self.shown = dataclasses.replace(self.shown, root=self.root)
+            self._save(self.shown)
         if moved:
             self.root_changed.emit()
 
@@ -193,12 +207,10 @@ class RunKeeper(QObject):
         """Runs were deleted: when the shown run was one of them, its model now lives
         only in the window (the question before quitting says so)."""
         if self.shown is not None and self.shown_folder in folders:
-            self.unkept, self.shown_folder = self.shown[0], None
+            self.unkept, self.shown_folder = self.shown.result, None
 
-    def _save(self, result: TrainingResult, started: datetime, root: Path) -> None:
-        self._watch_save(
-            self.runner.run_function(RunSave(root, result, started), "keep run"), result
-        )
+    def _save(self, run: ShownRun) -> None:
+        self._watch_save(self.runner.run_function(RunSave(run), "keep run"), run.result)
 
     def _watch_save(self, task: Task, result: TrainingResult | None) -> None:
         self._saves[task] = result
@@ -215,14 +227,14 @@ class RunKeeper(QObject):
         result = self._task_result()
         if self.unkept is not None and self.unkept is result:
             self.unkept = None
-        if result is not None and self.shown is not None and self.shown[0] is result:
+        if result is not None and self.shown is not None and self.shown.result is result:
             self.shown_folder = record.folder
         self.kept.emit(record)
 
     @Slot(str, str)
     def _on_save_task_failed(self, message: str, details: str) -> None:
         result = self._task_result()
-        if result is not None and self.shown is not None and result is self.shown[0]:
+        if result is not None and self.shown is not None and result is self.shown.result:
             self.unkept = result
         self.keep_failed.emit(message, details)
 
@@ -267,7 +279,7 @@ class RunKeeper(QObject):
         self._restore = None
         if outcome is not None:
             result, record = outcome
-            self.shown = (result, record.started, record.folder.parent)
+            self.shown = ShownRun(result, record.started, record.seconds, record.folder.parent)
             self.shown_folder = record.folder
             self.restored.emit(result, record)
         self.restore_ended.emit()
