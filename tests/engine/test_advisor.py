@@ -149,7 +149,11 @@ def test_plans_longer_than_the_budget_say_how_far_they_got_and_are_timed_in_full
         assert plan.note.startswith("not measured") or "(of 10000)" in plan.note, plan
     short_none, long_none = short.plan("none"), long.plan("none")
     assert short_none is not None and long_none is not None
-    assert long_none.estimated_seconds > 100 * short_none.estimated_seconds
+    # 1,000 times the epochs; timed for only the epochs it ran, the long plan would
+    # come out below the short one. The two are measured apart on a shared machine,
+    # where their time per epoch has differed up to 30-fold (a full suite beside
+    # other work), hence the wide margin.
+    assert long_none.estimated_seconds > 20 * short_none.estimated_seconds
 
 
 def test_training_batchnorm_everywhere_still_gives_advice(tmp_path: Path) -> None:

@@ -369,3 +369,26 @@ def test_a_run_kept_again_later_keeps_the_time_it_took(
     RunStore(tmp_path / "project.runs").save(trained, hours_ago, seconds=120.0)
     [kept] = RunStore(tmp_path / "project.runs").runs()
     assert kept.duration == 120.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("val_acc", "high"), ("epoch", "one"), ("seconds", "nan"), ("seconds", 1e400)],
+)
+def test_a_record_with_text_or_nan_where_a_number_belongs_is_listed_as_damaged(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    store = RunStore(tmp_path / "runs")
+    kept = failed_run(store)
+    data = json.loads((kept.folder / RUN_FILE).read_text())
+    if field == "seconds":
+        data["seconds"] = value
+    else:
+        data["history"][0][field] = value
+    (kept.folder / RUN_FILE).write_text(json.dumps(data))
+
+    listing = store.listing()
+
+    assert listing.records == ()
+    [skipped] = listing.skipped
+    assert skipped.name == kept.id and "damaged" in skipped.reason

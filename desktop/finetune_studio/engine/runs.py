@@ -25,9 +25,8 @@ import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from .atomic import write_file_atomically
 from .backbones import get_spec
@@ -37,12 +36,28 @@ from .events import EpochEnd
 from .export import LoadedModel, load_model_folder, save_model_folder
 from .recipe import Recipe
 from .review.records import PREDICTIONS_FILE, Predictions, read_records_csv
+from .run_record import (
+    MODEL_FOLDER,
+    RUN_FILE,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    RunRecord,
+    local_time,
+    seconds_since,
+)
 from .training import TrainingResult
 
-RUN_FORMAT = "finetune-studio-run"
-RUN_FORMAT_VERSION = 1
-RUN_FILE = "run.json"
-MODEL_FOLDER = "model"
+__all__ = [
+    "MODEL_FOLDER",
+    "RUN_FILE",
+    "RunListing",
+    "RunRecord",
+    "RunStore",
+    "RunStoreError",
+    "SkippedRun",
+    "runs_folder_for",
+]
+
 RUNS_SUFFIX = ".runs"
 
 
@@ -54,140 +69,6 @@ def runs_folder_for(project: str | Path) -> Path:
     """``experiment.json`` keeps its runs in ``experiment.runs/`` beside it."""
     project = Path(project).expanduser().absolute()
     return project.with_name(project.stem + RUNS_SUFFIX)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What a run was and how it went, read without loading its model."""
-
-    folder: Path
-    started: datetime
-    recipe: Recipe
-    backbone: str
-    class_names: tuple[str, ...]
-    history: tuple[EpochEnd, ...]
-    best_epoch: int | None
-    evaluation: Evaluation | None
-    cancelled: bool
-    stopped_early: bool
-    failure: str | None = None  # the error that ended a failed run; it has no model
-    seconds: float | None = None  # start to kept; None for runs kept before it was recorded
-
-    @property
-    def duration(self) -> float:
-        """How long the run took, in seconds: start to kept, or for older runs the time
-        their epochs measured (which leaves out checking pictures and features)."""
-        if self.seconds is not None:
-            return self.seconds
-        return sum(epoch.seconds for epoch in self.history)
-
-    @property
-    def id(self) -> str:
-        return self.folder.name
-
-    @property
-    def model_folder(self) -> Path:
-        return self.folder / MODEL_FOLDER
-
-    @property
-    def has_model(self) -> bool:
-        return self.failure is None
-
-    @property
-    def best_accuracy(self) -> float | None:
-        """The kept model's validation accuracy; for a run without one (failed, or no
-        final evaluation), the best an epoch measured."""
-        if self.evaluation is not None and self.evaluation.images:
-            return self.evaluation.accuracy
-        measured = [epoch.val_acc for epoch in self.history if epoch.val_acc is not None]
-        return max(measured) if measured else None
-
-    @property
-    def outcome(self) -> str:
-        """How the run ended, in a word or two."""
-        if self.failure is not None:
-            return "failed"
-        if self.stopped_early:
-            return "stopped early"
-        return "stopped by you" if self.cancelled else "finished"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": RUN_FORMAT,
-            "format_version": RUN_FORMAT_VERSION,
-            "started": self.started.isoformat(timespec="seconds"),
-            "recipe": self.recipe.to_dict(),
-            "backbone": self.backbone,
-            "class_names": list(self.class_names),
-            "history": [dataclasses.asdict(epoch) for epoch in self.history],
-            "best_epoch": self.best_epoch,
-            "evaluation": _evaluation_figures(self.evaluation),
-            "cancelled": self.cancelled,
-            "stopped_early": self.stopped_early,
-            "failure": self.failure,
-            "seconds": self.seconds,
-        }
-
-    @classmethod
-    def from_dict(cls, folder: Path, data: dict[str, Any]) -> RunRecord:
-        evaluation = data.get("evaluation")
-        return cls(
-            folder=folder,
-            started=local_time(datetime.fromisoformat(data["started"])),
-            recipe=Recipe.from_dict(data["recipe"]),
-            backbone=str(data["backbone"]),
-            class_names=tuple(data["class_names"]),
-            history=tuple(EpochEnd(**epoch) for epoch in data["history"]),
-            best_epoch=data.get("best_epoch"),
-            evaluation=Evaluation(**evaluation) if evaluation else None,
-            cancelled=bool(data.get("cancelled", False)),
-            stopped_early=bool(data.get("stopped_early", False)),
-            failure=str(data["failure"]) if data.get("failure") is not None else None,
-            seconds=float(data["seconds"]) if data.get("seconds") is not None else None,
-        )
-
-    @classmethod
-    def of(
-        cls, result: TrainingResult, folder: Path, started: datetime, seconds: float | None
-    ) -> RunRecord:
-        return cls(
-            folder=folder,
-            started=started,
-            recipe=result.recipe,
-            backbone=result.spec.name,
-            class_names=result.class_names,
-            history=tuple(result.history),
-            best_epoch=result.best_epoch,
-            evaluation=_figures_only(result.evaluation),  # as run.json keeps it
-            cancelled=result.cancelled,
-            stopped_early=result.stopped_early,
-            seconds=seconds,
-        )
-
-
-def _evaluation_figures(evaluation: Evaluation | None) -> dict[str, Any] | None:
-    figures = _figures_only(evaluation)
-    return None if figures is None else dataclasses.asdict(figures) | {"predictions": None}
-
-
-def _figures_only(evaluation: Evaluation | None) -> Evaluation | None:
-    """The evaluation as ``run.json`` keeps it: its figures, without the confusion
-    matrix (in the model folder's ``model.json``) and the per-picture predictions (its
-    ``predictions.csv``). A 1,000-class matrix made run.json 10 MB and listing 100
-    such runs took 10 s; ``RunStore.load`` reads both back. Runs kept before this
-    carry their matrix in run.json, and it is used."""
-    if evaluation is None:
-        return None
-    return dataclasses.replace(evaluation, confusion=[], predictions=None)
-
-
-def seconds_since(started: datetime) -> float:
-    return max((datetime.now(timezone.utc) - local_time(started)).total_seconds(), 0.0)
-
-
-def local_time(moment: datetime) -> datetime:
-    """With its time zone (a naive time is this computer's), so runs sort by instant."""
-    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def read_record(folder: Path) -> RunRecord | None:

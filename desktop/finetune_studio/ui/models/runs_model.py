@@ -112,7 +112,8 @@ class RunsModel(QAbstractTableModel):
             accuracy = record.best_accuracy
             return "" if accuracy is None else f"{accuracy:.1%}"
         if column == TIME:
-            return duration_in_words(record.duration)
+            duration = record.duration
+            return "—" if duration is None else duration_in_words(duration)
         return record.outcome
 
     def _sort_key(self, record: RunRecord, row: int, column: int) -> object:
@@ -124,7 +125,7 @@ class RunsModel(QAbstractTableModel):
             accuracy = record.best_accuracy
             return -1.0 if accuracy is None else accuracy
         if column == TIME:
-            return record.duration
+            return -1.0 if record.duration is None else record.duration
         return self._text(record, row, column).casefold()
 
     @staticmethod
