@@ -446,3 +446,21 @@ def test_another_dataset_forgets_the_comparison(qtbot, window, colour_dataset, t
     load(qtbot, window, make_colour_dataset(tmp_path / "other", per_class=5))
     assert compare.comparison is None and compare.plot.shown == []
     assert not compare.use_button.isEnabled()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen: shown again
+def test_a_comparison_waits_while_the_learning_rate_finder_ramps(
+    qtbot, compare_window, colour_dataset
+):
+    """Timed beside a ramp, the backbones' latencies would be the ramp's too."""
+    window = compare_window
+    open_model_step(qtbot, window, colour_dataset)
+    finder = window.train_panel.lr_finder
+    qtbot.mouseClick(window.train_panel.settings_box.find_lr_button, Qt.MouseButton.LeftButton)
+    assert finder.running
+    compare = window.model_panel.compare
+    qtbot.mouseClick(compare.compare_button, Qt.MouseButton.LeftButton)
+    assert not compare.running
+    assert "Finding the learning rate" in compare.status.text()
+    finder.cancel()
+    qtbot.waitUntil(lambda: not finder.running, timeout=60_000)

@@ -324,6 +324,14 @@ class MainWindow(QMainWindow):
             return self.model_panel.unavailable
         if missing_device:
             return f"This computer has no {missing_device}: choose Automatic or CPU as the device."
+        return self.heavy_task_running()
+
+    def heavy_task_running(self) -> str | None:
+        """The task that uses the processor or the pictures now, in words, if any:
+        training waits for it, and so does any other such task (a comparison timed
+        beside a learning-rate ramp would time the ramp too)."""
+        if self.training.running:
+            return "A run is training (step 3)…"
         if self.model_panel.compare.running:
             return "Comparing backbones (step 2)… Cancel it there to train now."
         if self.model_panel.advisor.running:
@@ -399,10 +407,15 @@ class MainWindow(QMainWindow):
     def _on_compare_requested(self) -> None:
         """Compare backbones with the window's recipe (its seed, device and precision
         key the cached features) on the loaded pictures. Not held back by what blocks
-        training: a backbone that failed to load is a reason to compare others."""
+        training: a backbone that failed to load is a reason to compare others. Held back
+        by any other task that keeps the processor busy: it would be timed too."""
         view = self.model_panel.compare
-        loading = "Pictures are being checked (step 1)…" if self.data_panel.loading else None
-        recipe = self._recipe_for_task(view.show_unavailable, loading)
+        if view.running:
+            return
+        reason = self.heavy_task_running()
+        if reason is None and self.data_panel.loading:
+            reason = "Pictures are being checked (step 1)…"
+        recipe = self._recipe_for_task(view.show_unavailable, reason)
         if recipe is not None:
             view.start(recipe, self.data_panel.report)
 

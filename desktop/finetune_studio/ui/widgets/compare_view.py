@@ -247,7 +247,10 @@ class CompareView(QWidget):
         from ...engine.errors import UserFacingError
         from ..workers.training import threads_leaving_one_core
 
-        if self.running or not self._editable:
+        if self.running:
+            return
+        if not self._editable:
+            self.show_unavailable("A run is training (step 3)…")
             return
         if recipe is None or dataset is None:
             self.show_unavailable(NO_DATASET)
