@@ -48,8 +48,8 @@ class RunsDeletion:
     """A task's function: delete runs of one store; returns the folders removed and
     the messages of those that could not be."""
 
-    def __init__(self, records: list[RunRecord]) -> None:
-        self.records = records
+    def __init__(self, root: Path, records: list[RunRecord]) -> None:
+        self.root, self.records = root, records
 
     def __call__(
         self, progress: ProgressFn, cancel: threading.Event
@@ -59,7 +59,7 @@ class RunsDeletion:
         removed, errors = [], []
         for done, record in enumerate(self.records):
             try:
-                RunStore(record.folder.parent).delete(record.id)
+                RunStore(self.root).delete(record.id)  # refuses what is not in the store
                 removed.append(record.folder)
             except RunStoreError as error:
                 errors.append(str(error))
@@ -265,7 +265,7 @@ class RunsLoop(QObject):
     # --- deleting ---------------------------------------------------------------------------
     @Slot(list)
     def _on_delete_requested(self, records: list[RunRecord]) -> None:
-        task = self.window.runner.run_function(RunsDeletion(records), "delete runs")
+        task = self.window.runner.run_function(RunsDeletion(self.keeper.root, records), "delete runs")
         task.succeeded.connect(self._on_deletion_task_succeeded)
         task.failed.connect(self._on_deletion_task_failed)
         self.view.delete_button.setEnabled(False)
