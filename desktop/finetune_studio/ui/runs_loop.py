@@ -265,7 +265,9 @@ class RunsLoop(QObject):
     # --- deleting ---------------------------------------------------------------------------
     @Slot(list)
     def _on_delete_requested(self, records: list[RunRecord]) -> None:
-        task = self.window.runner.run_function(RunsDeletion(self.keeper.root, records), "delete runs")
+        task = self.window.runner.run_function(
+            RunsDeletion(self.keeper.root, records), "delete runs"
+        )
         task.succeeded.connect(self._on_deletion_task_succeeded)
         task.failed.connect(self._on_deletion_task_failed)
         self.view.delete_button.setEnabled(False)
