@@ -143,3 +143,60 @@ def test_the_store_keeps_within_its_budget(tmp_path: Path) -> None:
     assert not (tmp_path / "a.safetensors").exists()
     assert not store.save("c", {"z": torch.zeros(3000)})  # 12,000 bytes: never fits
     assert store.load("b", ["y"])["y"].shape == (1500,)
+
+
+def _extracted_features(
+    dataset: Path, threads: int, amp_dtype: torch.dtype | None
+) -> dict[int, torch.Tensor]:
+    from torch import nn
+
+    from finetune_studio.engine.backbones import get_spec
+    from finetune_studio.engine.features import extract_features
+    from finetune_studio.engine.inspection import inspect_dataset
+    from finetune_studio.engine.loading import ImageDataset, make_loader
+    from finetune_studio.engine.preprocessing import eval_transform
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 3),
+    ).to(memory_format=torch.channels_last)
+    pre = get_spec("resnet18").preprocessing
+    samples = inspect_dataset(dataset).train
+    loader = make_loader(ImageDataset(samples, eval_transform(pre), pre), 4, False, 0, 0)
+    cpu = torch.device("cpu")
+    torch.set_num_threads(threads)
+    work = extract_features(
+        model, find_feature_split(model, "6"), loader, cpu, True, None, amp_dtype
+    )
+    try:
+        while True:
+            next(work)
+    except StopIteration as finished:
+        assert torch.get_num_threads() == threads  # the run's own setting, given back
+        return finished.value.features  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("amp_dtype", [None, torch.bfloat16])
+def test_batches_computed_side_by_side_give_the_same_features(
+    colour_dataset: Path, amp_dtype: torch.dtype | None
+) -> None:
+    # With several threads the CPU computes several batches at once (single-threaded each).
+    from finetune_studio.engine.features import cpu_streams
+
+    assert cpu_streams(torch.device("cpu"), 4)[0] > 1
+    threads = torch.get_num_threads()
+    try:
+        one_at_a_time = _extracted_features(colour_dataset, 1, amp_dtype)
+        side_by_side = _extracted_features(colour_dataset, 4, amp_dtype)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(one_at_a_time) > 8  # more batches than run at once
+    assert one_at_a_time.keys() == side_by_side.keys()
+    for index, feature in one_at_a_time.items():
+        assert torch.equal(feature, side_by_side[index])

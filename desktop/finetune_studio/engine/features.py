@@ -13,9 +13,10 @@ or stochastic depth outside the head block.
 
 from __future__ import annotations
 
-import contextlib
 import threading
+from collections import deque
 from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +90,61 @@ class _Captured(Exception):
     """Raised by the hook to stop the forward pass once the features are in hand."""
 
 
+MAX_STREAMS = 4
+"""Batches computed at once on the CPU; each holds its own activations in memory."""
+
+
+def cpu_streams(device: torch.device, threads: int) -> tuple[int, int]:
+    """How the frozen pass splits the CPU threads: (batches at once, threads each).
+
+    A convolution run on several threads waits for the slowest of them after every
+    layer; while decoding workers (or any other program) take a core, one of those
+    threads keeps stalling all the others. Whole batches on single threads share the
+    cores without waiting for one another, and compute exactly the same numbers (a
+    batch's result does not depend on how many threads computed it).
+    """
+    if device.type != "cpu" or threads < 2:
+        return 1, max(1, threads)
+    streams = min(MAX_STREAMS, threads)
+    return streams, threads // streams
+
+
+class _FrozenForward:
+    """Runs the network on one batch up to the cut and returns the captured input;
+    callable from several threads at once (the capture is per thread)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        split: FeatureSplit,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        threads: int | None,
+    ) -> None:
+        self.model, self.device, self.amp_dtype, self.threads = model, device, amp_dtype, threads
+        self._local = threading.local()
+        module = model.get_submodule(split.capture_path)
+        self.handle = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self._local.captured = inputs[0].detach().float().cpu()
+        raise _Captured
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.threads is not None:
+            # OpenMP's thread count is per calling thread: set it where the work runs.
+            torch.set_num_threads(self.threads)
+        # Inference mode and autocast are per thread too: entered here, not by the caller.
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            try:
+                self.model(images)
+            except _Captured:
+                captured: torch.Tensor = self._local.captured
+                del self._local.captured
+                return captured
+        raise RuntimeError("the network never reached the feature cut")
+
+
 def extract_features(
     model: nn.Module,
     split: FeatureSplit,
@@ -100,16 +156,19 @@ def extract_features(
 ) -> Generator[tuple[int, int], None, Extracted]:
     """Run the frozen network over ``loader`` (unshuffled) and keep the head block's
     input. Yields (done, total) after each batch; returns the features of the pictures
-    that loaded, and the failures."""
-    captured: list[torch.Tensor] = []
+    that loaded, and the failures.
 
-    def hook(_: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        captured.append(inputs[0].detach().float().cpu())
-        raise _Captured
-
-    handle = model.get_submodule(split.capture_path).register_forward_pre_hook(hook)
+    On the CPU, batches are computed several at once on single threads
+    (``cpu_streams``); the features are the same as one batch at a time.
+    """
+    threads = torch.get_num_threads()
+    streams, per_stream = cpu_streams(device, threads)
+    forward = _FrozenForward(model, split, device, amp_dtype, per_stream if streams > 1 else None)
     was_training = model.training
     model.eval()
+    pool = ThreadPoolExecutor(streams, thread_name_prefix="features") if streams > 1 else None
+    pending: deque[tuple[Future[torch.Tensor] | torch.Tensor, list[int]]] = deque()
+    captured: list[torch.Tensor] = []
     indices: list[int] = []
     failures: list[LoadFailure] = []
     done, total = 0, len(loader.dataset)  # type: ignore[arg-type]
@@ -124,19 +183,32 @@ def extract_features(
                 images = batch.images.to(device, non_blocking=True)
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                with (
-                    torch.inference_mode(),
-                    autocast(device, amp_dtype),
-                    contextlib.suppress(_Captured),
-                ):
-                    model(images)
-                indices += batch.indices
+                work = pool.submit(forward, images) if pool else forward(images)
+                pending.append((work, batch.indices))
+            while pending and (pool is None or len(pending) > streams):
+                _collect(pending.popleft(), captured, indices)
             yield done, total
+        while pending and not (cancel is not None and cancel.is_set()):
+            _collect(pending.popleft(), captured, indices)
     finally:
-        handle.remove()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
+        forward.handle.remove()
         model.train(was_training)
     features = torch.cat(captured) if captured else torch.empty(0)
     return Extracted(dict(zip(indices, features)), failures)
+
+
+def _collect(
+    item: tuple[Future[torch.Tensor] | torch.Tensor, list[int]],
+    captured: list[torch.Tensor],
+    indices: list[int],
+) -> None:
+    """A finished batch's features, kept in loader order."""
+    work, batch_indices = item
+    captured.append(work.result() if isinstance(work, Future) else work)
+    indices += batch_indices
 
 
 def feature_batches(
