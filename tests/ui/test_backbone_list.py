@@ -100,3 +100,16 @@ def test_a_timm_model_is_chosen_in_the_window_and_built_from_the_local_cache(
     assert built.head_path == "classifier"
     assert torch.equal(built.model.state_dict()["conv_stem.weight"], state["conv_stem.weight"])
     window.close()
+
+
+def test_a_broken_timm_costs_its_own_models_not_the_window(monkeypatch, capsys) -> None:
+    from finetune_studio.engine import timm_backbones
+    from finetune_studio.ui.engine_start import backbones_to_list
+
+    def broken() -> list[object]:
+        raise RuntimeError("timm was built for another torch")
+
+    monkeypatch.setattr(timm_backbones, "timm_backbone_infos", broken)
+    names = [info.name for info in backbones_to_list()]
+    assert "efficientnet_lite0" in names and not any(n.startswith("timm/") for n in names)
+    assert "timm was built for another torch" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,15 +33,24 @@ class EngineInfo:
 
 def load_engine(progress: ProgressFn, cancel: threading.Event) -> EngineInfo:
     """Runs in a worker thread: import torch and the engine, describe the device."""
-    from ..engine.backbones import backbone_infos
     from ..engine.devices import available_devices, resolve_device
     from ..engine.export import load_model_folder  # noqa: F401 - warm the import
     from ..engine.training import Trainer  # noqa: F401 - warm the import
 
     device = resolve_device("auto")
-    return EngineInfo(
-        backbone_infos(include_timm=True), describe_machine(device), available_devices()
-    )
+    return EngineInfo(backbones_to_list(), describe_machine(device), available_devices())
+
+
+def backbones_to_list() -> list[BackboneInfo]:
+    """The registry's backbones and timm's. timm is an optional extra: one that fails to
+    import (built for another torch, say) costs its own models, not the window."""
+    from ..engine.backbones import backbone_infos
+
+    try:
+        return backbone_infos(include_timm=True)
+    except Exception as error:  # any failure inside timm's import or listing
+        print(f"finetune-studio: timm's models are not listed: {error!r}", file=sys.stderr)
+        return backbone_infos()
 
 
 def freeze_long_lived_objects() -> None:
