@@ -339,3 +339,38 @@ def test_advise_refuses_a_budget_of_nothing(
         assert "--budget-s must be a positive number" in capsys.readouterr().err
     assert cli("advise", colour_dataset, "--freeze", "last:2", "--backbone", "tiny_cnn") == 2
     assert "leave out --freeze" in capsys.readouterr().err
+
+
+def console_script(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``finetune-studio-cli``'s own entry, ``run``: it ends the process
+    without the interpreter's teardown."""
+    code = (
+        "import sys; from support.tiny import register_tiny; register_tiny(); "
+        "from finetune_studio.cli import run; run(sys.argv[1:])"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_the_console_script_exits_quickly_with_everything_written(
+    colour_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    common = ["--backbone", "tiny_cnn", "--epochs", "3", "--batch-size", "8", *CPU]
+    trained = console_script("train", str(colour_dataset), "--out", str(out), *common)
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stderr.rstrip().splitlines()[-1].startswith("Saved the model")
+    assert json.loads((out / "model.json").read_text())["metrics"]["cancelled"] is False
+    assert (out / "metrics.jsonl").read_text().endswith("\n")
+    # Output into a pipe is block-buffered: it arrives whole, and so does the exit code.
+    inspected = console_script("inspect", str(colour_dataset), "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["classes"]
+    refused = console_script("inspect", str(tmp_path / "nowhere"))
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("finetune-studio-cli: ")
