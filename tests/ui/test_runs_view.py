@@ -320,3 +320,18 @@ def test_runs_sort_by_how_long_they_took(view: RunsView) -> None:
         "last 1 block + head",
         "head only",
     ]
+
+
+def test_the_legend_takes_as_many_columns_as_its_labels_fit(qtbot, tmp_path: Path) -> None:
+    """Three long labels in one row pushed the loss plot out of a narrow view."""
+    from finetune_studio.ui.widgets.runs_view import RunCurves
+
+    curves = RunCurves()
+    qtbot.addWidget(curves)
+    records = kept_runs(tmp_path / "runs")
+    curves.resize(300, 400)
+    curves.show_runs(records)
+    assert curves.legend.columnCount == 1
+    curves.resize(2000, 400)
+    curves.show_runs(records)
+    assert curves.legend.columnCount == 3

@@ -102,7 +102,16 @@ class RunCurves(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no
             label = run_label(record)
             self.legend.addItem(curve, label)
             self.labels.append(label)
+        self.legend.setColumnCount(self._legend_columns())
         self._whole_epochs(max((len(r.history) for r in records), default=0))
+
+    def _legend_columns(self) -> int:
+        """As many legend columns as the longest label allows in this width, up to 3:
+        three long labels in a row pushed the loss plot out of the view."""
+        longest = max((len(label) for label in self.labels), default=0)
+        entry = int(self.fontMetrics().averageCharWidth()) * longest + 40  # + line sample
+        columns: int = int(self.width()) // max(entry, 1)
+        return max(1, min(3, columns))
 
     def _whole_epochs(self, epochs: int) -> None:
         """A tick per epoch when they fit (no "2.5"); pyqtgraph's own beyond that."""
