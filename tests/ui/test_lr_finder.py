@@ -149,3 +149,24 @@ def test_in_the_window_the_finder_runs_the_window_recipe_blocks_start_and_use_se
     recipe = window.recipe()
     assert recipe is not None
     assert recipe.lr == pytest.approx(float(f"{finding.suggested_lr:.2g}"), rel=1e-3)
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support raise")  # offscreen: shown again
+def test_use_refuses_a_rate_found_for_a_recipe_that_has_changed_since(
+    qtbot, window, colour_dataset: Path
+) -> None:
+    from helpers import load
+
+    load(qtbot, window, colour_dataset)
+    panel, finder = window.train_panel, window.train_panel.lr_finder
+    click(qtbot, panel.settings_box.find_lr_button)
+    qtbot.waitUntil(lambda: not finder.running, timeout=120_000)
+    assert finder.finding is not None and finder.finding.suggested_lr is not None
+    before = panel.lr.value()
+    panel.lr.setValue(0.05)  # the rate itself is what Use sets: no reason to refuse
+    assert finder.changed_since_measured() == []
+
+    panel.batch_size.setValue(panel.batch_size.value() // 2)
+    click(qtbot, finder.use_button)
+    assert panel.lr.value() == pytest.approx(0.05) != before
+    assert "batch_size" in finder.status.text() and "find again" in finder.status.text()

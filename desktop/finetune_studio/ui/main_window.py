@@ -125,6 +125,7 @@ class MainWindow(QMainWindow):
         self.model_panel.compare.running_changed.connect(self._on_start_conditions_changed)
         self.model_panel.compare.compare_requested.connect(self._on_compare_requested)
         self.train_panel.lr_find_requested.connect(self._on_train_panel_lr_find_requested)
+        self.train_panel.lr_finder.recipe_now = self.recipe_if_valid
         self.train_panel.lr_finder.running_changed.connect(self._on_start_conditions_changed)
         self.results_panel.suspects.running_changed.connect(self._on_start_conditions_changed)
         self.results_panel.suspects.repairs.busy_changed.connect(self._on_start_conditions_changed)
@@ -464,6 +465,15 @@ class MainWindow(QMainWindow):
             recipe = panel.update_recipe(recipe)
         self._recipe = recipe
         return recipe
+
+    def recipe_if_valid(self) -> Recipe | None:
+        """The window's recipe, or None when its fields do not make a valid one."""
+        from ..engine.errors import UserFacingError
+
+        try:
+            return self.recipe()
+        except UserFacingError:
+            return None
 
     def start_training(self) -> bool:
         from ..engine.errors import UserFacingError

@@ -11,6 +11,7 @@ blocks Start while it runs (``running``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from ..workers.tasks import Task, TaskRunner
 
 TRAINING_RUNS = "A training run is going: find the learning rate once it has ended."
+UNUSED_BY_THE_RAMP = ("lr", "epochs", "patience")  # changing them keeps a finding valid
 EXPLANATION = (
     "Trains the layers your recipe trains for up to 100 steps, with a learning rate "
     "growing from 0.0000001 to 10, and watches the loss. A good rate is where the loss "
@@ -60,6 +62,9 @@ class LrFinderDialog(QDialog):
         self.runner = runner
         self.task: Task | None = None
         self.finding: LrFinding | None = None
+        self.measured: Recipe | None = None  # the recipe the finding was made for
+        # The window's recipe now, set by the window: Use refuses a stale finding.
+        self.recipe_now: Callable[[], Recipe | None] | None = None
         self._training = False
         self._lrs: list[float] = []
         self._losses: list[float] = []
@@ -145,6 +150,7 @@ class LrFinderDialog(QDialog):
             return
         finder = LrFinder(recipe, dataset, cpu_threads=threads_leaving_one_core())
         self._clear()
+        self.measured = recipe
         self.task = task = self.runner.start(EventsJob(finder.events, finder.cancel), "lr-find")
         task.progressed.connect(self._on_task_progressed)
         task.succeeded.connect(self._on_task_succeeded)
@@ -276,5 +282,27 @@ class LrFinderDialog(QDialog):
 
     @Slot()
     def _on_use_button_clicked(self) -> None:
-        if self.finding is not None and self.finding.suggested_lr is not None:
-            self.use_requested.emit(float(f"{self.finding.suggested_lr:.2g}"))
+        if self.finding is None or self.finding.suggested_lr is None:
+            return
+        changed = self.changed_since_measured()
+        if changed:
+            self.status.setText(
+                f"The recipe has changed since this search ({', '.join(changed)}): "
+                "find again for a rate that fits it."
+            )
+            return
+        self.use_requested.emit(float(f"{self.finding.suggested_lr:.2g}"))
+
+    def changed_since_measured(self) -> list[str]:
+        """The recipe's fields that shape the ramp and have changed since it ran (the
+        learning rate itself and the epochs, which the ramp does not use, aside)."""
+        from ...engine.recipe_diff import recipe_diff
+
+        now = self.recipe_now() if self.recipe_now is not None else None
+        if now is None or self.measured is None:
+            return []
+        return [
+            difference.field
+            for difference in recipe_diff(self.measured, now)
+            if difference.field not in UNUSED_BY_THE_RAMP
+        ]
