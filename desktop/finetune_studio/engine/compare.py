@@ -17,6 +17,7 @@ run finds the sampled pictures there and starts training at once.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -30,13 +31,13 @@ from torch import nn
 
 from .advice.sampling import classes_taking_turns
 from .backbones import BackboneSpec, backbone_infos, build_model, get_spec
-from .devices import synchronize
 from .errors import DatasetError, RecipeError, WeightsError
 from .events import Event, Log, StageProgress, Value
 from .feature_store import FeatureStore
 from .features import find_feature_split
 from .head_fit import solvable_head
 from .inspection import DatasetReport, Sample, inspect_dataset
+from .latency import TIMING_BUDGET_S, latencies_ms, time_in_turns
 from .recipe import Recipe
 from .review.out_of_fold import DEFAULT_FOLDS, assign_folds, out_of_fold_probabilities
 from .training.data import DataPreparation
@@ -45,14 +46,9 @@ from .training.run import compute_set_up
 DEFAULT_PER_CLASS = 50
 MIN_PER_CLASS = 2  # one picture per class leaves a fold's classes unseen in training
 OFFLINE_WEIGHTS = ("bundled", "cached")  # ``BackboneSpec.weights_status()`` values
-LATENCY_BATCHES = (1, 32)
-# Latency is the fastest timed run: a slower one was slowed by other programs, not by
-# the network (on this project's busy 2-core machine one network's median at batch 1
-# came out over 20 times its fastest run, its neighbours' not: a false ranking). First
-# calls pay for allocation and kernel choice: left out at batch 1; at 32, beaten.
-WARM_UP_RUNS = {1: 2, 32: 0}
-MIN_TIMED_RUNS = {1: 5, 32: 2}  # a batch of 32 is itself an average over 32 pictures
-MAX_TIMED_RUNS, TIMING_BUDGET_S = 50, 0.5  # more runs while under the budget
+# Networks kept in memory to be timed again in turns (``latency.time_in_turns``), up to
+# this many parameters in all (4 GB in float32); the others keep their first timing.
+MAX_KEPT_PARAMETERS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -162,40 +158,6 @@ def weights_size_mb(spec: BackboneSpec) -> float | None:
     return spec.weights_size_mb
 
 
-def per_picture_ms(
-    model: nn.Module,
-    batch: int,
-    crop: int,
-    device: torch.device,
-    cancel: threading.Event,
-    budget_s: float = TIMING_BUDGET_S,
-) -> float | None:
-    """Fastest milliseconds per picture of the network's forward pass at ``batch``, in
-    float32 (as ``predict`` and the exports run), channels-last on the CPU and CUDA
-    (faster convolutions there, as in a run); None when cancelled."""
-    pictures = torch.randn(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
-    pictures = pictures.to(device)
-    if device.type in ("cpu", "cuda"):
-        pictures = pictures.contiguous(memory_format=torch.channels_last)
-    model.eval()
-    times: list[float] = []
-    with torch.inference_mode():
-        for _ in range(WARM_UP_RUNS.get(batch, 0)):
-            model(pictures)
-        synchronize(device)
-        started = time.perf_counter()
-        while len(times) < MIN_TIMED_RUNS.get(batch, 2) or (
-            len(times) < MAX_TIMED_RUNS and time.perf_counter() - started < budget_s
-        ):
-            if cancel.is_set():
-                return None
-            start = time.perf_counter()
-            model(pictures)
-            synchronize(device)  # GPU work is queued: time it done, not launched
-            times.append(time.perf_counter() - start)
-    return min(times) * 1000 / batch
-
-
 class BackboneComparison:
     """``events()`` yields progress, log and ``BackboneCompared`` events and returns
     the ``Comparison`` (None when cancelled); ``cancel()`` is thread-safe and takes
@@ -251,6 +213,7 @@ class BackboneComparison:
         )
         scores: list[BackboneScore] = []
         skipped: list[tuple[str, str]] = []
+        kept: list[tuple[int, nn.Module, int]] = []  # (score's index, network, crop)
         loaded = 0
         for name in self.backbones:
             measuring = _Measuring(self, name, report, sample, device, amp_dtype)
@@ -264,9 +227,22 @@ class BackboneComparison:
                 continue
             if outcome is None:
                 return None
-            score, loaded = outcome
+            score, loaded, model = outcome
+            if sum(scores[i].params for i, _, _ in kept) + score.params <= MAX_KEPT_PARAMETERS:
+                kept.append((len(scores), model, get_spec(name).preprocessing.crop_size))
             scores.append(score)
             yield BackboneCompared(score, len(scores) + len(skipped), len(self.backbones))
+        if len(kept) > 1:
+            networks = [(model, crop) for _, model, crop in kept]
+            first = [(scores[i].latency_ms_b1, scores[i].latency_ms_b32) for i, _, _ in kept]
+            budget = self.timing_budget_s
+            fastest = yield from time_in_turns(networks, first, device, self.cancel_token, budget)
+            if fastest is None:
+                return None
+            for (index, _, _), (b1, b32) in zip(kept, fastest, strict=True):
+                scores[index] = dataclasses.replace(
+                    scores[index], latency_ms_b1=b1, latency_ms_b32=b32
+                )
         return Comparison(
             scores=tuple(scores),
             skipped=tuple(skipped),
@@ -296,8 +272,11 @@ class _Measuring:
         self.recipe = comparison.recipe.replace(backbone=name, weights="default")
         self.cancel = comparison.cancel_token
 
-    def run(self) -> Generator[CompareEvent, None, tuple[BackboneScore, int] | None]:
-        """The score and the pictures that loaded; None when cancelled."""
+    def run(
+        self,
+    ) -> Generator[CompareEvent, None, tuple[BackboneScore, int, nn.Module] | None]:
+        """The score, the pictures that loaded and the network (to be timed again);
+        None when cancelled."""
         name, cancel = self.name, self.cancel
         spec = get_spec(name)
         if spec.weights_status() == "download":
@@ -349,7 +328,7 @@ class _Measuring:
             f"{score.latency_ms_b1:.1f} ms per picture alone, "
             f"{score.latency_ms_b32:.1f} ms in batches of 32."
         )
-        return score, len(rows)
+        return score, len(rows), model
 
     def _probe(
         self, model: nn.Module, head_path: str, features: torch.Tensor, labels: torch.Tensor
@@ -368,19 +347,14 @@ class _Measuring:
 
     def _latencies(
         self, model: nn.Module, spec: BackboneSpec
-    ) -> Generator[CompareEvent, None, tuple[float, float] | None]:
+    ) -> Generator[CompareEvent, None, tuple[float, ...] | None]:
         model.to(self.device)  # the probe moved the head to the CPU
-        crop = spec.preprocessing.crop_size
-        measured: list[float] = []
-        for done, batch in enumerate(LATENCY_BATCHES):
-            yield StageProgress(f"{self.name}: timing", done, len(LATENCY_BATCHES))
-            budget = self.comparison.timing_budget_s
-            milliseconds = per_picture_ms(model, batch, crop, self.device, self.cancel, budget)
-            if milliseconds is None:
-                return None
-            measured.append(milliseconds)
-        yield StageProgress(f"{self.name}: timing", len(LATENCY_BATCHES), len(LATENCY_BATCHES))
-        return measured[0], measured[1]
+        stage = f"{self.name}: timing"
+        yield StageProgress(stage, 0, 1)
+        crop, budget = spec.preprocessing.crop_size, self.comparison.timing_budget_s
+        measured = latencies_ms(model, crop, self.device, self.cancel, budget)
+        yield StageProgress(stage, 1, 1)
+        return measured
 
 
 def _named_stages(
