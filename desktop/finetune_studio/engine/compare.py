@@ -31,6 +31,7 @@ from torch import nn
 
 from .advice.sampling import classes_taking_turns
 from .backbones import BackboneSpec, backbone_infos, build_model, get_spec
+from .blocking_steps import with_progress
 from .errors import DatasetError, RecipeError, WeightsError
 from .events import Event, Log, StageProgress, Value
 from .feature_store import FeatureStore
@@ -281,7 +282,11 @@ class _Measuring:
         spec = get_spec(name)
         if spec.weights_status() == "download":
             yield Log(f"Downloading the weights of {name}…")
-        built = build_model(name, len(self.report.classes), "default", cancel=cancel)
+        classes = len(self.report.classes)
+        built = yield from with_progress(
+            lambda progress: build_model(name, classes, "default", progress, cancel),
+            f"{name}: downloading its weights",
+        )
         if cancel.is_set():
             return None
         model = built.model.to(self.device)
