@@ -71,6 +71,15 @@ def test_backbones_at_hand_are_ticked_and_the_others_say_they_download(view) -> 
     assert texts[-1] == "net_a (downloads, 45 MB)"
 
 
+def test_timm_models_are_listed_once_their_weights_are_here(view) -> None:
+    """~1,600 timm models would bury the others in the short list."""
+    view.set_backbones(
+        [info("net_a", "download"), info("timm/big.x", "download"), info("timm/near.y", "cached")]
+    )
+    listed = [view.backbone_list.item(row).text() for row in range(view.backbone_list.count())]
+    assert listed == ["timm/near.y", "net_a (downloads)"]
+
+
 def test_the_table_sorts_by_accuracy_and_the_best_is_offered(view) -> None:
     view.show_comparison(comparison())
     assert table_names(view) == ["accurate", "middling", "quick"]

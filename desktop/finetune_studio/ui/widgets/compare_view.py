@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PER_CLASS = 50  # engine.compare.DEFAULT_PER_CLASS (not imported: it loads torch)
 OFFLINE_WEIGHTS = ("bundled", "cached")  # engine.compare.OFFLINE_WEIGHTS
+TIMM_PREFIX = "timm/"  # engine.backbones.TIMM_PREFIX (not imported: it loads torch)
 POINT_BRUSH = (31, 119, 180)
 SELECTED_BRUSH = (255, 127, 14)
 ERROR_PEN = pg.mkPen((120, 120, 120), width=1)
@@ -208,9 +209,16 @@ class CompareView(QWidget):
     # --- the backbones to compare ------------------------------------------------------------
     def set_backbones(self, infos: list[BackboneInfo]) -> None:
         """List the registry's backbones, those at hand without a network first and
-        ticked; the others say that they download."""
+        ticked; the others say that they download. timm's ~1,600 models are listed once
+        their weights are on this computer (choosing one in the backbone list fetches
+        them): all of them would bury the others in this short list."""
         self.backbone_list.clear()
-        ordered = sorted(infos, key=lambda info: info.weights not in OFFLINE_WEIGHTS)
+        listed = [
+            info
+            for info in infos
+            if not info.name.startswith(TIMM_PREFIX) or info.weights in OFFLINE_WEIGHTS
+        ]
+        ordered = sorted(listed, key=lambda info: info.weights not in OFFLINE_WEIGHTS)
         for info in ordered:
             offline = info.weights in OFFLINE_WEIGHTS
             size = f", {info.weights_size_mb:.0f} MB" if info.weights_size_mb else ""
