@@ -28,6 +28,7 @@ from finetune_studio.engine.feature_store import FeatureStore
 from finetune_studio.engine.inspection import Sample
 from finetune_studio.engine.latency import TIMING_AGAIN
 from finetune_studio.engine.recipe import Recipe
+from finetune_studio.engine.review.out_of_fold import assign_folds
 from finetune_studio.engine.training import Trainer
 from finetune_studio.engine.weights import cached_file_for
 from support.runs import drain
@@ -115,12 +116,18 @@ def test_a_backbone_that_sees_the_classes_scores_above_one_that_does_not(
 
 
 def test_the_spread_is_the_standard_deviation_of_the_fold_accuracies() -> None:
+    """Over the folds that did not choose the head's penalty (the first did)."""
     labels = torch.tensor([0, 1] * 10)
+    fold_of = assign_folds(labels, 5, seed=0)
     probabilities = np.eye(2)[labels.numpy()]
-    probabilities[:2] = probabilities[:2, ::-1]  # two pictures wrong
+    wrong = (fold_of != 0).nonzero().view(-1)[:2].numpy()  # in scored folds
+    probabilities[wrong] = probabilities[wrong, ::-1]
+    probabilities[(fold_of == 0).numpy()] = probabilities[(fold_of == 0).numpy(), ::-1]
+
     accuracies = fold_accuracies(probabilities, labels, folds=5, seed=0)
-    assert len(accuracies) == 5
-    assert sum(accuracies) / 5 == pytest.approx(18 / 20)
+
+    assert len(accuracies) == 4  # fold 0, all wrong here, is not scored
+    assert sum(accuracies) / 4 == pytest.approx((16 - 2) / 16)  # 4 pictures a fold
     assert min(accuracies) < 1.0 == max(accuracies)
 
 

@@ -143,10 +143,13 @@ def fold_accuracies(
     probabilities: np.ndarray, labels: torch.Tensor, folds: int, seed: int
 ) -> list[float]:
     """Each fold's accuracy, from the out-of-fold probabilities (the folds drawn as
-    ``out_of_fold_probabilities`` drew them); empty folds are left out."""
+    ``out_of_fold_probabilities`` drew them), but the first's: the head's penalty was
+    chosen on that fold's pictures, and scoring them too would flatter the probe.
+    Empty folds are left out."""
     fold_of = assign_folds(labels, folds, seed).numpy()
     right = probabilities.argmax(1) == labels.numpy()
-    return [float(right[fold_of == f].mean()) for f in range(folds) if (fold_of == f).any()]
+    present = [fold for fold in range(folds) if (fold_of == fold).any()]
+    return [float(right[fold_of == fold].mean()) for fold in present[1:]]
 
 
 def weights_size_mb(spec: BackboneSpec) -> float | None:
