@@ -167,7 +167,7 @@ def extract_features(
     was_training = model.training
     model.eval()
     pool = ThreadPoolExecutor(streams, thread_name_prefix="features") if streams > 1 else None
-    pending: deque[tuple[Future[torch.Tensor] | torch.Tensor, list[int]]] = deque()
+    pending: deque[_Pending] = deque()
     captured: list[torch.Tensor] = []
     indices: list[int] = []
     failures: list[LoadFailure] = []
@@ -177,19 +177,21 @@ def extract_features(
         for batch in loader:
             if cancel is not None and cancel.is_set():
                 break
-            done += len(batch.failures) + len(batch.indices)
             failures += batch.failures
+            work: Future[torch.Tensor] | torch.Tensor | None = None
             if batch.images is not None and batch.labels is not None:
                 images = batch.images.to(device, non_blocking=True)
                 if channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 work = pool.submit(forward, images) if pool else forward(images)
-                pending.append((work, batch.indices))
-            while pending and (pool is None or len(pending) > streams):
-                _collect(pending.popleft(), captured, indices)
+            pending.append(_Pending(work, batch.indices, len(batch.failures) + len(batch.indices)))
+            if pool is not None and len(pending) <= streams:
+                continue  # keep ``streams`` batches in flight
+            done += pending.popleft().collect(captured, indices)
             yield done, total
         while pending and not (cancel is not None and cancel.is_set()):
-            _collect(pending.popleft(), captured, indices)
+            done += pending.popleft().collect(captured, indices)
+            yield done, total
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -200,15 +202,20 @@ def extract_features(
     return Extracted(dict(zip(indices, features)), failures)
 
 
-def _collect(
-    item: tuple[Future[torch.Tensor] | torch.Tensor, list[int]],
-    captured: list[torch.Tensor],
-    indices: list[int],
-) -> None:
-    """A finished batch's features, kept in loader order."""
-    work, batch_indices = item
-    captured.append(work.result() if isinstance(work, Future) else work)
-    indices += batch_indices
+@dataclass
+class _Pending:
+    """A batch handed to the network, in loader order: its features (or the work that
+    computes them; None when none of its pictures loaded), and which pictures."""
+
+    work: Future[torch.Tensor] | torch.Tensor | None
+    indices: list[int]
+    pictures: int  # loaded and failed: what progress counts
+
+    def collect(self, captured: list[torch.Tensor], indices: list[int]) -> int:
+        if self.work is not None:
+            captured.append(self.work.result() if isinstance(self.work, Future) else self.work)
+            indices += self.indices
+        return self.pictures
 
 
 def feature_batches(

@@ -253,7 +253,8 @@ def worker_context() -> BaseContext:
     if frozen or "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "torchvision", __name__])
+    server = f"{__package__}.fork_server"  # ends it at once when the run ends
+    context.set_forkserver_preload(["torch", "torchvision", __name__, server])
     return context
 
 
