@@ -97,7 +97,15 @@ def test_random_split_is_stratified_seeded_and_keeps_one_per_class(tmp_path: Pat
     assert val != val_other_seed
 
 
-def test_unusable_files_are_skipped_with_plain_reasons(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keeping", [False, True], ids=["check", "check-and-keep"])
+def test_unusable_files_are_skipped_with_plain_reasons(tmp_path: Path, keeping: bool) -> None:
+    # A run's own check keeps the decoded pictures (PictureKeeper): it rejects the same ones.
+    from finetune_studio.engine.backbones import get_spec
+    from finetune_studio.engine.images import inspect_image
+    from finetune_studio.engine.loading import PictureKeeper
+
+    check = PictureKeeper(get_spec("resnet18").preprocessing, 1 << 30) if keeping else None
+
     for i in range(3):
         save_picture(tmp_path / "good" / f"{i}.png")
         save_picture(tmp_path / "other" / f"{i}.png")
@@ -114,7 +122,11 @@ def test_unusable_files_are_skipped_with_plain_reasons(tmp_path: Path) -> None:
     (bad / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
 
     progress: list[tuple[int, int]] = []
-    report = inspect_dataset(tmp_path, progress=lambda done, total: progress.append((done, total)))
+    report = inspect_dataset(
+        tmp_path,
+        progress=lambda done, total: progress.append((done, total)),
+        check_picture=check or inspect_image,
+    )
 
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
     assert reasons["empty.jpg"] == "empty file"
@@ -126,6 +138,17 @@ def test_unusable_files_are_skipped_with_plain_reasons(tmp_path: Path) -> None:
     assert reasons["phone.heic"] == "unsupported format (HEIC)"
     assert len(report.train) + len(report.val) == 6
     assert progress[-1] == (13, 13)
+    if check is not None:
+        import numpy as np
+
+        from finetune_studio.engine.images import load_for_model
+
+        samples = report.train + report.val
+        kept = check.decoded(samples)
+        assert len(kept) == 6
+        for index, sample in enumerate(samples):  # as the model first sees them
+            expected = load_for_model(sample.path, 256, "bilinear")
+            assert np.array_equal(np.asarray(kept[index]), np.asarray(expected))
 
 
 def test_fewer_than_two_classes_is_a_clear_error(tmp_path: Path) -> None:

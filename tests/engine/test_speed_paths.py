@@ -200,3 +200,32 @@ def test_batches_computed_side_by_side_give_the_same_features(
     assert one_at_a_time.keys() == side_by_side.keys()
     for index, feature in one_at_a_time.items():
         assert torch.equal(feature, side_by_side[index])
+
+
+@pytest.mark.parametrize("whole_network", [False, True])
+def test_a_run_opens_each_picture_once_and_the_run_is_the_same(
+    tiny_recipe: Recipe, whole_network: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's own check keeps the pictures it decoded for the model; a run handed a
+    # checked dataset decodes them itself.
+    from finetune_studio.engine import images, loading
+    from finetune_studio.engine.inspection import inspect_dataset
+
+    recipe = tiny_recipe.replace(workers=0)
+    if whole_network:
+        recipe = recipe.replace(feature_cache=False, freeze=FreezePlan("none"), epochs=1)
+    given = run(recipe, dataset=inspect_dataset(recipe.dataset, recipe.val_fraction, recipe.seed))
+    # The tiny backbone's pictures are smaller than the plain check decodes, so the
+    # keeper would run that check too: count what the keeping itself opens.
+    monkeypatch.setattr(loading, "CHECK_SIDE", 0)
+    opened: list[str] = []
+    real_open = images._open
+
+    def counting_open(path: Path) -> object:
+        opened.append(str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(images, "_open", counting_open)
+    checked_here = run(recipe, feature_store=None)
+    assert opened and len(opened) == len(set(opened))
+    assert_same_run(checked_here, given)

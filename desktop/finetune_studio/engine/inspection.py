@@ -32,6 +32,8 @@ from .scan import ScanCancelled as ScanCancelled  # raised by inspect_dataset to
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)``."""
+PictureCheck = Callable[[Path], object]
+"""Decodes one picture completely, or raises ``ImageProblem`` saying why it cannot."""
 
 PROGRESS_STEPS = 100
 """A check reports progress at most this many times after its start, however many
@@ -108,8 +110,13 @@ def validate_images(
     progress: ProgressCallback | None = None,
     workers: int | None = None,
     cancel: threading.Event | None = None,
+    check_picture: PictureCheck = inspect_image,
 ) -> tuple[set[Path], list[SkippedFile]]:
     """Open every picture once, in parallel; return the good ones and the skipped ones.
+
+    ``check_picture`` decodes one picture completely or raises ``ImageProblem``; a
+    run's own check also keeps what it decoded (``training.data.PictureKeeper``), so
+    the run does not open each picture a second time.
 
     Once ``cancel`` is set, pictures not yet started are not opened (the pool's queued
     checks return at once) and ``ScanCancelled`` is raised: only the pictures already
@@ -120,7 +127,7 @@ def validate_images(
         if cancel is not None and cancel.is_set():
             return None  # the outcome is thrown away below
         try:
-            inspect_image(path)
+            check_picture(path)
         except ImageProblem as problem:
             return str(problem)
         return None
@@ -213,6 +220,7 @@ def inspect_dataset(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     min_classes: int = 2,
+    check_picture: PictureCheck = inspect_image,
 ) -> DatasetReport:
     """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout
     (fewer than ``min_classes`` classes among them), and its subclass ``ScanCancelled``
@@ -221,7 +229,8 @@ def inspect_dataset(
     all_paths = [p for files in scan.train_files.values() for p in files]
     if scan.val_files is not None:
         all_paths += [p for files in scan.val_files.values() for p in files]
-    good, skipped = validate_images(list(dict.fromkeys(all_paths)), progress, cancel=cancel)
+    paths = list(dict.fromkeys(all_paths))
+    good, skipped = validate_images(paths, progress, cancel=cancel, check_picture=check_picture)
 
     def usable(files: dict[str, list[Path]]) -> dict[str, list[Path]]:
         return {name: [p for p in paths if p in good] for name, paths in files.items()}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageProblem, load_for_model
+from .images import MIN_SIDE, ImageProblem, inspect_image, load_for_model
 from .inspection import Sample
 from .preprocessing import Preprocessing
+
+CHECK_SIDE = MIN_SIDE * 8
+"""The short side ``images.inspect_image`` decodes JPEGs at (at least)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,51 @@ class ImageDataset(Dataset[Item]):
             except ImageProblem as problem:
                 return LoadFailure(sample.path, str(problem))
         return self.transform(image), sample.label, index
+
+
+class PictureKeeper:
+    """A run's check of its pictures that keeps each one as the model first sees it
+    (``load_for_model``), within a memory budget, so the run does not open and decode
+    every picture a second time. An ``inspection.PictureCheck``: called from the
+    check's threads at once.
+
+    It decodes at least as many pixels as ``inspect_image`` (at the model's size,
+    never below the check's), so it rejects the same pictures; below that size the
+    plain check runs first.
+    """
+
+    def __init__(self, preprocessing: Preprocessing, budget_bytes: int) -> None:
+        self.preprocessing = preprocessing
+        self._budget = budget_bytes
+        self._used = 0
+        self._pictures: dict[str, Image.Image] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: Path) -> None:
+        pre = self.preprocessing
+        if pre.resize_size < CHECK_SIDE:
+            inspect_image(path)
+        image = load_for_model(path, pre.resize_size, pre.interpolation)
+        size = image.width * image.height * 3
+        with self._lock:
+            if self._used + size <= self._budget:
+                self._pictures[str(path)] = image
+                self._used += size
+
+    def decoded(self, samples: Sequence[Sample]) -> DecodedPictures:
+        """The kept pictures of ``samples``, by their positions in it."""
+        pictures = DecodedPictures()
+        for index, sample in enumerate(samples):
+            image = self._pictures.get(sample.path)
+            if image is not None:
+                pictures[index] = image
+        return pictures
+
+    def forget(self) -> None:
+        """Give the memory back once the run has what it needs."""
+        with self._lock:
+            self._pictures.clear()
+            self._budget = self._used = 0
 
 
 def _as_decoded_pictures(decoded: Mapping[int, Image.Image] | None) -> DecodedPictures:

@@ -30,6 +30,7 @@ from ..inspection import DatasetReport, Sample
 from ..loading import (
     DecodedPictures,
     ImageDataset,
+    PictureKeeper,
     decode_pictures,
     default_workers,
     make_loader,
@@ -79,6 +80,13 @@ class DataPreparation:
     feature_store: FeatureStore | None
     decode_budget_bytes: int
     unreadable: set[str]  # filled with pictures that fail to load
+    kept: PictureKeeper | None = None  # pictures the run's own check decoded
+
+    def _kept(self, samples: Sequence[Sample], pre: Preprocessing) -> DecodedPictures | None:
+        """The check's decoded pictures of ``samples``, if it kept them for this model."""
+        if self.kept is None or self.kept.preprocessing != pre:
+            return None
+        return self.kept.decoded(samples)
 
     @property
     def workers(self) -> int:
@@ -111,8 +119,17 @@ class DataPreparation:
         self, model: nn.Module, pre: Preprocessing, report: DatasetReport
     ) -> Generator[Event, None, RunData]:
         recipe = self.recipe
-        decoded_train = yield from self._decode(report.train, pre, "Decoding pictures")
-        decoded_val = yield from self._decode(report.val, pre, "Decoding validation pictures")
+        decoded_train, decoded_val = DecodedPictures(), DecodedPictures()
+        kept_train, kept_val = self._kept(report.train, pre), self._kept(report.val, pre)
+        if kept_train is not None and kept_val is not None:
+            decoded_train, decoded_val = kept_train, kept_val
+        elif recipe.epochs > 1:
+            # Pictures met only once are decoded by the loader while the steps run:
+            # decoding them all first would only delay the first step.
+            decoded_train = yield from self._decode(report.train, pre, "Decoding pictures")
+            decoded_val = yield from self._decode(report.val, pre, "Decoding validation pictures")
+        if self.kept is not None:
+            self.kept.forget()
         train_set = ImageDataset(
             report.train, train_transform(pre, recipe.augmentation), pre, decoded_train
         )
@@ -167,6 +184,8 @@ class DataPreparation:
             stage = f"Computing augmented features (view {view + 1} of {views})"
             features, labels, _ = yield from self._features(model, split, augmented, stage, None)
             tensors.append((features, labels))
+        if self.kept is not None:
+            self.kept.forget()
         return RunData(
             train=[feature_batches(x, y, size, True, seed) for x, y in tensors],
             val=feature_batches(*val_tensors, size, False, seed),
@@ -247,9 +266,9 @@ class DataPreparation:
         indices: list[int],
         stage: str,
     ) -> Generator[Event, None, dict[int, torch.Tensor]]:
-        subset = ImageDataset(
-            [dataset.samples[i] for i in indices], dataset.transform, dataset.preprocessing
-        )
+        samples = [dataset.samples[i] for i in indices]
+        decoded = self._kept(samples, dataset.preprocessing)
+        subset = ImageDataset(samples, dataset.transform, dataset.preprocessing, decoded)
         loader = self._loader(subset, shuffle=False)
         work = extract_features(
             model, split, loader, self.device, self.channels_last, self.cancel, self.amp_dtype

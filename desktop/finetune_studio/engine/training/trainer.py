@@ -18,7 +18,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..backbones import build_model
+from ..backbones import build_model, get_spec
 from ..calibration import calibrate
 from ..devices import describe_device
 from ..evaluation import Evaluation, evaluation_steps
@@ -26,8 +26,9 @@ from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_s
 from ..feature_store import FeatureStore
 from ..freezing import hold_frozen_modules
 from ..head_fit import SolvableHead, solvable_head
+from ..images import inspect_image
 from ..inspection import DatasetReport, ProgressCallback, inspect_dataset
-from ..loading import Batch
+from ..loading import Batch, PictureKeeper
 from ..parameters import ParameterTree
 from ..recipe import Recipe
 from .callbacks import CheckpointWriter, EarlyStopping
@@ -150,13 +151,17 @@ class Trainer:
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
         channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
+        # A run that checks its own pictures keeps them decoded for the model.
+        kept = None if self._dataset else PictureKeeper(
+            get_spec(recipe.backbone).preprocessing, self.decode_budget_bytes
+        )  # fmt: skip
         preparation = DataPreparation(
             recipe, device, channels_last, amp_dtype, self.cancel_token,
-            self.feature_store, self.decode_budget_bytes, self.unreadable,
+            self.feature_store, self.decode_budget_bytes, self.unreadable, kept,
         )  # fmt: skip
         preparation.warm_up()
         yield Log(f"Device: {describe_device(device)}")
-        report = yield from self._dataset_report()
+        report = yield from self._dataset_report(kept)
         saved = self._load_checkpoint()
         classes = report.classes
         state = RunState.from_checkpoint(saved, classes) if saved else RunState(classes)
@@ -194,10 +199,14 @@ class Trainer:
             yield Log(f"Resumed after epoch {done} of {recipe.epochs}. {tree.summary()}")
         return run
 
-    def _dataset_report(self) -> Generator[Event, None, DatasetReport]:
+    def _dataset_report(self, kept: PictureKeeper | None) -> Generator[Event, None, DatasetReport]:
         recipe = self.recipe
         report = self._dataset or inspect_dataset(
-            recipe.dataset, recipe.val_fraction, recipe.seed, self._scan_progress
+            recipe.dataset,
+            recipe.val_fraction,
+            recipe.seed,
+            self._scan_progress,
+            check_picture=kept or inspect_image,
         )
         report.require_trainable()
         for warning in report.warnings:
