@@ -350,9 +350,12 @@ def _run(
     environment = dict(os.environ)
     if package is not None:
         environment["PYTHONPATH"] = str(package.absolute())
-    output = subprocess.run(
-        command, capture_output=True, text=True, check=True, env=environment
-    ).stdout
+    with tempfile.TemporaryDirectory() as cache:
+        # Each stage starts with a new feature cache: none reuses another's features.
+        environment["XDG_CACHE_HOME"] = cache
+        output = subprocess.run(
+            command, capture_output=True, text=True, check=True, env=environment
+        ).stdout
     row: dict[str, float] = json.loads(output.strip().splitlines()[-1])
     return row
 

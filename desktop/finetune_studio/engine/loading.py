@@ -109,6 +109,14 @@ class DecodedPictures(MutableMapping[int, Image.Image]):
             self._chunks[-1] = last[: len(last) - self._free].clone()
             self._free = 0
 
+    def view(self, positions: Mapping[int, int]) -> DecodedPictures:
+        """The pictures at ``positions``' values, under its keys: the same memory, no copy."""
+        self._seal()
+        view = DecodedPictures()
+        view._chunks = list(self._chunks)
+        view._where = {new: self._where[old] for new, old in positions.items()}
+        return view
+
     def share_memory(self) -> bool:
         """Move the pictures into shared memory, once, before workers start. False if
         the system refuses (a small /dev/shm): workers then get copies, as before."""
@@ -177,7 +185,8 @@ class PictureKeeper:
         self.preprocessing = preprocessing
         self._budget = budget_bytes
         self._used = 0
-        self._pictures: dict[str, Image.Image] = {}
+        self._pictures = DecodedPictures()
+        self._position: dict[str, int] = {}  # path -> where in ``_pictures``
         self._lock = threading.Lock()
 
     def __call__(self, path: Path) -> None:
@@ -188,22 +197,21 @@ class PictureKeeper:
         size = image.width * image.height * 3
         with self._lock:
             if self._used + size <= self._budget:
-                self._pictures[str(path)] = image
+                self._position[str(path)] = len(self._position)
+                self._pictures[self._position[str(path)]] = image
                 self._used += size
 
     def decoded(self, samples: Sequence[Sample]) -> DecodedPictures:
-        """The kept pictures of ``samples``, by their positions in it."""
-        pictures = DecodedPictures()
-        for index, sample in enumerate(samples):
-            image = self._pictures.get(sample.path)
-            if image is not None:
-                pictures[index] = image
-        return pictures
+        """The kept pictures of ``samples``, by their positions in it (no copy)."""
+        with self._lock:
+            kept = {i: self._position.get(sample.path) for i, sample in enumerate(samples)}
+            return self._pictures.view({i: at for i, at in kept.items() if at is not None})
 
     def forget(self) -> None:
         """Give the memory back once the run has what it needs."""
         with self._lock:
-            self._pictures.clear()
+            self._pictures = DecodedPictures()
+            self._position.clear()
             self._budget = self._used = 0
 
 
