@@ -182,7 +182,9 @@ class DataPreparation:
         for view in range(1, views):
             augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
             stage = f"Computing augmented features (view {view + 1} of {views})"
-            features, labels, _ = yield from self._features(model, split, augmented, stage, None)
+            features, labels, _ = yield from self._features(
+                model, split, augmented, stage, None, augmented=True
+            )
             tensors.append((features, labels))
         if self.kept is not None:
             self.kept.forget()
@@ -232,6 +234,7 @@ class DataPreparation:
         dataset: ImageDataset,
         stage: str,
         store_key: str | None,
+        augmented: bool = False,
     ) -> Generator[Event, None, FeatureRows]:
         """Features and labels of the pictures that loaded, and their dataset indices:
         from the disk store where present, computed (then stored) otherwise."""
@@ -241,7 +244,7 @@ class DataPreparation:
         missing = [i for i, key in enumerate(keys) if key is None or key not in stored]
         computed: dict[int, torch.Tensor] = {}
         if missing:
-            computed = yield from self._compute(model, split, dataset, missing, stage)
+            computed = yield from self._compute(model, split, dataset, missing, stage, augmented)
         if stored:
             yield Log(f"{stage}: {len(stored)} of {len(keys)} from the cache.")
         if store and store_key and computed and not self.cancel.is_set():
@@ -265,11 +268,18 @@ class DataPreparation:
         dataset: ImageDataset,
         indices: list[int],
         stage: str,
+        augmented: bool,
     ) -> Generator[Event, None, dict[int, torch.Tensor]]:
         samples = [dataset.samples[i] for i in indices]
         decoded = self._kept(samples, dataset.preprocessing)
         subset = ImageDataset(samples, dataset.transform, dataset.preprocessing, decoded)
-        loader = self._loader(subset, shuffle=False)
+        recipe = self.recipe
+        workers = self.workers
+        if not augmented and decoded is not None and len(decoded) == len(samples):
+            # Decoded already, and cropped the same way in any process: starting workers
+            # (and waiting for their server's import of torch) would cost more than it saves.
+            workers = 0
+        loader = make_loader(subset, recipe.batch_size, False, workers, recipe.seed, self.pin)
         work = extract_features(
             model, split, loader, self.device, self.channels_last, self.cancel, self.amp_dtype
         )
