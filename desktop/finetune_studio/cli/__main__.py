@@ -1,3 +1,3 @@
-from finetune_studio.cli import main
+from finetune_studio.cli import run
 
-raise SystemExit(main())
+run()
