@@ -38,10 +38,12 @@ def per_picture_ms(
     device: torch.device,
     cancel: threading.Event,
     budget_s: float = TIMING_BUDGET_S,
+    again: bool = False,
 ) -> float | None:
     """Fastest milliseconds per picture of the network's forward pass at ``batch``, in
     float32 (as ``predict`` and the exports run), channels-last on the CPU and CUDA
-    (faster convolutions there, as in a run); None when cancelled."""
+    (faster convolutions there, as in a run); None when cancelled. ``again``: the
+    network has been timed at this batch already: no warm-up, one run at least."""
     pictures = torch.randn(batch, 3, crop, crop, generator=torch.Generator().manual_seed(0))
     pictures = pictures.to(device)
     if device.type in ("cpu", "cuda"):
@@ -49,11 +51,12 @@ def per_picture_ms(
     model.eval()
     times: list[float] = []
     with torch.inference_mode():
-        for _ in range(WARM_UP_RUNS.get(batch, 0)):
+        for _ in range(0 if again else WARM_UP_RUNS.get(batch, 0)):
             model(pictures)
         synchronize(device)
         started = time.perf_counter()
-        while len(times) < MIN_TIMED_RUNS.get(batch, 2) or (
+        least = 1 if again else MIN_TIMED_RUNS.get(batch, 2)
+        while len(times) < least or (
             len(times) < MAX_TIMED_RUNS and time.perf_counter() - started < budget_s
         ):
             if cancel.is_set():
@@ -66,13 +69,18 @@ def per_picture_ms(
 
 
 def latencies_ms(
-    model: nn.Module, crop: int, device: torch.device, cancel: threading.Event, budget_s: float
+    model: nn.Module,
+    crop: int,
+    device: torch.device,
+    cancel: threading.Event,
+    budget_s: float,
+    again: bool = False,
 ) -> tuple[float, ...] | None:
     """Fastest milliseconds per picture at each of ``LATENCY_BATCHES``; None when
-    cancelled."""
+    cancelled. ``again``: as ``per_picture_ms``."""
     measured = []
     for batch in LATENCY_BATCHES:
-        milliseconds = per_picture_ms(model, batch, crop, device, cancel, budget_s)
+        milliseconds = per_picture_ms(model, batch, crop, device, cancel, budget_s, again)
         if milliseconds is None:
             return None
         measured.append(milliseconds)
@@ -94,9 +102,9 @@ def time_in_turns(
     for turn in range(TURNS):
         for number, (model, crop) in enumerate(networks):
             yield StageProgress(TIMING_AGAIN, turn * len(networks) + number, total)
-            again = latencies_ms(model, crop, device, cancel, budget_s / TURNS)
-            if again is None:
+            turn_ms = latencies_ms(model, crop, device, cancel, budget_s / TURNS, again=True)
+            if turn_ms is None:
                 return None
-            fastest[number] = [min(a, b) for a, b in zip(fastest[number], again, strict=True)]
+            fastest[number] = [min(a, b) for a, b in zip(fastest[number], turn_ms, strict=True)]
     yield StageProgress(TIMING_AGAIN, total, total)
     return [tuple(times) for times in fastest]
