@@ -31,12 +31,11 @@ from .. import __version__
 from .atomic import write_file_atomically
 from .backbones import BackboneSpec, architecture_identity
 from .preprocessing import Preprocessing
-from .weights import cached_file_for
+from .weights import cached_file_for, file_sha256
 
 DEFAULT_BUDGET_BYTES = 1 * 2**30
 HASH_INDEX_FILE = "weights-sha256.json"
 HASH_INDEX_ENTRIES = 256  # weight files remembered; the oldest are forgotten first
-_HASH_CHUNK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -79,14 +78,6 @@ def _stamp(stat: os.stat_result) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
-def _sha256_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class ContentHashes:
     """sha256 of weight files, remembered in a JSON index per real path and stamp
     (size, mtime, ctime, inode, device), so a 100 MB file is read once, not per run."""
@@ -105,7 +96,7 @@ class ContentHashes:
                 remembered = entry.get("sha256")
                 if isinstance(remembered, str):
                     return remembered
-            digest = _sha256_file(real)
+            digest = file_sha256(Path(real))
             if _stamp(os.stat(real)) != stamp:
                 return digest  # changed while it was read: use it, remember nothing
         except OSError:
