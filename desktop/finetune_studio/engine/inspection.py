@@ -110,13 +110,14 @@ def validate_images(
     progress: ProgressCallback | None = None,
     workers: int | None = None,
     cancel: threading.Event | None = None,
-    check_picture: PictureCheck = inspect_image,
+    check_picture: PictureCheck | None = None,
 ) -> tuple[set[Path], list[SkippedFile]]:
     """Open every picture once, in parallel; return the good ones and the skipped ones.
 
     ``check_picture`` decodes one picture completely or raises ``ImageProblem``; a
     run's own check also keeps what it decoded (``training.data.PictureKeeper``), so
-    the run does not open each picture a second time.
+    the run does not open each picture a second time. By default ``inspect_image``,
+    looked up when called (tests replace it).
 
     Once ``cancel`` is set, pictures not yet started are not opened (the pool's queued
     checks return at once) and ``ScanCancelled`` is raised: only the pictures already
@@ -127,7 +128,7 @@ def validate_images(
         if cancel is not None and cancel.is_set():
             return None  # the outcome is thrown away below
         try:
-            check_picture(path)
+            (check_picture or inspect_image)(path)
         except ImageProblem as problem:
             return str(problem)
         return None
@@ -220,7 +221,7 @@ def inspect_dataset(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     min_classes: int = 2,
-    check_picture: PictureCheck = inspect_image,
+    check_picture: PictureCheck | None = None,
 ) -> DatasetReport:
     """Scan, validate and split a dataset folder. Raises ``DatasetError`` on bad layout
     (fewer than ``min_classes`` classes among them), and its subclass ``ScanCancelled``
