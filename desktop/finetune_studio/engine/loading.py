@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .images import MIN_SIDE, ImageProblem, inspect_image, load_for_model
 from .inspection import Sample
@@ -334,6 +334,7 @@ def make_loader(
     workers: int,
     seed: int,
     pin_memory: bool = False,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader[Item]:
     """Batches of ``dataset``; with ``workers`` > 0, read by worker processes started
     safely (``worker_context``), sharing the decoded pictures rather than copying them.
@@ -343,6 +344,8 @@ def make_loader(
     would depend on the number of workers, and a resumed run (whose checkpoint holds
     the generator's state) would shuffle differently from an uninterrupted one.
     Restarting them from the fork server costs about 0.2 s per loader per epoch.
+
+    A ``sampler`` (one process's share, under torchrun) replaces ``shuffle``.
     """
     generator = torch.Generator().manual_seed(seed)
     context = None
@@ -352,12 +355,13 @@ def make_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=workers,
         collate_fn=collate,
         generator=generator,
         pin_memory=pin_memory,
         persistent_workers=False,
-        drop_last=shuffle and drops_last(len(dataset), batch_size),
+        drop_last=shuffle and drops_last(len(sampler or dataset), batch_size),
         multiprocessing_context=context,
     )
