@@ -23,13 +23,13 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from . import compare, data, lr_find, models, repair, review, training
+from . import cluster, compare, data, lr_find, models, repair, review, training
 from .common import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, Handler, Parser
 from .training import checkpoint_path_for
 
 __all__ = ["checkpoint_path_for", "exit_now", "main", "run"]
 
-COMMAND_MODULES = (data, training, lr_find, compare, models, review, repair)
+COMMAND_MODULES = (data, training, lr_find, compare, models, review, repair, cluster)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except UserFacingError as error:
-        print(f"finetune-studio-cli: {error}", file=sys.stderr)
+        print(f"finetune-studio-cli: {_rank_label()}{error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # output piped into `head` and closed early: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps interpreter shutdown quiet
@@ -62,9 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("finetune-studio-cli: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the boundary: anything else is our bug
-        print(f"finetune-studio-cli: internal error: {error!r}", file=sys.stderr)
+        print(f"finetune-studio-cli: {_rank_label()}internal error: {error!r}", file=sys.stderr)
         traceback.print_exc()
         return EXIT_INTERNAL
+
+
+def _rank_label() -> str:
+    """``rank 1: `` in a process torchrun started as one of several, so each message
+    says which process speaks."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        return f"rank {os.environ['RANK']}: "
+    return ""
 
 
 def run(argv: Sequence[str] | None = None) -> NoReturn:

@@ -25,6 +25,8 @@ from .recipe_options import add_recipe_options, recipe_from_args
 if TYPE_CHECKING:
     from ..engine.advice import Advice
     from ..engine.events import BatchEnd, EpochEnd, FitEnd, Log, StageProgress
+    from ..engine.recipe import Recipe
+    from ..engine.training.distributed import Processes
 
 
 def add_commands(commands: Commands) -> dict[str, Handler]:
@@ -37,6 +39,13 @@ def add_commands(commands: Commands) -> dict[str, Handler]:
         "--resume",
         action="store_true",
         help="continue an interrupted run from its last completed epoch",
+    )
+    train.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="under torchrun: seconds to wait for the other processes (default 300)",
     )
 
     advise = commands.add_parser(
@@ -60,13 +69,15 @@ def _step(event: BatchEnd | EpochEnd) -> str:
 
 
 class _CliListener:
-    """Prints training progress to stderr; an engine ``TrainingListener``."""
+    """Prints training progress to stderr; an engine ``TrainingListener``. Under
+    torchrun only the first process reports; the others print just their warnings."""
 
-    def __init__(self) -> None:
+    def __init__(self, reports: bool = True, rank: int = 0) -> None:
         self.tty = sys.stderr.isatty()
+        self.reports, self.rank = reports, rank
 
     def batch_ended(self, event: BatchEnd) -> None:
-        if self.tty:
+        if self.tty and self.reports:
             print(
                 f"\r{_step(event)}  batch {event.batch}/{event.batches}  loss {event.loss:.4f}",
                 end="",
@@ -75,6 +86,8 @@ class _CliListener:
             )
 
     def epoch_ended(self, event: EpochEnd) -> None:
+        if not self.reports:
+            return
         val = (
             f"val_loss {event.val_loss:.4f}  val_acc {event.val_acc:.2%}"
             if event.val_loss is not None
@@ -90,10 +103,14 @@ class _CliListener:
         )
 
     def stage_progressed(self, event: StageProgress) -> None:
-        print_stage(event)
+        if self.reports:
+            print_stage(event)
 
     def log(self, event: Log) -> None:
-        print_log(event)
+        if self.reports:
+            print_log(event)
+        elif event.level != "info":
+            print(f"[rank {self.rank}] {event.message}", file=sys.stderr, flush=True)
 
     def finished(self, event: FitEnd) -> None:
         pass
@@ -108,7 +125,7 @@ def checkpoint_path_for(out: Path) -> Path:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ..engine.export import check_destination, save_model_folder
+    from ..engine.export import save_model_folder
     from ..engine.training import Trainer, preflight
 
     recipe = recipe_from_args(args)
@@ -116,17 +133,21 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().absolute()
     checkpoint = checkpoint_path_for(out)
     overwrite = args.overwrite or args.resume  # a stopped run's export is replaced
-    check_destination(out, overwrite)  # fail before training, not after
+    processes = _join_processes(args, recipe)
+    _check_destination_first(processes, out, overwrite)  # fail before training, not after
     trainer = Trainer(
         recipe,
-        scan_progress=StderrProgress("Checking pictures", every=500),
+        scan_progress=StderrProgress("Checking pictures", every=500) if processes.is_main else None,
         checkpoint_path=checkpoint,
         resume=args.resume,
+        processes=processes,
     )
 
     with first_ctrl_c_calls(trainer.cancel, "Stopping after this batch"):
-        result = trainer.run(_CliListener())
+        result = trainer.run(_CliListener(processes.is_main, processes.rank))
     assert result is not None
+    if not processes.is_main:
+        return EXIT_OK  # the first process writes the run's files
     folder = save_model_folder(result, out, overwrite)
     if not result.cancelled:
         checkpoint.unlink(missing_ok=True)  # kept after Ctrl-C, for --resume
@@ -137,6 +158,47 @@ def _cmd_train(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _join_processes(args: argparse.Namespace, recipe: Recipe) -> Processes:
+    """Under torchrun, this process among the run's, once all agree on the recipe
+    (the dataset's path may differ between nodes: its split is compared later)."""
+    from ..engine.errors import RecipeError
+    from ..engine.training.distributed import ONE_PROCESS, join, launched_by_torchrun, require_same
+
+    if not launched_by_torchrun():
+        return ONE_PROCESS
+    if not math.isfinite(args.dist_timeout) or args.dist_timeout <= 0:
+        raise RecipeError(
+            f"--dist-timeout must be a positive number of seconds, got {args.dist_timeout:g}."
+        )
+    processes = join(recipe.device, args.dist_timeout)
+    options = {key: value for key, value in recipe.to_dict().items() if key != "dataset"}
+    options["resume"] = args.resume
+    require_same(
+        processes, options, "recipe", "Start every process with the same --recipe and options."
+    )
+    processes.per_process_batch(recipe.batch_size)  # a batch that cannot be shared fails here
+    return processes
+
+
+def _check_destination_first(processes: Processes, out: Path, overwrite: bool) -> None:
+    """The first process checks where the model will go; under torchrun the others
+    learn its verdict and stop with it, instead of waiting to be killed."""
+    from ..engine.errors import UserFacingError
+    from ..engine.export import check_destination
+    from ..engine.training.distributed import main_decides
+
+    problem: UserFacingError | None = None
+    if processes.is_main:
+        try:
+            check_destination(out, overwrite)
+        except UserFacingError as error:
+            problem = error
+    if not main_decides(processes, problem is None):
+        raise problem or UserFacingError(
+            f"Process 0 cannot write the model to {out}: see its message."
+        )
 
 
 def _cmd_advise(args: argparse.Namespace) -> int:

@@ -362,6 +362,6 @@ def make_loader(
         generator=generator,
         pin_memory=pin_memory,
         persistent_workers=False,
-        drop_last=shuffle and drops_last(len(sampler or dataset), batch_size),
+        drop_last=shuffle and drops_last(len(dataset if sampler is None else sampler), batch_size),  # type: ignore[arg-type]
         multiprocessing_context=context,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from ..backbones import BackboneSpec
 from ..cache_decision import cached_view_count, recipe_cache_blocker
@@ -38,6 +38,7 @@ from ..loading import (
 )
 from ..preprocessing import Preprocessing, eval_transform, train_transform
 from ..recipe import Recipe
+from .distributed import ONE_PROCESS, Processes, any_process, gather_rows
 
 FeatureRows = tuple[torch.Tensor, torch.Tensor, list[int]]
 
@@ -60,7 +61,10 @@ class RunData:
         return len(self.train[0])
 
     def train_loader(self, epoch: int) -> DataLoader[object]:
-        return self.train[(epoch - 1) % len(self.train)]
+        loader = self.train[(epoch - 1) % len(self.train)]
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)  # each epoch's shuffle, the same in every process
+        return loader
 
     def generators(self) -> list[torch.Generator]:
         """The loaders' shuffling generators, whose states a checkpoint keeps."""
@@ -81,6 +85,7 @@ class DataPreparation:
     decode_budget_bytes: int
     unreadable: set[str]  # filled with pictures that fail to load
     kept: PictureKeeper | None = None  # pictures the run's own check decoded
+    processes: Processes = ONE_PROCESS  # under torchrun, this process among the run's
 
     def _kept(self, samples: Sequence[Sample], pre: Preprocessing) -> DecodedPictures | None:
         """The check's decoded pictures of ``samples``, if it kept them for this model."""
@@ -143,8 +148,18 @@ class DataPreparation:
         )
 
     def _loader(self, dataset: ImageDataset, shuffle: bool) -> DataLoader[object]:
-        recipe = self.recipe
-        return make_loader(dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin)
+        """Under torchrun, training batches are this process's share of the global
+        batch; every process validates on every validation picture."""
+        recipe, processes = self.recipe, self.processes
+        if not (shuffle and processes.active):
+            return make_loader(
+                dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin
+            )
+        sampler: DistributedSampler[int] = DistributedSampler(
+            dataset, processes.world_size, processes.rank, shuffle=True, seed=recipe.seed
+        )
+        batch = processes.per_process_batch(recipe.batch_size)
+        return make_loader(dataset, batch, True, self.workers, recipe.seed, self.pin, sampler)
 
     def _decode(
         self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str
@@ -241,13 +256,16 @@ class DataPreparation:
         store = self.feature_store if store_key else None
         keys = [file_key(s.path) for s in dataset.samples]
         stored = store.load(store_key, keys) if store and store_key else {}
-        missing = [i for i, key in enumerate(keys) if key is None or key not in stored]
+        absent = [key is None or key not in stored for key in keys]
+        # Caches differ between nodes: whatever one process lacks, all compute.
+        absent = any_process(self.processes, *absent)
+        missing = [i for i, is_absent in enumerate(absent) if is_absent]
         computed: dict[int, torch.Tensor] = {}
         if missing:
             computed = yield from self._compute(model, split, dataset, missing, stage, augmented)
         if stored:
             yield Log(f"{stage}: {len(stored)} of {len(keys)} from the cache.")
-        if store and store_key and computed and not self.cancel.is_set():
+        if self.processes.is_main and store and store_key and computed and not self.cancel.is_set():
             store.save(
                 store_key,
                 {k: computed[i] for i, k in enumerate(keys) if k is not None and i in computed},
@@ -270,6 +288,10 @@ class DataPreparation:
         stage: str,
         augmented: bool,
     ) -> Generator[Event, None, dict[int, torch.Tensor]]:
+        everyone, processes = indices, self.processes
+        indices = processes.shard(indices)  # each picture computed by one process
+        if processes.active:
+            yield Log(f"{stage}: shared between {processes.world_size} processes.")
         samples = [dataset.samples[i] for i in indices]
         decoded = self._kept(samples, dataset.preprocessing)
         subset = ImageDataset(samples, dataset.transform, dataset.preprocessing, decoded)
@@ -287,4 +309,11 @@ class DataPreparation:
         for failure in extracted.failures:
             self.unreadable.add(failure.path)
             yield Log(f"Skipped {failure.path}: {failure.reason}", "warning")
-        return {indices[i]: feature for i, feature in extracted.features.items()}
+        mine = {indices[i]: feature for i, feature in extracted.features.items()}
+        if not processes.active:
+            return mine
+        gathered = gather_rows(processes, mine)
+        for index in everyone:
+            if index not in gathered:  # another process could not read it, and said so
+                self.unreadable.add(dataset.samples[index].path)
+        return gathered

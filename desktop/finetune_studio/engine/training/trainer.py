@@ -34,6 +34,16 @@ from ..recipe import Recipe
 from .callbacks import CheckpointWriter, EarlyStopping
 from .checkpoint import load_checkpoint
 from .data import DataPreparation
+from .distributed import (
+    ONE_PROCESS,
+    Processes,
+    any_process,
+    main_decides,
+    require_same,
+    sum_over_processes,
+    sync_buffers,
+    wrap_for_training,
+)
 from .head import fit_head
 from .phases import (
     apply_phase,
@@ -68,15 +78,24 @@ class Trainer:
         feature_store: FeatureStore | Literal["default"] | None = "default",
         checkpoint_path: Path | None = None,
         resume: bool = False,
+        processes: Processes = ONE_PROCESS,
     ) -> None:
         """``cpu_threads`` caps torch's intra-op threads (process-wide); the window
         leaves a core to its event loop this way. With ``checkpoint_path`` the run is
-        saved after every epoch; ``resume`` continues from that checkpoint."""
+        saved after every epoch; ``resume`` continues from that checkpoint. Under
+        torchrun, ``processes`` places this process among the run's (``join``); only
+        the first writes the checkpoint."""
         self.recipe = recipe
+        self.processes = processes
         self.cpu_threads = cpu_threads
         self.decode_budget_bytes = decode_budget_bytes
         self.feature_store = FeatureStore() if feature_store == "default" else feature_store
-        self.checkpoints = CheckpointWriter(checkpoint_path, recipe) if checkpoint_path else None
+        self.checkpoint_path = checkpoint_path
+        self.checkpoints = (
+            CheckpointWriter(checkpoint_path, recipe)
+            if checkpoint_path is not None and processes.is_main
+            else None
+        )
         self.resume = resume
         self._dataset = dataset
         self._scan_progress = scan_progress
@@ -126,7 +145,7 @@ class Trainer:
 
     def _train_epochs(self, run: Run) -> Iterator[Event]:
         for epoch in range(run.state.epochs_done + 1, self.recipe.epochs + 1):
-            if self.cancel_token.is_set():
+            if self._agreed_stop(run):
                 return
             yield from self._enter_phase(run, epoch)
             tally = yield from self._train_epoch(run, epoch)
@@ -150,6 +169,8 @@ class Trainer:
         finder ramps this same run (``engine/lr_find.py``)."""
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
+        if device.type == "cuda" and self.processes.active:
+            device = torch.device("cuda", self.processes.local_rank)
         channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
         # A run that checks its own pictures keeps them decoded for the model.
         kept = None if self._dataset else PictureKeeper(
@@ -158,6 +179,7 @@ class Trainer:
         preparation = DataPreparation(
             recipe, device, channels_last, amp_dtype, self.cancel_token,
             self.feature_store, self.decode_budget_bytes, self.unreadable, kept,
+            self.processes,
         )  # fmt: skip
         preparation.warm_up()
         yield Log(f"Device: {describe_device(device)}")
@@ -187,7 +209,7 @@ class Trainer:
         weights = class_weights(report.train_counts).to(device) if recipe.class_balanced else None
         criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=recipe.label_smoothing)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        stepper = Stepper(data.forward, criterion, scaler, device, amp_dtype, state)
+        stepper = Stepper(self._stepped(data.forward), criterion, scaler, device, amp_dtype, state)
         optimization = build_optimization(model, recipe, phase, data.steps_per_epoch)
         run = Run(
             model, spec, head_path, report, tree, device, amp_dtype, data,
@@ -209,6 +231,13 @@ class Trainer:
             check_picture=kept or inspect_image,
         )
         report.require_trainable()
+        require_same(
+            self.processes,
+            [report.classes, [s.path for s in report.train], [s.path for s in report.val]],
+            "dataset split",
+            "Give every process the same copy of the dataset (finetune-studio-cli "
+            "verify-data checks a copy against the cluster bundle's manifest).",
+        )
         for warning in report.warnings:
             yield Log(warning, "warning")
         if report.skipped:
@@ -220,9 +249,23 @@ class Trainer:
         return report
 
     def _load_checkpoint(self) -> dict[str, object] | None:
-        if not (self.resume and self.checkpoints):
+        if not (self.resume and self.checkpoint_path):
             return None
-        return load_checkpoint(self.checkpoints.path, self.recipe.to_dict())
+        return load_checkpoint(self.checkpoint_path, self.recipe.to_dict())
+
+    def _stepped(self, forward: nn.Module) -> nn.Module:
+        """What the optimizer steps through: under torchrun, the whole network wrapped
+        so its gradients are averaged over the processes. A head trained on cached
+        features needs no wrapper: every process has all the features and steps the
+        same way."""
+        if forward is not self.model:
+            return forward
+        return wrap_for_training(self.processes, forward)
+
+    def _whole_network_run(self, run: Run) -> bool:
+        """True when the processes step together (DDP), so every decision between
+        steps must be agreed."""
+        return self.processes.active and run.data.train_features is None
 
     # --- epochs ------------------------------------------------------------------------------
     def _enter_phase(self, run: Run, epoch: int) -> Iterator[Event]:
@@ -235,6 +278,7 @@ class Trainer:
         run.optimization = build_optimization(
             run.model, self.recipe, phase, run.data.steps_per_epoch
         )
+        run.stepper.forward = self._stepped(run.data.forward)  # DDP registers what trains
         yield Log(f"Epoch {epoch}: unfroze the planned layers. {run.tree.summary()}")
 
     def _train_epoch(self, run: Run, epoch: int) -> Generator[Event, None, EpochTally | None]:
@@ -243,11 +287,11 @@ class Trainer:
         run.model.train()
         hold_frozen_modules(run.model)
         optimizer, scheduler = run.optimization
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, seen = 0.0, 0.0, 0.0
         steps = run.data.steps_per_epoch
         batch: Batch
         for index, batch in enumerate(run.data.train_loader(epoch), start=1):
-            if self.cancel_token.is_set():
+            if self._agreed_stop(run, batch):
                 return None
             stepped = yield from self.train_batch(run, optimizer, batch)
             if stepped is None:
@@ -260,14 +304,29 @@ class Trainer:
             yield BatchEnd(
                 epoch, self.recipe.epochs, index, steps, batch_loss, current_lr(optimizer)
             )
-        if self.cancel_token.is_set():
+        if self._agreed_stop(run):
             return None
+        if self._whole_network_run(run):  # the epoch of every process, not just this one's
+            loss_sum, correct, seen = sum_over_processes(self.processes, loss_sum, correct, seen)
         return EpochTally(
             loss_sum / max(seen, 1),
             correct / max(seen, 1),
             time.perf_counter() - started,
             current_lr(optimizer),
         )
+
+    def _agreed_stop(self, run: Run, batch: Batch | None = None) -> bool:
+        """True to stop. Processes stepping together stop together, and skip together
+        a ``batch`` that one of them could not load."""
+        if not self._whole_network_run(run):
+            return self.cancel_token.is_set()
+        empty = batch is not None and batch.images is None
+        stop, any_empty = any_process(self.processes, self.cancel_token.is_set(), empty)
+        if stop:
+            self.cancel_token.set()
+        if any_empty and batch is not None:
+            batch.images = None
+        return stop
 
     def train_batch(
         self, run: Run, optimizer: torch.optim.Optimizer, batch: Batch
@@ -303,8 +362,10 @@ class Trainer:
         """Validate, keep the best, checkpoint, report; True when the run should end.
         ``patience`` replaces the recipe's early-stopping patience."""
         started = time.perf_counter()
+        if self._whole_network_run(run):
+            sync_buffers(self.processes, run.model)
         val = yield from self.evaluate(run, self.cancel_token, stage=None)
-        if self.cancel_token.is_set():
+        if self._agreed_stop(run):
             return True
         has_val = val.images > 0
         monitored = val.loss if has_val else tally.loss
@@ -330,9 +391,13 @@ class Trainer:
         if patience is None:
             patience = self.recipe.early_stopping_patience
         early_stop = EarlyStopping(patience).should_stop(run.state)
-        if early_stop is not None:
+        stops = early_stop is not None
+        if self._whole_network_run(run):
+            stops = main_decides(self.processes, stops)  # rank 0's evaluation decides
+        if stops:
             run.stopped_early = True
-            yield early_stop
+            if early_stop is not None:
+                yield early_stop
             return True
         return False
 
