@@ -105,7 +105,8 @@ _TORCHRUN_SH = r"""#!/usr/bin/env bash
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DATA="${DATA:-@DATA@}"
+DEFAULT_DATA=@DATA@
+DATA="${DATA:-$DEFAULT_DATA}"
 OUT="${OUT:-@OUT@}"
 VERIFY="${VERIFY:-full}"
 if [ -z "${NPROC_PER_NODE:-}" ]; then
@@ -149,7 +150,8 @@ if [ ! -f manifest.json ]; then
   exit 2
 fi
 
-DATA="${DATA:-@DATA@}"
+DEFAULT_DATA=@DATA@
+DATA="${DATA:-$DEFAULT_DATA}"
 OUT="${OUT:-@OUT@}"
 VERIFY="${VERIFY:-full}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-@GPUS@}"
@@ -157,7 +159,8 @@ MASTER_PORT="${MASTER_PORT:-@PORT@}"
 
 @SHARED_STEPS@
 # 3. Train: one torchrun per node, meeting at the first node (c10d rendezvous).
-HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
+# (sed, not head: head's early exit would fail the pipeline under pipefail)
+HEAD_NODE="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | sed -n 1p)"
 export CLI DATA OUT RESUME GPUS_PER_NODE MASTER_PORT HEAD_NODE
 # Single quotes: $SLURM_NODEID is each node's own, expanded there.
 srun --kill-on-bad-exit=1 bash -c 'exec torchrun \
@@ -195,7 +198,7 @@ run: |
   set -euo pipefail
 @SHARED_STEPS_YAML@
   # 3. Train: one torchrun per node, meeting at the first node's address.
-  MASTER_ADDR="$(echo "$SKYPILOT_NODE_IPS" | head -n 1)"
+  MASTER_ADDR="$(echo "$SKYPILOT_NODE_IPS" | sed -n 1p)"
   # shellcheck disable=SC2086  # RESUME is empty or one flag
   torchrun --nnodes "$SKYPILOT_NUM_NODES" --nproc_per_node "$SKYPILOT_NUM_GPUS_PER_NODE" \\
     --node_rank "$SKYPILOT_NODE_RANK" --master_addr "$MASTER_ADDR" --master_port @SKY_PORT@ \\
@@ -250,14 +253,14 @@ def _shell_values(settings: LaunchSettings) -> dict[str, str]:
         "DATASET_TEXT": _comment_text(settings.dataset),
         "DATA_TEXT": _comment_text(settings.data_path),
         "OUT_TEXT": settings.local_out,
-        "DATA": _in_double_quotes(settings.data_path),
+        "DATA": shlex.quote(settings.data_path),
         "OUT": settings.local_out,
     }
 
 
 def _in_double_quotes(text: str) -> str:
-    """``text`` as it may stand in double quotes, and as the default of ``${X:-...}``."""
-    return re.sub(r'([\\"$`}])', r"\\\1", text)
+    """``text`` as it may stand inside double quotes."""
+    return re.sub(r'([\\"$`])', r"\\\1", text)
 
 
 def _comment_text(text: str) -> str:
