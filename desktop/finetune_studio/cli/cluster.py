@@ -88,7 +88,8 @@ def _cmd_cluster_bundle(args: argparse.Namespace) -> int:
     print(f"Wrote {result.folder} ({result.pictures:,} pictures in the manifest):")
     for name in result.files:
         print(f"  {name}")
-    print("Copy the dataset as its README.md says, then launch:")
+    print(f"Copy the dataset (CLUSTER and BUNDLE: yours):\n  {result.copy_command}")
+    print("Then launch:")
     for command in result.commands:
         print(f"  {command.label} ({command.where}):\n    {command.command}")
     return EXIT_OK

@@ -40,6 +40,7 @@ from .launch_files import (
     LaunchCommand,
     LaunchSettings,
     ReadmeFacts,
+    copy_command,
     launch_commands,
     readme,
     skypilot_yaml,
@@ -88,6 +89,7 @@ class BundleResult:
     files: tuple[str, ...]  # relative to the folder
     pictures: int
     total_bytes: int
+    copy_command: str  # rsync of the dataset to where the launch files look for it
     commands: tuple[LaunchCommand, ...]
     notes: tuple[str, ...]
 
@@ -97,6 +99,7 @@ class BundleResult:
             "files": list(self.files),
             "pictures": self.pictures,
             "bytes": self.total_bytes,
+            "copy_command": self.copy_command,
             "commands": [
                 {"label": c.label, "command": c.command, "where": c.where} for c in self.commands
             ],
@@ -176,6 +179,7 @@ class ClusterBundle:
             tuple(files),
             len(manifest.files),
             manifest.total_bytes,
+            copy_command(settings, str(dataset)),
             launch_commands(settings, str(self.folder)),
             tuple(self._notes()),
         )

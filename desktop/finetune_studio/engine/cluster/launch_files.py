@@ -289,6 +289,14 @@ def launch_commands(settings: LaunchSettings, folder: str) -> tuple[LaunchComman
     )
 
 
+def copy_command(settings: LaunchSettings, source: str) -> str:
+    """rsync of the dataset to where the launch files look for it (``-L``: the files
+    that links point to, as the manifest lists them)."""
+    relative = not settings.data_path.startswith(("/", "~"))
+    target = f"CLUSTER:{'BUNDLE/' if relative else ''}{settings.data_path}/"
+    return f"rsync -aL --info=progress2 {shlex.quote(source)}/ {shlex.quote(target)}"
+
+
 @dataclass(frozen=True)
 class ReadmeFacts:
     """What the README says about the bundle beyond the launch settings."""
@@ -326,10 +334,10 @@ On the cluster (or in `skypilot.yaml`'s setup, which does it for you):
 
     pip install @PACKAGE@
 
-Copy this folder to the cluster, and the dataset to `@DATA@`@DATA_NOTE@.
+Copy this folder to the cluster (BUNDLE below), and the dataset to `@DATA@`@DATA_NOTE@.
 `-L` copies the files that links point to, as the manifest lists them:
 
-    rsync -aL --info=progress2 @SOURCE@/ @TARGET@
+    @COPY@
 
 ## 2. Check the copy
 
@@ -371,7 +379,6 @@ already holds a finished model and no checkpoint, a launch does nothing and says
 def readme(settings: LaunchSettings, facts: ReadmeFacts) -> str:
     relative = not settings.data_path.startswith(("/", "~"))
     rows = "".join(f"| `{name}` | {what} |\n" for name, what in facts.extra_files)
-    target = f"CLUSTER:{'BUNDLE/' if relative else ''}{settings.data_path}/"
     return _fill(
         _README,
         DATASET=settings.dataset,
@@ -379,7 +386,7 @@ def readme(settings: LaunchSettings, facts: ReadmeFacts) -> str:
         RECIPE=facts.recipe_summary,
         DATA=settings.data_path,
         DATA_NOTE=" (relative to this folder)" if relative else "",
-        TARGET=shlex.quote(target),
+        COPY=copy_command(settings, facts.source),
         PICTURES=f"{facts.pictures:,}",
         SIZE=facts.size,
         NODES=str(settings.nodes),
@@ -387,6 +394,5 @@ def readme(settings: LaunchSettings, facts: ReadmeFacts) -> str:
         ACCEL=settings.accelerator,
         EXTRA_ROWS=rows,
         PACKAGE=shlex.quote(settings.package),
-        SOURCE=shlex.quote(facts.source),
         JOB=settings.job_name,
     )
