@@ -1,12 +1,23 @@
 """Engine layer: cached features on disk, so a second run on the same pictures is fast.
 
-One safetensors file per *model key*; inside it one tensor per picture, named by the
-picture's *file key* (real path, size, modification time). The model key says what
-computes the features, by content: a hash of the weights (remembered per file in a
-small index beside the cache, so a large file is hashed once), the version of the
-code that builds the network, where the network is cut, preprocessing, precision and
-torch's version. Files beyond the size budget are evicted, least recently used
-first. Plain tensors only: nothing in these files can run code.
+One safetensors file per *model key*, holding one matrix: a row per picture, and in
+the file's metadata the pictures' *file keys* (real path, size, modification time) in
+row order. The model key says what computes the features, by content: a hash of the
+weights (remembered per file in a small index beside the cache, so a large file is
+hashed once), the version of the code that builds the network, where the network is
+cut, preprocessing, precision and torch's version. Files beyond the size budget are
+evicted, least recently used first. Plain tensors only: nothing in these files can
+run code.
+
+Why one matrix, memory-mapped: 100,000 pictures' features are 0.5 GB at 1,280 floats
+each. A run reads them as a read-only mapping of the file (``open``), so they are
+paged in as the head's batches need them and never copied into the process's own
+memory; a save streams the stored rows and the new ones into a new file, holding
+neither in memory at once. A mapping is made from the file handle the header was
+read from and never re-opened by path, so a file replaced by another run's save or
+evicted (unlinked) while a run uses it stays whole for that run (on Linux and macOS
+an unlinked file lives on while it is mapped; on Windows the unlink fails and the
+file is left for a later eviction).
 
 A cache must never fail a run: every disk error here means "not cached".
 """
@@ -17,15 +28,16 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
 import torchvision
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from .atomic import write_file_atomically
@@ -36,6 +48,10 @@ from .weights import cached_file_for, file_sha256
 DEFAULT_BUDGET_BYTES = 1 * 2**30
 HASH_INDEX_FILE = "weights-sha256.json"
 HASH_INDEX_ENTRIES = 256  # weight files remembered; the oldest are forgotten first
+MATRIX = "features"  # the one tensor in a store file
+KEYS = "file_keys"  # its metadata entry: the rows' file keys, as a JSON list
+COPY_BYTES = 8 << 20  # how much of a stored matrix a save holds in memory at once
+MAX_HEADER_BYTES = 100 << 20  # safetensors' own limit
 
 
 def default_cache_dir() -> Path:
@@ -189,44 +205,63 @@ class FeatureStore:
     def _file(self, model_key: str) -> Path:
         return self.folder / f"{model_key}.safetensors"
 
-    def load(self, model_key: str, keys: Sequence[str | None]) -> dict[str, torch.Tensor]:
-        """The stored features among ``keys``; an unreadable store counts as empty."""
+    def open(self, model_key: str) -> StoredFeatures | None:
+        """All stored features of ``model_key``, memory-mapped (see the module's
+        docstring); None when there are none or the file is unreadable."""
         path = self._file(model_key)
-        if not path.is_file():
-            return {}
         try:
-            stored = load_file(str(path))
-        except (SafetensorError, OSError, ValueError):
-            path.unlink(missing_ok=True)
-            return {}
+            with open(path, "rb") as handle:
+                layout = _read_layout(handle)
+                matrix = layout.map(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            with contextlib.suppress(OSError):
+                path.unlink()  # damaged or of an older layout: computed again
+            return None
         # Recently used, for eviction. Vanished or read-only: the features were read.
         with contextlib.suppress(OSError):
             os.utime(path)
-        wanted = {k for k in keys if k is not None}
-        return {k: v for k, v in stored.items() if k in wanted}
+        return StoredFeatures(matrix, {key: row for row, key in enumerate(layout.keys)})
 
-    def save(self, model_key: str, features: dict[str, torch.Tensor]) -> bool:
-        """Merge ``features`` into the model's file, within the budget. False if it
-        would not fit or could not be written (the run goes on without it)."""
+    def load(self, model_key: str, keys: Sequence[str | None]) -> dict[str, torch.Tensor]:
+        """The stored features among ``keys``, as rows of the mapped matrix (no copy);
+        an unreadable store counts as empty."""
+        stored = self.open(model_key)
+        return stored.select(keys) if stored is not None else {}
+
+    def save(self, model_key: str, features: Mapping[str, torch.Tensor]) -> bool:
+        """Add ``features`` to the model's file, within the budget. False if it would
+        not fit or could not be written (the run goes on without it). The stored rows
+        are copied from the old file to the new one in pieces, never all in memory."""
         path = self._file(model_key)
         try:
-            merged = load_file(str(path)) if path.is_file() else {}
-        except (SafetensorError, OSError, ValueError):
-            merged = {}
-        merged.update({k: v.contiguous() for k, v in features.items()})
-        size = sum(t.numel() * t.element_size() for t in merged.values())
-        if size > self.budget_bytes:
-            return False
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._evict(self.budget_bytes - size, keep=path)
-            write_file_atomically(path, lambda temporary: save_file(merged, str(temporary)))
-        except (OSError, SafetensorError):
+            with contextlib.ExitStack() as stack:
+                old = _open_stored(path, stack)
+                stored = set(old.layout.keys) if old is not None else set()
+                new_keys = [k for k in features if k not in stored]
+                if not new_keys:
+                    return old is not None
+                row_shape = tuple(features[new_keys[0]].shape)
+                if any(tuple(features[k].shape) != row_shape for k in new_keys):
+                    return False
+                if old is not None and old.layout.row_shape != row_shape:
+                    old = None  # another cut of the network: start afresh
+                kept = old.layout.keys if old is not None else ()
+                layout = _Layout.of([*kept, *new_keys], row_shape)
+                if layout.file_bytes > self.budget_bytes:
+                    return False
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._evict(self.budget_bytes - layout.file_bytes, keep=path)
+                rows = [features[k] for k in new_keys]
+                write_file_atomically(path, lambda temporary: _write(temporary, layout, old, rows))
+        except (OSError, ValueError):
             return False
         return True
 
     def _evict(self, room: int, keep: Path) -> None:
-        """Remove the least recently used files until ``room`` bytes are free."""
+        """Remove the least recently used files until ``room`` bytes are free. A run
+        that mapped one of them keeps its features (see the module's docstring)."""
         files: list[tuple[int, int, Path]] = []
         for candidate in self.folder.glob("*.safetensors"):
             try:
@@ -240,4 +275,119 @@ class FeatureStore:
         while files and used > room:
             _, size, oldest = files.pop(0)
             used -= size
-            oldest.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # gone already, or in use on Windows
+                oldest.unlink()
+
+
+@dataclass(frozen=True)
+class StoredFeatures:
+    """A store file's features: ``matrix`` (one row per picture, memory-mapped and
+    copy-on-write, so writing to it never reaches the file) and each picture's row."""
+
+    matrix: torch.Tensor
+    rows: Mapping[str, int]
+
+    def select(self, keys: Iterable[str | None]) -> dict[str, torch.Tensor]:
+        """The rows of the stored ``keys``, by key: views of ``matrix``, no copy."""
+        return {k: self.matrix[self.rows[k]] for k in keys if k is not None and k in self.rows}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where a store file's matrix lies and which picture each row stands for."""
+
+    keys: tuple[str, ...]
+    row_shape: tuple[int, ...]
+    data_start: int  # bytes before the matrix: the length field and the JSON header
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.row_shape, dtype=np.int64)) * 4
+
+    @property
+    def file_bytes(self) -> int:
+        return self.data_start + len(self.keys) * self.row_bytes
+
+    @classmethod
+    def of(cls, keys: Sequence[str], row_shape: tuple[int, ...]) -> _Layout:
+        header = _header(keys, row_shape)
+        return cls(tuple(keys), row_shape, 8 + len(header))
+
+    def map(self, handle: IO[bytes]) -> torch.Tensor:
+        """The matrix, mapped from ``handle`` (the file the layout was read from)."""
+        shape = (len(self.keys), *self.row_shape)
+        if not self.keys or self.row_bytes == 0:
+            return torch.empty(shape)
+        mapped = np.memmap(handle, np.float32, "c", self.data_start, shape)
+        return torch.from_numpy(mapped)
+
+
+def _header(keys: Sequence[str], row_shape: tuple[int, ...]) -> bytes:
+    """safetensors' JSON header for the matrix, padded to 8 bytes as safetensors does."""
+    count = len(keys)
+    size = count * int(np.prod(row_shape, dtype=np.int64)) * 4
+    header = {
+        "__metadata__": {KEYS: json.dumps(list(keys))},
+        MATRIX: {"dtype": "F32", "shape": [count, *row_shape], "data_offsets": [0, size]},
+    }
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return text + b" " * (-len(text) % 8)
+
+
+def _read_layout(handle: IO[bytes]) -> _Layout:
+    """The layout of an open store file; ``ValueError`` if it is not one, or not whole."""
+    start = handle.read(8)
+    (length,) = struct.unpack("<Q", start) if len(start) == 8 else (0,)
+    if not 0 < length <= MAX_HEADER_BYTES:
+        raise ValueError("not a store file")
+    try:
+        header = json.loads(handle.read(length))
+        entry = header[MATRIX]
+        keys = json.loads(header["__metadata__"][KEYS])
+        count, *row_shape = (int(n) for n in entry["shape"])
+        begin, end = (int(n) for n in entry["data_offsets"])
+        dtype = entry["dtype"]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError("not a store file of this version") from error
+    if dtype != "F32" or not isinstance(keys, list) or count != len(keys):
+        raise ValueError("not a store file of this version")
+    layout = _Layout(tuple(str(k) for k in keys), tuple(row_shape), 8 + length)
+    if (begin, end) != (0, count * layout.row_bytes):
+        raise ValueError("inconsistent store file")
+    if os.fstat(handle.fileno()).st_size != layout.data_start + end:
+        raise ValueError("store file of the wrong size")
+    return layout
+
+
+@dataclass(frozen=True)
+class _OpenFile:
+    """A store file being copied into its successor: its layout and open handle."""
+
+    layout: _Layout
+    handle: IO[bytes]
+
+
+def _open_stored(path: Path, stack: contextlib.ExitStack) -> _OpenFile | None:
+    try:
+        handle = stack.enter_context(open(path, "rb"))  # noqa: SIM115 (the stack closes it)
+        return _OpenFile(_read_layout(handle), handle)
+    except (OSError, ValueError):
+        return None  # nothing stored, or nothing usable: the new file starts empty
+
+
+def _write(path: Path, layout: _Layout, old: _OpenFile | None, rows: list[torch.Tensor]) -> None:
+    """Write a store file: the header, the old file's matrix, then the new rows."""
+    header = _header(layout.keys, layout.row_shape)
+    with open(path, "wb") as out:
+        out.write(struct.pack("<Q", len(header)) + header)
+        if old is not None:
+            old.handle.seek(old.layout.data_start)
+            remaining = len(old.layout.keys) * old.layout.row_bytes
+            while remaining > 0:
+                chunk = old.handle.read(min(COPY_BYTES, remaining))
+                if not chunk:
+                    raise ValueError("the stored file ended early")
+                out.write(chunk)
+                remaining -= len(chunk)
+        for row in rows:
+            out.write(row.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .devices import autocast
+from .feature_store import FeatureStore, StoredFeatures
 from .loading import Batch, LoadFailure, drops_last
 
 _STOCHASTIC = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
@@ -168,8 +169,7 @@ def extract_features(
     model.eval()
     pool = ThreadPoolExecutor(streams, thread_name_prefix="features") if streams > 1 else None
     pending: deque[_Pending] = deque()
-    captured: list[torch.Tensor] = []
-    indices: list[int] = []
+    kept = _Rows(len(loader.dataset))  # type: ignore[arg-type]
     failures: list[LoadFailure] = []
     done, total = 0, len(loader.dataset)  # type: ignore[arg-type]
     batch: Batch
@@ -187,10 +187,10 @@ def extract_features(
             pending.append(_Pending(work, batch.indices, len(batch.failures) + len(batch.indices)))
             if pool is not None and len(pending) <= streams:
                 continue  # keep ``streams`` batches in flight
-            done += pending.popleft().collect(captured, indices)
+            done += pending.popleft().collect(kept)
             yield done, total
         while pending and not (cancel is not None and cancel.is_set()):
-            done += pending.popleft().collect(captured, indices)
+            done += pending.popleft().collect(kept)
             yield done, total
     finally:
         if pool is not None:
@@ -198,8 +198,30 @@ def extract_features(
             torch.set_num_threads(threads)
         forward.handle.remove()
         model.train(was_training)
-    features = torch.cat(captured) if captured else torch.empty(0)
-    return Extracted(dict(zip(indices, features)), failures)
+    return Extracted(kept.by_index(), failures)
+
+
+class _Rows:
+    """Features in one buffer, filled batch by batch: no list of batches joined at the
+    end, which held every feature twice at once (50,000 pictures: 2 x 256 MB)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buffer: torch.Tensor | None = None
+        self.indices: list[int] = []
+
+    def add(self, features: torch.Tensor, indices: list[int]) -> None:
+        if self.buffer is None:
+            self.buffer = torch.empty((self.capacity, *features.shape[1:]), dtype=features.dtype)
+        start = len(self.indices)
+        self.buffer[start : start + len(features)] = features
+        self.indices += indices
+
+    def by_index(self) -> dict[int, torch.Tensor]:
+        """Dataset index -> feature: views of the buffer."""
+        if self.buffer is None:
+            return {}
+        return dict(zip(self.indices, self.buffer[: len(self.indices)]))
 
 
 @dataclass
@@ -211,10 +233,11 @@ class _Pending:
     indices: list[int]
     pictures: int  # loaded and failed: what progress counts
 
-    def collect(self, captured: list[torch.Tensor], indices: list[int]) -> int:
+    def collect(self, kept: _Rows) -> int:
         if self.work is not None:
-            captured.append(self.work.result() if isinstance(self.work, Future) else self.work)
-            indices += self.indices
+            kept.add(
+                self.work.result() if isinstance(self.work, Future) else self.work, self.indices
+            )
         return self.pictures
 
 
@@ -224,24 +247,97 @@ def feature_batches(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    rows: torch.Tensor | None = None,
 ) -> DataLoader[object]:
     """Batches of cached features, in the same order a picture loader with the same
-    seed would give; a batch's ``indices`` are rows of ``features``."""
+    seed would give; a batch's ``indices`` are positions in ``labels``.
+
+    With ``rows``, picture ``i``'s feature is ``features[rows[i]]``: ``features`` may
+    then be a whole store file's memory-mapped matrix, read batch by batch, not
+    copied (see ``FeatureTable``). Without, it is ``features[i]``."""
     from torch.utils.data import TensorDataset
 
+    count = len(labels)
+    where = rows if rows is not None else torch.arange(count)
+
     def collate(items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> Batch:
+        picked = torch.stack([row for row, _, _ in items])
         return Batch(
-            torch.stack([f for f, _, _ in items]),
+            features[picked],
             torch.stack([y for _, y, _ in items]),
             [],
-            [int(row) for _, _, row in items],
+            [int(position) for _, _, position in items],
         )
 
     return DataLoader(
-        TensorDataset(features, labels, torch.arange(len(labels))),
+        TensorDataset(where, labels, torch.arange(count)),
         batch_size=batch_size,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),
         collate_fn=collate,
-        drop_last=shuffle and drops_last(len(labels), batch_size),
+        drop_last=shuffle and drops_last(count, batch_size),
     )
+
+
+@dataclass(frozen=True)
+class FeatureTable:
+    """The features of a run's pictures that loaded, without a copy of them: row
+    ``positions[i]`` of ``matrix`` is the feature of the picture at dataset index
+    ``indices[i]``, whose label is ``labels[i]``. ``matrix`` is the feature store's
+    memory-mapped file when it holds every one of them, else the features in memory."""
+
+    matrix: torch.Tensor
+    positions: torch.Tensor
+    labels: torch.Tensor
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def subset(self, keep: torch.Tensor) -> FeatureTable:
+        """The pictures where ``keep`` (a boolean mask over this table) is set."""
+        chosen = [index for index, kept in zip(self.indices, keep.tolist()) if kept]
+        return FeatureTable(self.matrix, self.positions[keep], self.labels[keep], chosen)
+
+    def gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels as plain tensors, one row per picture: a copy, for the
+        solvers that need every feature at once (``head_fit``)."""
+        return self.matrix[self.positions], self.labels
+
+    def batches(self, batch_size: int, shuffle: bool, seed: int) -> DataLoader[object]:
+        return feature_batches(self.matrix, self.labels, batch_size, shuffle, seed, self.positions)
+
+
+def feature_table(
+    keys: Sequence[str | None],
+    labels: Sequence[int],
+    computed: Mapping[int, torch.Tensor],
+    stored: StoredFeatures | None,
+    store: FeatureStore | None = None,
+    model_key: str | None = None,
+) -> FeatureTable:
+    """The table of a run's pictures (by dataset index: ``keys[i]`` and ``labels[i]``)
+    from the features it ``computed`` and those already ``stored``. With ``store`` and
+    ``model_key``, the computed ones are saved first; when the store file then holds
+    every picture the table maps it, so the computed copy can go. Otherwise (no store,
+    over its budget, a picture without a file key, another run's save in between) the
+    table holds the features in memory, as before there was a mapping."""
+    if store is not None and model_key is not None and computed:
+        fresh = {key: computed[i] for i, key in enumerate(keys) if key and i in computed}
+        if store.save(model_key, fresh):
+            stored = store.open(model_key)
+    indices = [i for i, key in enumerate(keys) if i in computed or (stored and key in stored.rows)]
+    label_tensor = torch.tensor([labels[i] for i in indices], dtype=torch.long)
+    if stored is not None and all(keys[i] in stored.rows for i in indices):
+        positions = torch.tensor([stored.rows[str(keys[i])] for i in indices], dtype=torch.long)
+        return FeatureTable(stored.matrix, positions, label_tensor, indices)
+    if not indices:
+        return FeatureTable(torch.empty(0), torch.empty(0, dtype=torch.long), label_tensor, [])
+
+    def feature(index: int) -> torch.Tensor:
+        if index in computed or stored is None:
+            return computed[index]
+        return stored.matrix[stored.rows[str(keys[index])]]
+
+    matrix = torch.stack([feature(i) for i in indices])
+    return FeatureTable(matrix, torch.arange(len(indices)), label_tensor, indices)

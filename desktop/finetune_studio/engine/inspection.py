@@ -9,11 +9,13 @@ another folder or closes it, so a check is cancellable between pictures.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,9 @@ PROGRESS_STEPS = 100
 """A check reports progress at most this many times after its start, however many
 pictures the folder holds: a window turns each report into a signal, and 10,000
 of them would flood its event loop for nothing a progress bar can show."""
+
+QUEUED_PER_WORKER = 4
+"""Pictures handed to each checking thread ahead of the one it is opening."""
 
 DEFAULT_VAL_FRACTION = 0.2
 IMBALANCE_RATIO_WARNING = 5.0
@@ -142,9 +147,7 @@ def validate_images(
         progress(0, total)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = [pool.submit(check, path) for path in paths]
-        for done, (path, future) in enumerate(zip(paths, futures), start=1):
-            reason = future.result()
+        for done, (path, reason) in enumerate(_checked(pool, check, paths, workers), start=1):
             raise_if_cancelled(cancel)
             if reason is None:
                 good.add(path)
@@ -155,6 +158,26 @@ def validate_images(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return good, skipped
+
+
+def _checked(
+    pool: ThreadPoolExecutor,
+    check: Callable[[Path], str | None],
+    paths: Sequence[Path],
+    workers: int,
+) -> Iterator[tuple[Path, str | None]]:
+    """Each path with its check's outcome, in order, with at most a few checks per
+    worker queued at once: a queue of every picture (a future each) grew with the
+    folder, and a cancel had all of them to drain."""
+    queued: deque[tuple[Path, Future[str | None]]] = deque()
+    remaining = iter(paths)
+    for path in itertools.islice(remaining, QUEUED_PER_WORKER * workers):
+        queued.append((path, pool.submit(check, path)))
+    while queued:
+        path, future = queued.popleft()
+        for following in itertools.islice(remaining, 1):
+            queued.append((following, pool.submit(check, following)))
+        yield path, future.result()
 
 
 def stratified_split(
