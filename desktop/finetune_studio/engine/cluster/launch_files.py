@@ -334,8 +334,10 @@ On the cluster (or in `skypilot.yaml`'s setup, which does it for you):
 
     pip install @PACKAGE@
 
-Copy this folder to the cluster (BUNDLE below), and the dataset to `@DATA@`@DATA_NOTE@.
-`-L` copies the files that links point to, as the manifest lists them:
+Copy this folder to the cluster (BUNDLE below), and the dataset to `@DATA@`@DATA_NOTE@;
+for SkyPilot, copy the dataset there on your own computer instead: the workdir
+carries it to every node. `-L` copies the files that links point to, as the manifest
+lists them:
 
     @COPY@
 
@@ -347,7 +349,7 @@ The launch files do this first; to check by hand:
 
 Exit status 0: the same files, sizes and hashes; 3: the copy differs (the report
 names the missing, changed and extra files); 2: a folder or manifest that cannot be
-read. `--sizes-only` compares sizes alone (seconds instead of reading every byte).
+read. `--sizes-only` compares sizes alone, without reading the pictures.
 
 ## 3. Launch
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -82,6 +82,7 @@ class ClusterDialog(QDialog):
         self.status.setWordWrap(True)
         self.report = QPlainTextEdit()
         self.report.setReadOnly(True)
+        self.report.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.report.hide()
         self.write_button = QPushButton("Write bundle")
         self.write_button.setDefault(True)
@@ -99,7 +100,7 @@ class ClusterDialog(QDialog):
         self.close_button.clicked.connect(self.close)
         self._on_counts_changed()
         self._show_running(False)
-        self.resize(640, 520)
+        self.resize(680, 620)
 
     def _lay_out(self) -> None:
         explanation = QLabel(EXPLANATION)
