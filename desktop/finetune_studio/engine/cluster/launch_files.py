@@ -1,10 +1,11 @@
 """Engine layer: the text of a bundle's launch files and README.
 
-Each launch file does the same three things, in this order: check the data copy
-against ``manifest.json`` (``finetune-studio-cli verify-data``), pass ``--resume``
-when an interrupted run left its checkpoint (``.<out name>.checkpoint.pt`` beside
-the model folder, see ``cli/training.py``), so a requeued or preempted job
-continues, then start PyTorch's ``torchrun`` on ``finetune-studio-cli train``. The
+Each launch file does the same three things, in this order: pass ``--resume`` when
+an interrupted run left its checkpoint (``.<out name>.checkpoint.pt`` beside the
+model folder, see ``cli/training.py``), so a requeued or preempted job continues,
+and stop if the run already finished; check the data copy against
+``manifest.json`` (``finetune-studio-cli verify-data``); then start PyTorch's
+``torchrun`` on ``finetune-studio-cli train``. The
 files differ only in how they find the nodes: none (``torchrun.sh``), SLURM's
 variables and ``scontrol show hostnames`` (``slurm.sbatch``), SkyPilot's
 ``$SKYPILOT_*`` variables (``skypilot.yaml``).
@@ -69,16 +70,9 @@ if [ -z "$CLI" ]; then
   exit 2
 fi
 
-# 1. The data copy must match manifest.json (full: sizes and SHA-256; sizes; off).
-case "$VERIFY" in
-  full) "$CLI" verify-data "$DATA" --manifest manifest.json ;;
-  sizes) "$CLI" verify-data "$DATA" --manifest manifest.json --sizes-only ;;
-  off) echo "Not checking the data copy (VERIFY=off)." >&2 ;;
-  *) echo "VERIFY must be full, sizes or off, not '$VERIFY'." >&2; exit 2 ;;
-esac
-
-# 2. A requeued or preempted job continues from the checkpoint that the train
-#    command keeps beside the model folder until the run completes.
+# 1. A requeued or preempted job continues from the checkpoint that the train
+#    command keeps beside the model folder until the run completes; a finished
+#    run is left alone.
 RESUME=""
 if [ -f "$(dirname "$OUT")/.$(basename "$OUT").checkpoint.pt" ]; then
   RESUME="--resume"
@@ -88,6 +82,14 @@ elif [ -e "$OUT" ]; then
     "(move it away, or set OUT, to train again)." >&2
   exit 0
 fi
+
+# 2. The data copy must match manifest.json (full: sizes and SHA-256; sizes; off).
+case "$VERIFY" in
+  full) "$CLI" verify-data "$DATA" --manifest manifest.json ;;
+  sizes) "$CLI" verify-data "$DATA" --manifest manifest.json --sizes-only ;;
+  off) echo "Not checking the data copy (VERIFY=off)." >&2 ;;
+  *) echo "VERIFY must be full, sizes or off, not '$VERIFY'." >&2; exit 2 ;;
+esac
 mkdir -p "$(dirname "$OUT")"
 """
 
@@ -322,10 +324,11 @@ Finetune Studio @VERSION@ wrote this folder for the recipe: @RECIPE@.
 | `slurm.sbatch` | a SLURM job over @NODES@ node(s) of @GPUS@ GPU(s) |
 | `skypilot.yaml` | a SkyPilot job over @NODES@ node(s) of @GPUS@ @ACCEL@ GPU(s) |
 @EXTRA_ROWS@
-Every launch file checks the data copy against `manifest.json`, continues an
-interrupted run from its checkpoint (`--resume`), then starts PyTorch's `torchrun`
-on `finetune-studio-cli train`. The recipe's batch size is the *global* batch: it is
-split evenly over all processes, so it must divide by nodes × GPUs per node. Only
+Every launch file continues an interrupted run from its checkpoint (`--resume`)
+and does nothing if the run already finished, checks the data copy against
+`manifest.json`, then starts PyTorch's `torchrun` on `finetune-studio-cli train`.
+The recipe's batch size is the *global* batch: it is split evenly over all
+processes, so it must divide by nodes × GPUs per node. Only
 the first process (rank 0) writes the model folder, its metrics and the checkpoint.
 
 ## 1. Install and copy
