@@ -96,3 +96,27 @@ def test_counts_that_do_not_divide_the_batch_are_flagged(dialog: ClusterDialog) 
     dialog.gpus_per_node.setValue(3)
 
     assert "does not divide by 3" in dialog.processes.text()
+
+
+def test_file_menu_opens_the_dialog_with_the_windows_recipe(qtbot, window, tmp_path: Path) -> None:
+    from helpers import load
+
+    data = make_photo_dataset(tmp_path / "birds", per_class=3, size=48)
+    load(qtbot, window, data)
+    window.cluster_action.trigger()
+    dialog = window.findChild(ClusterDialog)
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.destination.text() == str(tmp_path / "birds-cluster")
+    dialog.close()
+
+
+def test_file_menu_without_a_dataset_says_what_to_do_first(
+    qtbot, window, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    said: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _parent, _title, text: said.append(text))
+    window.cluster_action.trigger()
+    assert said == ["Load a dataset first (step 1)."]
+    assert window.findChild(ClusterDialog) is None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, Signal, Slot
+from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -179,7 +179,11 @@ class MainWindow(QMainWindow):
             "&Save project…", [QKeySequence.StandardKey.Save], self._on_save_project_triggered
         )
         export = self._action("&Export model…", ["Ctrl+E"], self.results_panel.choose_export_folder)
-        for action in (self.open_dataset_action, self.open_project_action, save, export):
+        self.cluster_action = self._action(
+            "Run on a &cluster…", [], self._on_run_on_cluster_triggered
+        )
+        file_actions = (self.open_dataset_action, self.open_project_action, save, export)
+        for action in (*file_actions, self.cluster_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
         quit_action = QAction("&Quit", self)
@@ -427,6 +431,20 @@ class MainWindow(QMainWindow):
         if reason is None and not self.model_panel.ready:
             reason = "The network is still loading (step 2)…"
         return reason
+
+    def _on_run_on_cluster_triggered(self) -> None:
+        """Write the window's recipe as a cluster bundle (launch files and a manifest)."""
+        from .widgets.cluster_dialog import ClusterDialog
+
+        def unavailable(message: str) -> None:
+            QMessageBox.information(self, "Run on a cluster", message)
+
+        recipe = self._recipe_for_task(unavailable, None)
+        if recipe is None:
+            return
+        dialog = ClusterDialog(recipe, self, runner=self.runner)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def _recipe_for_task(
         self, show_unavailable: Callable[[str], None], reason: str | None
