@@ -17,6 +17,10 @@ each size it measures, each stage in a process of its own so that its peak memor
   run's own check, feature extraction at 224 px, one epoch of the head, validation;
 - ``head_cached``: the same run again, its features now read from the cache.
 
+On a slow machine ``--backbone wide_tiny --weights none`` replaces Lite0 with a tiny
+network at 32 px whose head sees Lite0's 1,280 features per picture: the data path and
+the feature memory are what is measured, not the convolutions.
+
 Time per picture is the stage's wall time (imports excluded) over the pictures; peak
 memory is the stage process's own (data-loading workers are other processes). Then
 the two targets of issue 14: time per picture at the largest size within 1.3x of the
@@ -80,6 +84,47 @@ def stage_scan(data: Path) -> dict[str, float]:
     return {"pictures": len(report.train) + len(report.val), "progress_reports": reports}
 
 
+WIDE_TINY = "wide_tiny"
+FEATURE_WIDTH = 1280  # EfficientNet-Lite0's: what the head sees, per picture
+
+
+def register_wide_tiny() -> None:
+    """A stand-in for a real backbone on a slow machine: a small network at 32 px whose
+    head sees as many features per picture as EfficientNet-Lite0's (1,280 floats), so
+    the data path and the feature memory are measured, not the convolutions."""
+    from torch import nn
+
+    from finetune_studio.engine.backbones import BackboneSpec, register_backbone
+    from finetune_studio.engine.preprocessing import Preprocessing
+
+    def build() -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(32, FEATURE_WIDTH),
+            nn.ReLU(),
+            nn.Dropout(0.2),
+            nn.Linear(FEATURE_WIDTH, 1000),
+        )
+
+    half = (0.5, 0.5, 0.5)
+    register_backbone(
+        BackboneSpec(
+            name=WIDE_TINY,
+            family="Bench",
+            build=build,
+            preprocessing=Preprocessing(36, 32, half, half, "bilinear"),
+            num_params=sum(p.numel() for p in build().parameters()),
+            imagenet_top1=None,
+            head_path="9",
+        )
+    )
+
+
 def stage_head(data: Path, cache: Path, backbone: str, weights: str) -> dict[str, float]:
     from finetune_studio.engine.feature_store import FeatureStore
     from finetune_studio.engine.recipe import Recipe
@@ -111,6 +156,8 @@ def run_stage(args: argparse.Namespace) -> None:
     import finetune_studio.engine.training  # noqa: F401
 
     started = time.perf_counter()
+    if args.backbone == WIDE_TINY:
+        register_wide_tiny()
     if args.stage == "scan":
         row = stage_scan(args.data)
     else:
@@ -168,7 +215,9 @@ def main() -> None:
     parser.add_argument("--stages", help=f"comma-separated, of {', '.join(STAGES)}")
     parser.add_argument("--package", type=Path, help="a folder holding the package to time")
     parser.add_argument(
-        "--backbone", default="efficientnet_lite0", help="a smaller one for slow machines"
+        "--backbone",
+        default="efficientnet_lite0",
+        help=f"{WIDE_TINY}: a tiny network with Lite0's feature width, for slow machines",
     )
     parser.add_argument("--weights", default="default", help='"none": random weights')
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)

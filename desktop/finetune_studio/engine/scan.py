@@ -203,7 +203,11 @@ def identical_files_across_classes(
     by_size: dict[int, list[tuple[str, Path]]] = {}
     for name, paths in files.items():
         for path in paths:
-            by_size.setdefault(os.stat(path).st_size, []).append((name, path))
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                continue  # removed since it was checked: nothing left to compare
+            by_size.setdefault(size, []).append((name, path))
     groups: list[list[tuple[str, Path]]] = []
     for same_size in by_size.values():
         if len({name for name, _ in same_size}) < 2:
@@ -211,7 +215,10 @@ def identical_files_across_classes(
         by_digest: dict[bytes, list[tuple[str, Path]]] = {}
         for name, path in same_size:
             raise_if_cancelled(cancel)
-            by_digest.setdefault(_digest(path), []).append((name, path))
+            try:
+                by_digest.setdefault(_digest(path), []).append((name, path))
+            except OSError:
+                continue  # removed while the others were read
         groups += [g for g in by_digest.values() if len({name for name, _ in g}) >= 2]
     return groups
 
