@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, QSize, QStandardPaths, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QSettings,
+    QSize,
+    QStandardPaths,
+    Qt,
+    QUrl,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -21,8 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..models.table_models import RowsModel
+from ..models.dataset_models import ClassesModel, SkippedFilesModel
 from ..workers.tasks import ProgressFn, Task, TaskRunner
+from ..workers.thumbnails import ThumbnailLoader
 from .banner import Banner
 from .drop_zone import DropZone
 from .task_progress import show_latest_progress
@@ -38,38 +49,40 @@ ENGINE_SOURCE = "engine"  # the engine failed to load: stands for the session
 PROJECT_SOURCE = "project"  # opening or saving a project failed: cleared by the next success
 MAX_RECENT = 8
 THUMBNAIL_SIZE = 48
+THUMBNAIL_CACHE_BYTES = 4 * 1024 * 1024  # about 450 class thumbnails of 48 x 48
 
-Thumbnails = dict[str, tuple[bytes, int, int]]
+
+@dataclass(frozen=True)
+class CheckedFolder:
+    """A check's outcome: the report; per class, its training and validation counts
+    and the picture shown for it (its first training picture; None for a class
+    without one). Counted in the worker: at 50,000 pictures, counting walks 50,000
+    samples, which is not the GUI thread's work."""
+
+    report: DatasetReport
+    counts: tuple[tuple[int, int], ...]
+    samples: tuple[str | None, ...]
 
 
 class FolderCheck:
-    """A task's function: inspect the folder, then one small RGB picture per class."""
+    """A task's function: inspect the folder and pick each class's picture. The
+    thumbnails themselves are decoded later, for the rows on screen (see
+    ``models/dataset_models.py``): a folder of a thousand classes does not wait for
+    a thousand decodes."""
 
     def __init__(self, folder: str, val_fraction: float | None, seed: int) -> None:
         self.folder, self.val_fraction, self.seed = folder, val_fraction, seed
 
-    def __call__(
-        self, progress: ProgressFn, cancel: threading.Event
-    ) -> tuple[DatasetReport, Thumbnails]:
-        from ...engine.images import ImageProblem, load_rgb
+    def __call__(self, progress: ProgressFn, cancel: threading.Event) -> CheckedFolder:
         from ...engine.inspection import DEFAULT_VAL_FRACTION, inspect_dataset
-        from ...engine.scan import raise_if_cancelled
 
         val_fraction = DEFAULT_VAL_FRACTION if self.val_fraction is None else self.val_fraction
         report = inspect_dataset(self.folder, val_fraction, self.seed, progress, cancel)
-        thumbnails: Thumbnails = {}
-        for label, name in enumerate(report.classes):
-            raise_if_cancelled(cancel)
-            sample = next((s for s in report.train if s.label == label), None)
-            if sample is None:
-                continue
-            try:
-                image = load_rgb(sample.path, THUMBNAIL_SIZE)
-            except ImageProblem:
-                continue
-            image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            thumbnails[name] = (image.tobytes(), image.width, image.height)
-        return report, thumbnails
+        samples: list[str | None] = [None] * len(report.classes)
+        for sample in reversed(report.train):  # one pass; the first of each class wins
+            samples[sample.label] = sample.path
+        counts = tuple(zip(report.train_counts, report.val_counts))
+        return CheckedFolder(report, counts, tuple(samples))
 
 
 class SampleDrawing:
@@ -131,9 +144,10 @@ class DatasetPanel(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.classes_model = RowsModel(["Class", "Training", "Validation"], self)
+        self.thumbnails = ThumbnailLoader(THUMBNAIL_SIZE, THUMBNAIL_CACHE_BYTES, parent=self)
+        self.classes_model = ClassesModel(self.thumbnails, self)
         self.classes_view = self._table(self.classes_model)
-        self.skipped_model = RowsModel(["Skipped file", "Reason"], self)
+        self.skipped_model = SkippedFilesModel(self)
         self.skipped_view = self._table(self.skipped_model)
         self.skipped_view.setToolTip("Double-click a file to open it")
         self.skipped_view.doubleClicked.connect(self._on_skipped_view_double_clicked)
@@ -168,12 +182,15 @@ class DatasetPanel(QWidget):
         self._refresh_recent()
 
     @staticmethod
-    def _table(model: RowsModel) -> QTableView:
+    def _table(model: QAbstractItemModel) -> QTableView:
         view = QTableView()
         view.setModel(model)
         view.verticalHeader().hide()
         header = view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Sized to the rows on screen: Qt's default measures 1,000 rows, which took
+        # ~50 ms of the GUI thread each time a long list was laid out.
+        header.setResizeContentsPrecision(0)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         view.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         view.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
@@ -235,12 +252,12 @@ class DatasetPanel(QWidget):
         show_latest_progress(self.progress, events)
 
     @Slot(object)
-    def _on_check_task_succeeded(self, outcome: tuple[DatasetReport, Thumbnails]) -> None:
+    def _on_check_task_succeeded(self, outcome: CheckedFolder) -> None:
         self.task = None
         self._show_progress(False)
-        report, thumbnails = outcome
+        report = outcome.report
         self.folder = self._task_folder
-        self.show_report(report, thumbnails)
+        self.show_report(outcome)
         self._remember(report.root)
         self.loading_changed.emit(False)
         if not report.errors:
@@ -279,8 +296,8 @@ class DatasetPanel(QWidget):
         once: if the recipe's folder cannot be used, nothing trains on the old one."""
         self.val_fraction, self.seed = recipe.val_fraction, recipe.seed
         self.report, self.folder = None, ""
-        self.classes_model.set_rows([], [])
-        self.skipped_model.set_rows([], tooltips=[])
+        self.classes_model.clear()
+        self.skipped_model.clear()
         self.skipped_label.setText("Skipped files (0)")
         self._show_summary()
         self.load_folder(recipe.dataset)
@@ -306,22 +323,12 @@ class DatasetPanel(QWidget):
             f"({split})."
         )
 
-    def show_report(self, report: DatasetReport, thumbnails: Thumbnails) -> None:
-        from ...engine.scan import relative_name
-
-        self.report = report
+    def show_report(self, checked: CheckedFolder) -> None:
+        report = self.report = checked.report
         self._show_summary()
-        icons = [
-            icon_from_rgb(*thumbnails[name]) if name in thumbnails else None
-            for name in report.classes
-        ]
-        self.classes_model.set_rows(
-            list(zip(report.classes, report.train_counts, report.val_counts)), icons
-        )
-        self.skipped_model.set_rows(
-            [(relative_name(s.path, report.root), s.reason) for s in report.skipped],
-            tooltips=[s.path for s in report.skipped],
-        )
+        self.thumbnails.forget()  # a repaired folder may hold other pictures at a path
+        self.classes_model.set_classes(report.classes, checked.counts, checked.samples)
+        self.skipped_model.set_files(report.skipped, report.root)
         self.skipped_label.setText(f"Skipped files ({len(report.skipped)})")
         if report.errors:
             self.banner.show_error(" ".join(report.errors), source=FOLDER_SOURCE)

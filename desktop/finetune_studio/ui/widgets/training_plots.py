@@ -9,6 +9,14 @@ Axis text dominates a repaint: with the axes cached as pixmaps and the x range
 fixed to the run's epochs, a repaint of the three plots fell from 24 ms to 2.6 ms
 (900x420 px, this project's 2-core CI machine, median of 20).
 
+Axes are the rest of a repaint's cost (drawing their text took ~7 ms per axis here),
+and pyqtgraph redraws an axis whenever its range moves. Auto-ranging the loss and the
+learning rate moved their left axes on nearly every redraw, as each new batch set a new
+minimum; their y ranges now run from 0 to a round figure above the largest value
+(``nice_ceiling``), so an axis is redrawn only when a value passes that figure. Each
+curve is also handed its points only when they changed: the per-epoch curves' markers
+were rebuilt on every redraw for nothing.
+
 One legend row above the plots serves both loss and accuracy (same colours): a
 legend inside a plot covered its curves, and at the window's minimum size it
 overflowed the plot, its names running over the axis with no line beside them.
@@ -16,6 +24,8 @@ The row wraps onto two lines (or four) when the widget is too narrow for one.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -38,18 +48,37 @@ LEGEND = {  # curve -> name; training and validation accuracy share these colour
 }
 
 
+NICE_STEPS = (1.0, 2.0, 2.5, 5.0, 10.0)
+Y_RANGED_PLOTS = {  # plot -> the curves its y range covers, from 0 (losses, rates >= 0)
+    "loss": ("batch_loss", "smooth_loss", "train_loss", "val_loss"),
+    "lr": ("lr",),
+}
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5 and 5 times a power of ten that is >= ``value``."""
+    if not math.isfinite(value) or value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(step * scale for step in NICE_STEPS if step * scale >= value * (1 - 1e-9))
+
+
 class Series:
-    """An append-only (x, y) buffer that doubles its capacity when full."""
+    """An append-only (x, y) buffer that doubles its capacity when full, and the
+    largest finite y so far."""
 
     def __init__(self, capacity: int = 256) -> None:
         self._data = np.empty((capacity, 2), dtype=np.float64)
         self.size = 0
+        self.top = -math.inf
 
     def append(self, x: float, y: float) -> None:
         if self.size == len(self._data):
             self._data = np.concatenate([self._data, np.empty_like(self._data)])
         self._data[self.size] = (x, y)
         self.size += 1
+        if math.isfinite(y) and y > self.top:
+            self.top = y
 
     @property
     def x(self) -> np.ndarray:
@@ -61,6 +90,7 @@ class Series:
 
     def clear(self) -> None:
         self.size = 0
+        self.top = -math.inf
 
 
 class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no hints
@@ -116,6 +146,11 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         for curve in self.curves.values():
             curve.setClipToView(True)
             curve.setDownsampling(auto=True, method="peak")
+        self._ranged_plots = {"loss": self.loss_plot, "lr": self.lr_plot}
+        for plot in self._ranged_plots.values():
+            plot.enableAutoRange(y=False)
+        self.y_tops: dict[str, float] = {}  # plot -> the top of its y range
+        self._drawn = dict.fromkeys(self.series, -1)  # points each curve was given
         self._average = 0.0
         self._batches = 0
         self._dirty = False
@@ -169,6 +204,8 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             else:
                 plot.enableAutoRange(x=True)
         self._average, self._batches = 0.0, 0
+        self.y_tops.clear()
+        self._drawn = dict.fromkeys(self.series, -1)
         self._dirty = True
 
     def add_batch(self, position: float, loss: float, lr: float) -> None:
@@ -203,4 +240,19 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self._dirty = False
         for name, curve in self.curves.items():
             series = self.series[name]
-            curve.setData(series.x, series.y)
+            if self._drawn[name] != series.size:
+                self._drawn[name] = series.size
+                curve.setData(series.x, series.y)
+        self._fit_y_ranges()
+
+    def _fit_y_ranges(self) -> None:
+        """From 0 to a round figure above the largest value, moved only when a value
+        passes it (or a new run starts)."""
+        for plot_name, curve_names in Y_RANGED_PLOTS.items():
+            top = max(self.series[name].top for name in curve_names)
+            if top == -math.inf:
+                continue
+            ceiling = nice_ceiling(top)
+            if self.y_tops.get(plot_name) != ceiling:
+                self.y_tops[plot_name] = ceiling
+                self._ranged_plots[plot_name].setYRange(0, ceiling, padding=0.02)
