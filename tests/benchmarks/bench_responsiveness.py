@@ -282,10 +282,16 @@ def main() -> None:
     parser.add_argument("--skipped", type=int, default=0, help="unreadable files added")
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--explain", action="store_true", help="name the slowest events")
+    parser.add_argument(
+        "--switch-interval-ms", type=float, help="Python's thread switch interval, to compare"
+    )
     args = parser.parse_args()
+    if args.switch_interval_ms:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     app = TimedApplication([]) if args.explain else QApplication.instance() or QApplication([])
     results = measure(args, app)
     print(f"\nload average before: {LOAD_BEFORE}, after: {os.getloadavg()[0]:.1f}")
+    print(f"Python's switch interval: {sys.getswitchinterval() * 1000:g} ms")
     print(f"{'timer delay (ms)':<22}{'median':>8}{'p99':>8}{'worst':>8}{'target':>8}")
     for name, delays in results.items():
         median, p99, worst = summary(delays)

@@ -176,3 +176,22 @@ def test_every_epoch_and_the_final_values_reach_the_curves(qtbot):
     x, y = plots.curves["batch_loss"].getData()
     assert len(x) == 15 and y[-1] == pytest.approx(1 / 8)
     assert plots.curves["lr"].getData()[1][-1] == pytest.approx(0.002)
+
+
+def test_a_folder_check_reaches_the_window_as_a_bounded_stream_of_progress(panel, qtbot, tmp_path):
+    from finetune_studio.ui.workers.tasks import Progress
+
+    for index in range(600):
+        path = tmp_path / "data" / ("ab"[index % 2]) / f"{index:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16), (index % 256, 0, 0)).save(path)
+    arrived: list[object] = []
+
+    with qtbot.waitSignal(panel.dataset_loaded, timeout=60_000):
+        panel.load_folder(tmp_path / "data")
+        panel.task.progressed.connect(arrived.extend)
+
+    progress = [event for event in arrived if isinstance(event, Progress)]
+    assert progress[-1] == Progress(600, 600)
+    assert len(progress) <= 110  # about a hundred steps, not one per picture
+    assert panel.classes_model.rowCount() == 2
