@@ -6,6 +6,7 @@ environment by hand), as a user's launch would.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -58,6 +59,11 @@ def _history(folder: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in lines]
 
 
+def _predicted_paths(folder: Path) -> list[str]:
+    with (folder / "predictions.csv").open(newline="", encoding="utf-8") as rows:
+        return [row["path"] for row in csv.DictReader(rows)]
+
+
 def _final_accuracy(folder: Path) -> float:
     accuracy: float = json.loads((folder / "model.json").read_text())["metrics"]["val_acc"]
     return accuracy
@@ -102,6 +108,10 @@ def test_two_processes_write_one_model_as_good_as_one_process(
     assert len(list(runs.rglob("metrics.jsonl"))) == 1
     assert [row["epoch"] for row in _history(runs / "two")] == list(range(1, 11))
     assert two_process_run.log.count("Saved the model") == 1
+    # Each process validated its share; the model folder holds every picture's once.
+    shared = _predicted_paths(runs / "two")
+    assert len(shared) == len(set(shared)) == 6
+    assert sorted(shared) == sorted(_predicted_paths(tmp_path / "one"))
     # The same global batch of 8 (4 per process): accuracy close to one process's.
     assert _final_accuracy(runs / "two") >= _final_accuracy(tmp_path / "one") - 0.2
     assert _final_accuracy(runs / "two") >= 0.8

@@ -334,7 +334,7 @@ def make_loader(
     workers: int,
     seed: int,
     pin_memory: bool = False,
-    sampler: Sampler[int] | None = None,
+    sampler: Sampler[int] | Sequence[int] | None = None,
 ) -> DataLoader[Item]:
     """Batches of ``dataset``; with ``workers`` > 0, read by worker processes started
     safely (``worker_context``), sharing the decoded pictures rather than copying them.
@@ -345,7 +345,8 @@ def make_loader(
     the generator's state) would shuffle differently from an uninterrupted one.
     Restarting them from the fork server costs about 0.2 s per loader per epoch.
 
-    A ``sampler`` (one process's share, under torchrun) replaces ``shuffle``.
+    A ``sampler`` (one process's share, under torchrun; a sequence of indices is
+    read in its order) replaces ``shuffle``.
     """
     generator = torch.Generator().manual_seed(seed)
     context = None

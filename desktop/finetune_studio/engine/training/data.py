@@ -55,6 +55,7 @@ class RunData:
     val_paths: list[str]  # the picture a validation batch's index ``i`` stands for
     train_features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     val_features: tuple[torch.Tensor, torch.Tensor] | None = None
+    val_shared: bool = False  # each process validates its share (the trainer gathers them)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -141,15 +142,16 @@ class DataPreparation:
         val_set = ImageDataset(report.val, eval_transform(pre), pre, decoded_val)
         return RunData(
             train=[self._loader(train_set, shuffle=True)],
-            val=self._loader(val_set, shuffle=False),
+            val=self._val_loader(val_set),
             forward=model,
             channels_last=self.channels_last,
             val_paths=[sample.path for sample in report.val],
+            val_shared=self.processes.active,
         )
 
     def _loader(self, dataset: ImageDataset, shuffle: bool) -> DataLoader[object]:
         """Under torchrun, training batches are this process's share of the global
-        batch; every process validates on every validation picture."""
+        batch."""
         recipe, processes = self.recipe, self.processes
         if not (shuffle and processes.active):
             return make_loader(
@@ -160,6 +162,14 @@ class DataPreparation:
         )
         batch = processes.per_process_batch(recipe.batch_size)
         return make_loader(dataset, batch, True, self.workers, recipe.seed, self.pin, sampler)
+
+    def _val_loader(self, dataset: ImageDataset) -> DataLoader[object]:
+        """Under torchrun, this process's share of the validation pictures."""
+        recipe, processes = self.recipe, self.processes
+        share = processes.shard(range(len(dataset))) if processes.active else None
+        return make_loader(
+            dataset, recipe.batch_size, False, self.workers, recipe.seed, self.pin, share
+        )
 
     def _decode(
         self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str

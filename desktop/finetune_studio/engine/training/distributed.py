@@ -27,11 +27,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ..errors import RecipeError, UserFacingError
+from ..evaluation import Evaluation
+from ..review.records import Predictions
 
 DEFAULT_TIMEOUT_S = 300.0
 """How long a process waits for the others: to join, and in any one collective."""
@@ -198,6 +201,51 @@ def sync_buffers(processes: Processes, model: nn.Module) -> None:
         dist.broadcast(on_device, src=0)
         if on_device is not buffer:
             buffer.copy_(on_device)
+
+
+# --- evaluation ------------------------------------------------------------------------------
+def gather_evaluation(
+    processes: Processes, mine: Evaluation, val_paths: Sequence[str], num_classes: int
+) -> Evaluation:
+    """The evaluation of every validation picture, from each process's evaluation of
+    its share (which kept every picture's prediction): the figures one process
+    evaluating them all reports, in the validation set's order."""
+    assert mine.predictions is not None, "a shared evaluation keeps every prediction"
+    position = {os.path.abspath(path): index for index, path in enumerate(val_paths)}
+    kept = mine.predictions
+    rows = {  # one row a picture: its class, its loss, its probabilities (exact in float64)
+        position[path]: torch.from_numpy(np.concatenate([[true, loss], probabilities]))
+        for path, true, loss, probabilities in zip(
+            kept.paths,
+            kept.true.tolist(),
+            kept.loss.tolist(),
+            kept.probabilities.astype(np.float64),
+        )
+    }
+    everyone = gather_rows(processes, rows)
+    order = sorted(everyone)
+    table = np.stack([everyone[index].numpy() for index in order]) if order else None
+    if table is None:
+        table = np.zeros((0, 2 + num_classes))
+    true = table[:, 0].astype(np.int64)
+    probabilities = table[:, 2:].astype(np.float32)
+    predictions = Predictions(
+        tuple(os.path.abspath(val_paths[index]) for index in order),
+        true,
+        probabilities,
+        table[:, 1].astype(np.float32),
+    )
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(confusion, (true, probabilities.argmax(1)), 1)
+    seen = len(order)
+    return Evaluation(
+        loss=float(table[:, 1].mean()) if seen else float("nan"),
+        accuracy=float(np.trace(confusion)) / seen if seen else float("nan"),
+        images=seen,
+        confusion=confusion.tolist(),
+        failures=[path for index, path in enumerate(val_paths) if index not in everyone],
+        predictions=predictions,
+    )
 
 
 # --- features --------------------------------------------------------------------------------

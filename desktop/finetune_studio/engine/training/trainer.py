@@ -38,6 +38,7 @@ from .distributed import (
     ONE_PROCESS,
     Processes,
     any_process,
+    gather_evaluation,
     main_decides,
     require_same,
     sum_over_processes,
@@ -409,7 +410,11 @@ class Trainer:
             run.data.forward, run.data.val, run.device, len(run.class_names),
             None, run.data.channels_last, cancel, run.amp_dtype, run.data.val_paths,
         )  # fmt: skip
-        return (yield from as_stage_progress(steps, stage))
+        evaluation = yield from as_stage_progress(steps, stage)
+        if not run.data.val_shared:
+            return evaluation
+        classes = len(run.class_names)
+        return gather_evaluation(self.processes, evaluation, run.data.val_paths, classes)
 
     # --- the end -----------------------------------------------------------------------------
     def _finish(self, run: Run) -> Generator[Event, None, TrainingResult]:
