@@ -127,6 +127,7 @@ def checkpoint_path_for(out: Path) -> Path:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.export import save_model_folder
     from ..engine.training import Trainer, preflight
+    from ..engine.training.trainer import DECODE_BUDGET_BYTES
 
     recipe = recipe_from_args(args)
     preflight(recipe)
@@ -138,6 +139,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(
         recipe,
         scan_progress=StderrProgress("Checking pictures", every=500) if processes.is_main else None,
+        # The processes on one machine share its memory for decoded pictures.
+        decode_budget_bytes=DECODE_BUDGET_BYTES // processes.on_this_machine,
         checkpoint_path=checkpoint,
         resume=args.resume,
         processes=processes,

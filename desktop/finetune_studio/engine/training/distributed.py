@@ -50,6 +50,7 @@ class Processes:
     world_size: int = 1
     local_rank: int = 0
     backend: str = ""
+    on_this_machine: int = 1  # processes of the run that share this machine's memory
 
     @property
     def active(self) -> bool:
@@ -109,7 +110,8 @@ def join(device_choice: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Processes:
                 "address and port, that it is reachable from every node, and that every "
                 "process was started."
             ) from None
-    return Processes(rank, world, local_rank, backend)
+    on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return Processes(rank, world, local_rank, backend, on_this_machine)
 
 
 def leave() -> None:
