@@ -78,6 +78,7 @@ class TimedApplication(QApplication):
     def __init__(self, argv: list[str]) -> None:
         super().__init__(argv)
         self.slow: list[tuple[float, float, str]] = []  # wall ms, GUI CPU ms, what
+        self._recording_since = 0.0
         self.recording = False
         self._depth = 0
         self._collecting = 0.0
@@ -91,7 +92,8 @@ class TimedApplication(QApplication):
         wall_ms = (time.perf_counter() - self._collecting) * 1000
         if self.recording and wall_ms > TICK_MS:
             thread = threading.current_thread().name
-            what = f"garbage collection, generation {info['generation']}, in {thread}"
+            when = self._collecting - self._recording_since
+            what = f"{when:6.2f} s garbage collection, generation {info['generation']}, in {thread}"
             self.slow.append((wall_ms, float("nan"), what))
 
     def notify(self, receiver: QObject, event: QEvent) -> bool:
@@ -104,11 +106,19 @@ class TimedApplication(QApplication):
             wall_ms = (time.perf_counter() - wall) * 1000
             if self.recording and wall_ms > 2 * TICK_MS:
                 cpu_ms = (time.thread_time() - cpu) * 1000
-                what = f"{'  ' * self._depth}{_describe(receiver)} {event.type().name}"
+                when = wall - self._recording_since
+                what = (
+                    f"{when:6.2f} s {'  ' * self._depth}{_describe(receiver)} {event.type().name}"
+                )
                 self.slow.append((wall_ms, cpu_ms, what))
 
-    def report(self, title: str, count: int = 12) -> None:
-        print(f"\nslowest events {title} (wall ms, GUI thread CPU ms):")
+    def record(self) -> None:
+        self._recording_since = time.perf_counter()
+        self.recording = True
+
+    def report(self, title: str, count: int = 16) -> None:
+        self.recording = False
+        print(f"\nslowest events {title} (wall ms, GUI thread CPU ms, when):")
         for wall_ms, cpu_ms, what in sorted(self.slow, reverse=True)[:count]:
             print(f"{wall_ms:8.1f}{cpu_ms:8.1f}  {what}")
         self.slow.clear()
@@ -270,8 +280,9 @@ def measure(args: argparse.Namespace, app: QApplication) -> dict[str, list[float
 def _explained(app: TimedApplication | None, recording: bool, title: str = "") -> None:
     if app is None:
         return
-    app.recording = recording
-    if not recording:
+    if recording:
+        app.record()
+    else:
         app.report(title)
 
 

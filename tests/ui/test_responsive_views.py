@@ -195,3 +195,33 @@ def test_a_folder_check_reaches_the_window_as_a_bounded_stream_of_progress(panel
     assert progress[-1] == Progress(600, 600)
     assert len(progress) <= 110  # about a hundred steps, not one per picture
     assert panel.classes_model.rowCount() == 2
+
+
+def test_a_progress_update_is_painted_with_the_next_frame_not_on_the_spot(qtbot):
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QProgressBar
+
+    from finetune_studio.ui.widgets.progress_value import set_bar_range, set_bar_value
+
+    class PaintCounter(QObject):
+        painted = 0
+
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+            if event.type() == QEvent.Type.Paint:
+                self.painted += 1
+            return False
+
+    bar = QProgressBar()
+    qtbot.addWidget(bar)
+    counter = PaintCounter()
+    bar.installEventFilter(counter)
+    bar.show()
+    qtbot.waitUntil(lambda: counter.painted > 0)  # shown
+    counter.painted = 0
+    bar.setValue(10)  # Qt's own: painted before it returns
+    assert counter.painted == 1
+
+    set_bar_range(bar, 0, 1000)
+    set_bar_value(bar, 500)
+    assert counter.painted == 1 and bar.value() == 500
+    qtbot.waitUntil(lambda: counter.painted == 2)  # the next frame shows it

@@ -32,11 +32,11 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.dataset_models import ClassesModel, SkippedFilesModel
-from ..workers.tasks import ProgressFn, Task, TaskRunner
+from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .banner import Banner
 from .drop_zone import DropZone
-from .task_progress import show_latest_progress
+from .progress_value import set_bar_range, set_bar_value
 
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
@@ -216,7 +216,7 @@ class DatasetPanel(QWidget):
         task.cancelled.connect(self._on_task_cancelled)
         self.banner.clear(FOLDER_SOURCE)  # the new check re-evaluates the folder
         self.progress.setFormat(message)
-        self.progress.setRange(0, 0)
+        set_bar_range(self.progress, 0, 0)
         self._show_progress(True)
         self.cancel_button.setEnabled(True)
         self.loading_changed.emit(True)
@@ -249,7 +249,11 @@ class DatasetPanel(QWidget):
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        show_latest_progress(self.progress, events)
+        """The newest count: the earlier ones in the list are already past."""
+        latest = events[-1] if events else None
+        if isinstance(latest, Progress):
+            set_bar_range(self.progress, 0, max(latest.total, 1))
+            set_bar_value(self.progress, latest.done)
 
     @Slot(object)
     def _on_check_task_succeeded(self, outcome: CheckedFolder) -> None:

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 from ..resources import action_icon
 from .banner import Banner
 from .lr_finder import LrFinderDialog
+from .progress_value import set_bar_range, set_bar_value
 from .train_settings import SettingsScroll, TrainSettings
 from .training_plots import TrainingPlots
 from .wording import format_duration, plural
@@ -202,8 +203,8 @@ class TrainPanel(QWidget):
             self._early_lines = [self.run_note] if self.run_note else []
             self._previous_progress = (self.progress.value(), self.progress.format())
             self._run_epochs = self.epochs.value()
-            self.progress.setRange(0, 1000)
-            self.progress.setValue(0)
+            set_bar_range(self.progress, 0, 1000)
+            set_bar_value(self.progress, 0)
             self.progress.setFormat("Starting…")
             self._started_at = time.monotonic()
 
@@ -230,7 +231,7 @@ class TrainPanel(QWidget):
             return
         self._pending = False
         value, text = self._previous_progress
-        self.progress.setValue(value)
+        set_bar_value(self.progress, value)
         self.progress.setFormat(text)
         if self._early_lines:
             self.log.appendPlainText("— A new run could not start —")
@@ -252,7 +253,7 @@ class TrainPanel(QWidget):
         if last.unit == "iteration":  # the solver stops when converged, not at a count
             self.progress.setFormat(f"Fitting the head to its optimum · iteration {last.epoch}")
             return
-        self.progress.setValue(int(done * 1000))
+        set_bar_value(self.progress, int(done * 1000))
         self.progress.setFormat(
             f"Epoch {last.epoch}/{last.epochs} · batch {last.batch}/{last.batches} · "
             f"about {format_duration(remaining)} left"
@@ -263,7 +264,7 @@ class TrainPanel(QWidget):
         """Work outside the epochs: decoding, computing cached features, and the
         evaluation after a Stop, which can take a while on a large validation set."""
         self._begin()
-        self.progress.setValue(int(self.progress.maximum() * done / max(total, 1)))
+        set_bar_value(self.progress, int(self.progress.maximum() * done / max(total, 1)))
         self.progress.setFormat(f"{stage}… {done} of {total}")
 
     @Slot(object)
@@ -306,7 +307,7 @@ class TrainPanel(QWidget):
         elif event.stopped_early:
             text = f"Stopped early after {epochs} ({elapsed})"
         else:
-            self.progress.setValue(self.progress.maximum())
+            set_bar_value(self.progress, self.progress.maximum())
             text = f"Done: {epochs} in {elapsed}"
         if event.val_acc is not None:
             text += f" · validation accuracy {event.val_acc:.1%}"

@@ -15,7 +15,10 @@ learning rate moved their left axes on nearly every redraw, as each new batch se
 minimum; their y ranges now run from 0 to a round figure above the largest value
 (``nice_ceiling``), so an axis is redrawn only when a value passes that figure. Each
 curve is also handed its points only when they changed: the per-epoch curves' markers
-were rebuilt on every redraw for nothing.
+were rebuilt on every redraw for nothing. At a run's start, when the worker leaves the
+GUI thread least of the CPU and of Python's lock, a fixed axis width and no unit
+prefixes took the first epoch's repaint from ~12 to ~4 ms (``bench_responsiveness.py
+--explain`` finds these).
 
 One legend row above the plots serves both loss and accuracy (same colours): a
 legend inside a plot covered its curves, and at the window's minimum size it
@@ -30,7 +33,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer, Slot
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QGraphicsItem, QWidget
 
 REDRAW_INTERVAL_MS = 66
@@ -38,6 +41,7 @@ SMOOTHING = 0.9  # exponential moving average of the batch loss, bias-corrected
 # pyqtgraph's default grey (150) on white is hard to read at the small sizes the
 # window allows; this grey keeps the text secondary to the curves but legible.
 TEXT_COLOUR = (80, 80, 80)
+WIDE_TICK_LABEL = "0.00025"  # the left axes' width: as wide as this label
 LEGEND_SPACING = 6  # px between a legend entry's line and its name, and between entries
 LEGEND_GAP = "&nbsp;" * 4  # after each name, so the entries read as separate
 LEGEND = {  # curve -> name; training and validation accuracy share these colours
@@ -191,6 +195,12 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             axis = plot.getAxis(side)
             axis.setTextPen(TEXT_COLOUR)
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            axis.enableAutoSIPrefix(False)  # plain numbers; no label rebuilt per range
+        # A left axis sized to its labels re-lays out its whole plot whenever their
+        # width changes; this one is as wide as a long label ("0.00025", "1.5e-05").
+        left = plot.getAxis("left")
+        font = left.style["tickFont"] or self.font()
+        left.setWidth(QFontMetrics(font).horizontalAdvance(WIDE_TICK_LABEL) + 12)
         return plot
 
     def clear_curves(self, epochs: int | None = None) -> None:
