@@ -30,6 +30,7 @@ smallest, and peak memory at the largest at most 1.5 GB above the smallest.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -193,6 +194,7 @@ def print_table(results: dict[int, dict[str, dict[str, float]]], stages: list[st
             )
             per_picture = 1000 * row["seconds"] / size
             print(f"| {size:,} | {stage} | {per_picture:.2f} | {row['peak_mb']:.0f} | {note} |")
+    print_added_cost(results, stages)
     smallest, largest = min(results), max(results)
     print(f"\nTargets, {largest:,} against {smallest:,} pictures:")
     for stage in stages:
@@ -206,6 +208,19 @@ def print_table(results: dict[int, dict[str, dict[str, float]]], stages: list[st
             f"{time_ok}); peak memory {growth:+.0f} MB (target <= "
             f"{MEMORY_GROWTH_TARGET_MB:.0f}, {memory_ok})"
         )
+
+
+def print_added_cost(results: dict[int, dict[str, dict[str, float]]], stages: list[str]) -> None:
+    """What one more picture costs between two sizes: the start-up (building the model,
+    starting workers) left out, which the smallest size's time per picture includes."""
+    print()
+    for stage in stages:
+        steps = []
+        for small, large in itertools.pairwise(sorted(results)):
+            added = results[large][stage]["seconds"] - results[small][stage]["seconds"]
+            steps.append(f"{small:,} to {large:,}: {1000 * added / (large - small):.2f}")
+        if steps:
+            print(f"{stage}: ms per added picture, {'; '.join(steps)}")
 
 
 def main() -> None:
