@@ -19,7 +19,9 @@ above ~100 ms. ``--explain`` times every event the window handles (Qt's ``notify
 and prints the slowest, with the GUI thread's own CPU time in each: a stall far
 longer than its CPU time was spent waiting for the CPU or for Python's GIL. Timings
 depend on the machine and its load (printed), which is why this is a script and not
-a test.
+a test. On a machine shared with other work, run it under ``nice -n -10`` (as root)
+so that the others' load does not decide the figures; ``--switch-interval-ms``
+compares Python's thread switch intervals.
 """
 
 from __future__ import annotations
