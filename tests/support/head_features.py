@@ -33,4 +33,4 @@ def head_features(recipe: Recipe, store: FeatureStore | None = None) -> tuple[Sp
     )
     _, data = drain(preparation.prepare(built.model, built.head_path, built.spec, report))
     assert data.train_features is not None and data.val_features is not None
-    return data.train_features[0], data.val_features, len(report.classes)
+    return data.train_features[0].gathered(), data.val_features.gathered(), len(report.classes)

@@ -22,8 +22,9 @@ from ..feature_store import FeatureStore, file_key
 from ..features import (
     Extracted,
     FeatureSplit,
+    FeatureTable,
     extract_features,
-    feature_batches,
+    feature_table,
     find_feature_split,
 )
 from ..inspection import DatasetReport, Sample
@@ -53,8 +54,8 @@ class RunData:
     forward: nn.Module
     channels_last: bool
     val_paths: list[str]  # the picture a validation batch's index ``i`` stands for
-    train_features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    val_features: tuple[torch.Tensor, torch.Tensor] | None = None
+    train_features: list[FeatureTable] | None = None
+    val_features: FeatureTable | None = None
     val_shared: bool = False  # each process validates its share (the trainer gathers them)
 
     @property
@@ -197,30 +198,26 @@ class DataPreparation:
         store_key = self._store_key(spec, split)
         # One pass over training and validation pictures: one loader start, not two.
         both = ImageDataset((*report.train, *report.val), eval_transform(pre), pre)
-        features, labels, rows = yield from self._features(
-            model, split, both, "Computing features", store_key
-        )
-        is_train = torch.tensor([row < len(report.train) for row in rows], dtype=torch.bool)
+        table = yield from self._features(model, split, both, "Computing features", store_key)
+        is_train = torch.tensor([i < len(report.train) for i in table.indices], dtype=torch.bool)
         size, seed = recipe.batch_size, recipe.seed
-        tensors = [(features[is_train], labels[is_train])]
-        val_tensors = (features[~is_train], labels[~is_train])
+        tables, val_table = [table.subset(is_train)], table.subset(~is_train)
         for view in range(1, views):
             augmented = ImageDataset(report.train, train_transform(pre, recipe.augmentation), pre)
             stage = f"Computing augmented features (view {view + 1} of {views})"
-            features, labels, _ = yield from self._features(
-                model, split, augmented, stage, None, augmented=True
+            tables.append(
+                (yield from self._features(model, split, augmented, stage, None, augmented=True))
             )
-            tensors.append((features, labels))
         if self.kept is not None:
             self.kept.forget()
         return RunData(
-            train=[feature_batches(x, y, size, True, seed) for x, y in tensors],
-            val=feature_batches(*val_tensors, size, False, seed),
+            train=[t.batches(size, True, seed) for t in tables],
+            val=val_table.batches(size, False, seed),
             forward=split.head_block(model),
             channels_last=False,
-            val_paths=[both.samples[row].path for row in rows if row >= len(report.train)],
-            train_features=tensors,
-            val_features=val_tensors,
+            val_paths=[both.samples[i].path for i in val_table.indices],
+            train_features=tables,
+            val_features=val_table,
         )
 
     def head_features(
@@ -238,7 +235,9 @@ class DataPreparation:
         pre = spec.preprocessing
         dataset = ImageDataset(samples, eval_transform(pre), pre)
         key = self._store_key(spec, split)
-        return (yield from self._features(model, split, dataset, stage, key))
+        table = yield from self._features(model, split, dataset, stage, key)
+        features, labels = table.gathered()
+        return features, labels, table.indices
 
     def _store_key(self, spec: BackboneSpec, split: FeatureSplit) -> str | None:
         if self.feature_store is None:
@@ -260,34 +259,24 @@ class DataPreparation:
         stage: str,
         store_key: str | None,
         augmented: bool = False,
-    ) -> Generator[Event, None, FeatureRows]:
-        """Features and labels of the pictures that loaded, and their dataset indices:
-        from the disk store where present, computed (then stored) otherwise."""
+    ) -> Generator[Event, None, FeatureTable]:
+        """The features of the pictures that loaded: mapped from the disk store where
+        it holds them all (no copy in memory), computed (then stored) otherwise."""
         store = self.feature_store if store_key else None
         keys = [file_key(s.path) for s in dataset.samples]
-        stored = store.load(store_key, keys) if store and store_key else {}
-        absent = [key is None or key not in stored for key in keys]
+        stored = store.open(store_key) if store and store_key else None
+        absent = [stored is None or key not in stored.rows for key in keys]
         # Caches differ between nodes: whatever one process lacks, all compute.
         absent = any_process(self.processes, *absent)
         missing = [i for i, is_absent in enumerate(absent) if is_absent]
         computed: dict[int, torch.Tensor] = {}
         if missing:
             computed = yield from self._compute(model, split, dataset, missing, stage, augmented)
-        if stored:
-            yield Log(f"{stage}: {len(stored)} of {len(keys)} from the cache.")
-        if self.processes.is_main and store and store_key and computed and not self.cancel.is_set():
-            store.save(
-                store_key,
-                {k: computed[i] for i, k in enumerate(keys) if k is not None and i in computed},
-            )
-        rows = [i for i, key in enumerate(keys) if i in computed or key in stored]
-        if not rows:
-            return torch.empty(0), torch.empty(0, dtype=torch.long), []
-        features = torch.stack(
-            [computed[i] if i in computed else stored[str(keys[i])] for i in rows]
-        )
-        labels = torch.tensor([dataset.samples[i].label for i in rows], dtype=torch.long)
-        return features, labels, rows
+        if len(missing) < len(keys):
+            yield Log(f"{stage}: {len(keys) - len(missing)} of {len(keys)} from the cache.")
+        saving = self.processes.is_main and not self.cancel.is_set()
+        labels = [sample.label for sample in dataset.samples]
+        return feature_table(keys, labels, computed, stored, store if saving else None, store_key)
 
     def _compute(
         self,

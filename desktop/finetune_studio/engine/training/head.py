@@ -40,7 +40,7 @@ def fit_head(trainer: Trainer, run: Run, head: SolvableHead) -> Iterator[Event]:
     weights = class_weights(run.report.train_counts) if recipe.class_balanced else None
     problem = _problem(run, head, recipe.label_smoothing, weights)
     assert run.data.val_features is not None
-    val_features, val_labels = run.data.val_features
+    val_features, val_labels = run.data.val_features.gathered()
     val_features = head.inputs(val_features)
     yield Log(
         "Fitting the head to its optimum on standardised cached features "
@@ -75,6 +75,7 @@ def _problem(
     """Every cached view of every training picture, as one set of rows, as the head's
     Linear layer sees them."""
     assert run.data.train_features is not None
-    features = head.inputs(torch.cat([x for x, _ in run.data.train_features]))
-    labels = torch.cat([y for _, y in run.data.train_features])
+    gathered = [table.gathered() for table in run.data.train_features]
+    features = head.inputs(torch.cat([x for x, _ in gathered]))
+    labels = torch.cat([y for _, y in gathered])
     return Problem(features, labels, len(run.class_names), label_smoothing, weights)

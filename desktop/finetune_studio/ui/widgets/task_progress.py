@@ -6,14 +6,15 @@ from __future__ import annotations
 from PySide6.QtWidgets import QLabel, QProgressBar
 
 from ..workers.tasks import Progress
+from .progress_value import set_bar_range, set_bar_value
 
 
 def show_latest_progress(bar: QProgressBar, events: list[object]) -> None:
     """Show the newest of a batch of progress events: the earlier ones are already past."""
     latest = events[-1] if events else None
     if isinstance(latest, Progress):
-        bar.setRange(0, max(latest.total, 1))
-        bar.setValue(latest.done)
+        set_bar_range(bar, 0, max(latest.total, 1))
+        set_bar_value(bar, latest.done)
 
 
 def show_stages(bar: QProgressBar, status: QLabel, events: list[object]) -> None:
@@ -23,8 +24,8 @@ def show_stages(bar: QProgressBar, status: QLabel, events: list[object]) -> None
 
     for event in events:
         if isinstance(event, StageProgress):
-            bar.setRange(0, max(event.total, 1))
-            bar.setValue(event.done)
+            set_bar_range(bar, 0, max(event.total, 1))
+            set_bar_value(bar, event.done)
             bar.setFormat(f"{event.stage}: %v of %m")
         elif isinstance(event, Log):
             status.setText(event.message)
