@@ -36,10 +36,12 @@ def _env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _torchrun(tmp_path: Path, *args: str, processes: int = 2) -> list[str]:
+def _torchrun(
+    tmp_path: Path, *args: str, processes: int = 2, cli: str = "support.cli_with_tiny"
+) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={processes}", "-m", "support.cli_with_tiny", "train", *args,
+        f"--nproc_per_node={processes}", "-m", cli, "train", *args,
     ]  # fmt: skip
 
 
@@ -149,6 +151,7 @@ def test_a_stopped_two_process_run_resumes_to_the_uninterrupted_result(
     _, stopped_log = launch.communicate(timeout=300)
     assert checkpoint.exists(), stopped_log
     assert "keeping the best model so far" in stopped_log
+    assert (out / "model.json").exists()  # the best model so far, as in one process
 
     resumed = _run(tmp_path, _torchrun(tmp_path, *args, "--out", str(out), "--resume"))
     assert resumed.returncode == 0, resumed.stderr
@@ -217,6 +220,20 @@ def test_when_one_process_fails_all_end_and_the_rank_is_named(
     assert "rank 1: Process 0 cannot write the model" in failed.stderr
     assert (out / "mine.txt").read_text() == "keep me"
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+def test_a_process_that_crashes_mid_step_ends_the_run_without_a_model(
+    colour_dataset: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "model"
+    args = [str(colour_dataset), *TRAIN, *WHOLE, "--backbone", "tiny_fails_on_rank_1"]
+    crashed = _run(
+        tmp_path,
+        _torchrun(tmp_path, *args, "--out", str(out), cli="support.cli_with_failing_rank"),
+    )
+    assert crashed.returncode != 0
+    assert "rank 1: internal error: RuntimeError('the GPU fell off the bus')" in crashed.stderr
+    assert not out.exists()
 
 
 def test_the_global_batch_must_divide_between_the_processes() -> None:

@@ -333,7 +333,14 @@ def feature_table(
     if store is not None and model_key is not None and computed:
         fresh = {key: computed[i] for i, key in enumerate(keys) if key and i in computed}
         if store.save(model_key, fresh):
-            stored = store.open(model_key)
+            reopened = store.open(model_key)
+            wanted = [
+                key
+                for i, key in enumerate(keys)
+                if i in computed or (stored and key in stored.rows)
+            ]
+            if reopened is not None and all(key in reopened.rows for key in wanted):
+                stored = reopened  # else evicted or replaced meanwhile: keep what is in hand
     indices = [i for i, key in enumerate(keys) if i in computed or (stored and key in stored.rows)]
     label_tensor = torch.tensor([labels[i] for i in indices], dtype=torch.long)
     if stored is not None and all(keys[i] in stored.rows for i in indices):

@@ -68,6 +68,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     )
 
 
+def _without_dataset(recipe: object) -> object:
+    """A recipe as a resume compares it: the dataset's folder may have moved, or be
+    another node's copy under torchrun (the class names are compared separately)."""
+    if not isinstance(recipe, dict):
+        return recipe
+    return {key: value for key, value in recipe.items() if key != "dataset"}
+
+
 def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
@@ -80,7 +88,7 @@ def load_checkpoint(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
         raise UserFacingError(f"The checkpoint {path} cannot be read ({exc}).") from exc
     if state.get("version") != CHECKPOINT_VERSION:
         raise UserFacingError(f"The checkpoint {path} was written by another version.")
-    if state.get("recipe") != recipe:
+    if _without_dataset(state.get("recipe")) != _without_dataset(recipe):
         raise UserFacingError(
             f"The checkpoint {path} belongs to a different run (its recipe differs); "
             "start afresh or use the same options."

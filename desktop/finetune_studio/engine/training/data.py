@@ -274,7 +274,8 @@ class DataPreparation:
             computed = yield from self._compute(model, split, dataset, missing, stage, augmented)
         if len(missing) < len(keys):
             yield Log(f"{stage}: {len(keys) - len(missing)} of {len(keys)} from the cache.")
-        saving = self.processes.is_main and not self.cancel.is_set()
+        # The first process of each machine fills that machine's cache.
+        saving = self.processes.local_rank == 0 and not self.cancel.is_set()
         labels = [sample.label for sample in dataset.samples]
         return feature_table(keys, labels, computed, stored, store if saving else None, store_key)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ from torch import nn
 
 from ..errors import RecipeError, UserFacingError
 from ..evaluation import Evaluation
+from ..inspection import DatasetReport, Sample
 from ..review.records import Predictions
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -73,6 +75,15 @@ class Processes:
                 f"{self.world_size} processes: choose a multiple of {self.world_size}."
             )
         return global_batch // self.world_size
+
+    def device_for(self, device: torch.device) -> torch.device:
+        """This process's own GPU on CUDA; gloo cannot exchange Apple MPS tensors."""
+        if device.type == "mps":
+            raise RecipeError(
+                "Under torchrun, train on CUDA GPUs or on the CPU (--device cpu): "
+                "Apple MPS has no backend for several processes."
+            )
+        return torch.device("cuda", self.local_rank) if device.type == "cuda" else device
 
     @property
     def collective_device(self) -> torch.device:
@@ -150,6 +161,24 @@ def require_same(processes: Processes, data: Any, what: str, advice: str) -> Non
         )
 
 
+def require_same_split(processes: Processes, report: DatasetReport) -> None:
+    """Every process must train on the same split of the same pictures, wherever each
+    node keeps its copy (compared by the paths inside the dataset folder)."""
+    if not processes.active:
+        return
+
+    def inside(samples: Sequence[Sample]) -> list[tuple[str, int]]:
+        return [(os.path.relpath(s.path, report.root), s.label) for s in samples]
+
+    require_same(
+        processes,
+        [report.classes, inside(report.train), inside(report.val)],
+        "dataset split",
+        "Give every process the same copy of the dataset (finetune-studio-cli "
+        "verify-data checks a copy against the cluster bundle's manifest).",
+    )
+
+
 def any_process(processes: Processes, *flags: bool) -> list[bool]:
     """For each flag, whether it is set in any process (one small collective)."""
     if not processes.active:
@@ -190,7 +219,11 @@ def wrap_for_training(processes: Processes, model: nn.Module) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [processes.local_rank] if processes.backend == "nccl" else None
-    return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+    # Newer torch renamed ``broadcast_buffers`` (and warns about the old name).
+    renamed = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    if renamed:
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
 
 def sync_buffers(processes: Processes, model: nn.Module) -> None:
@@ -252,7 +285,8 @@ def gather_evaluation(
 
 # --- features --------------------------------------------------------------------------------
 def gather_rows(processes: Processes, rows: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    """Every process's ``{index: tensor}`` rows (all of one shape and type), everywhere.
+    """Every process's ``{index: tensor}`` rows (all of one shape and type), everywhere:
+    views of one matrix, received in one exchange.
 
     Sent as bytes, padded to the largest share, so any dtype travels through gloo.
     """
@@ -263,25 +297,29 @@ def gather_rows(processes: Processes, rows: dict[int, torch.Tensor]) -> dict[int
     counts = torch.tensor([len(indices)], device=device)
     all_counts = [torch.empty_like(counts) for _ in range(processes.world_size)]
     dist.all_gather(all_counts, counts)
-    largest = max(int(count.item()) for count in all_counts)
+    largest = max(int(count.item()) for count in all_counts)  # shares are padded to it
     template = _row_template(processes, rows)
     if template is None:
         return {}
-    raw = torch.zeros((largest, *_as_bytes(template).shape), dtype=torch.uint8, device=device)
-    labels = torch.full((largest,), -1, dtype=torch.long, device=device)
-    for position, index in enumerate(indices):
-        raw[position] = _as_bytes(rows[index]).to(device)
-        labels[position] = index
-    all_raw = [torch.empty_like(raw) for _ in range(processes.world_size)]
-    all_labels = [torch.empty_like(labels) for _ in range(processes.world_size)]
-    dist.all_gather(all_raw, raw)
-    dist.all_gather(all_labels, labels)
-    gathered: dict[int, torch.Tensor] = {}
-    for their_raw, their_labels, count in zip(all_raw, all_labels, all_counts, strict=True):
-        for position in range(int(count.item())):
-            row = their_raw[position].cpu().contiguous().view(template.dtype)
-            gathered[int(their_labels[position])] = row.reshape(template.shape).clone()
-    return gathered
+    raw = torch.zeros((largest, _as_bytes(template).numel()), dtype=torch.uint8)
+    labels = torch.full((largest,), -1, dtype=torch.long)
+    if indices:
+        raw[: len(indices)] = torch.stack([_as_bytes(rows[index]) for index in indices])
+        labels[: len(indices)] = torch.tensor(indices)
+    all_raw = [torch.empty_like(raw, device=device) for _ in range(processes.world_size)]
+    all_labels = [torch.empty_like(labels, device=device) for _ in range(processes.world_size)]
+    dist.all_gather(all_raw, raw.to(device))
+    dist.all_gather(all_labels, labels.to(device))
+    every_label = torch.cat(all_labels).cpu()
+    present = every_label >= 0  # padding rows are marked -1
+    matrix = torch.cat(all_raw).cpu()[present].view(template.dtype)
+    return dict(
+        zip(
+            every_label[present].tolist(),
+            matrix.reshape(-1, *template.shape).unbind(0),
+            strict=True,
+        )
+    )
 
 
 def _as_bytes(tensor: torch.Tensor) -> torch.Tensor:
@@ -308,4 +346,7 @@ def _row_template(processes: Processes, rows: dict[int, torch.Tensor]) -> torch.
     return torch.empty(dims, dtype=_DTYPES[int(found[1])])
 
 
-_DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+_DTYPES = [
+    torch.float32, torch.bfloat16, torch.float16, torch.float64,
+    torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool,
+]  # fmt: skip

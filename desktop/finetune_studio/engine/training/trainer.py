@@ -40,7 +40,7 @@ from .distributed import (
     any_process,
     gather_evaluation,
     main_decides,
-    require_same,
+    require_same_split,
     sum_over_processes,
     sync_buffers,
     wrap_for_training,
@@ -170,8 +170,8 @@ class Trainer:
         finder ramps this same run (``engine/lr_find.py``)."""
         recipe = self.recipe
         device, amp_dtype = compute_set_up(recipe, self.cpu_threads)
-        if device.type == "cuda" and self.processes.active:
-            device = torch.device("cuda", self.processes.local_rank)
+        if self.processes.active:
+            device = self.processes.device_for(device)
         channels_last = device.type in ("cpu", "cuda")  # faster convolutions there
         # A run that checks its own pictures keeps them decoded for the model.
         kept = None if self._dataset else PictureKeeper(
@@ -232,13 +232,7 @@ class Trainer:
             check_picture=kept or inspect_image,
         )
         report.require_trainable()
-        require_same(
-            self.processes,
-            [report.classes, [s.path for s in report.train], [s.path for s in report.val]],
-            "dataset split",
-            "Give every process the same copy of the dataset (finetune-studio-cli "
-            "verify-data checks a copy against the cluster bundle's manifest).",
-        )
+        require_same_split(self.processes, report)
         for warning in report.warnings:
             yield Log(warning, "warning")
         if report.skipped:
