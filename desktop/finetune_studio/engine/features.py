@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from .devices import autocast
 from .feature_store import FeatureStore, StoredFeatures
@@ -248,15 +248,13 @@ def feature_batches(
     shuffle: bool,
     seed: int,
     rows: torch.Tensor | None = None,
-    sampler: Sampler[int] | None = None,
 ) -> DataLoader[object]:
     """Batches of cached features, in the same order a picture loader with the same
     seed would give; a batch's ``indices`` are positions in ``labels``.
 
     With ``rows``, picture ``i``'s feature is ``features[rows[i]]``: ``features`` may
     then be a whole store file's memory-mapped matrix, read batch by batch, not
-    copied (see ``FeatureTable``). Without, it is ``features[i]``. A ``sampler`` (under
-    torchrun, this process's share) replaces the shuffle."""
+    copied (see ``FeatureTable``). Without, it is ``features[i]``."""
     from torch.utils.data import TensorDataset
 
     count = len(labels)
@@ -274,8 +272,7 @@ def feature_batches(
     return DataLoader(
         TensorDataset(where, labels, torch.arange(count)),
         batch_size=batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
+        shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),
         collate_fn=collate,
         drop_last=shuffle and drops_last(count, batch_size),
@@ -307,13 +304,9 @@ class FeatureTable:
         solvers that need every feature at once (``head_fit``)."""
         return self.matrix[self.positions], self.labels
 
-    def batches(
-        self, batch_size: int, shuffle: bool, seed: int, sampler: Sampler[int] | None = None
-    ) -> DataLoader[object]:
+    def batches(self, batch_size: int, shuffle: bool, seed: int) -> DataLoader[object]:
         """Batches as ``feature_batches`` gives them, read from ``matrix`` as they go."""
-        return feature_batches(
-            self.matrix, self.labels, batch_size, shuffle, seed, self.positions, sampler
-        )
+        return feature_batches(self.matrix, self.labels, batch_size, shuffle, seed, self.positions)
 
 
 def feature_table(

@@ -32,11 +32,12 @@ from PySide6.QtWidgets import (
 )
 
 from ..models.dataset_models import ClassesModel, SkippedFilesModel
-from ..workers.tasks import Progress, ProgressFn, Task, TaskRunner
+from ..workers.tasks import ProgressFn, Task, TaskRunner
 from ..workers.thumbnails import ThumbnailLoader
 from .banner import Banner
 from .drop_zone import DropZone
-from .progress_value import set_bar_range, set_bar_value
+from .progress_value import set_bar_range
+from .task_progress import show_latest_progress
 
 if TYPE_CHECKING:
     from ...engine.inspection import DatasetReport
@@ -249,11 +250,7 @@ class DatasetPanel(QWidget):
 
     @Slot(list)
     def _on_task_progressed(self, events: list[object]) -> None:
-        """The newest count: the earlier ones in the list are already past."""
-        latest = events[-1] if events else None
-        if isinstance(latest, Progress):
-            set_bar_range(self.progress, 0, max(latest.total, 1))
-            set_bar_value(self.progress, latest.done)
+        show_latest_progress(self.progress, events)
 
     @Slot(object)
     def _on_check_task_succeeded(self, outcome: CheckedFolder) -> None:
