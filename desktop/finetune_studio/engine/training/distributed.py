@@ -24,6 +24,7 @@ import hashlib
 import inspect
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from torch import nn
 from ..errors import RecipeError, UserFacingError
 from ..evaluation import Evaluation
 from ..inspection import DatasetReport, Sample
+from ..loading import Batch
 from ..review.records import Predictions
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -186,6 +188,18 @@ def any_process(processes: Processes, *flags: bool) -> list[bool]:
     tensor = torch.tensor([int(flag) for flag in flags], device=processes.collective_device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return [bool(value) for value in tensor.tolist()]
+
+
+def stop_together(processes: Processes, cancel: threading.Event, batch: Batch | None) -> bool:
+    """Whether any process stops (then ``cancel`` is set in all); a ``batch`` that one
+    of them could not load is emptied in all, so every process skips that step."""
+    empty = batch is not None and batch.images is None
+    stop, any_empty = any_process(processes, cancel.is_set(), empty)
+    if stop:
+        cancel.set()
+    if any_empty and batch is not None:
+        batch.images = None
+    return stop
 
 
 def sum_over_processes(processes: Processes, *values: float) -> list[float]:

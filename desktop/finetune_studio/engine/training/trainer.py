@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from ..backbones import build_model, get_spec
-from ..calibration import calibrate
 from ..devices import describe_device
 from ..evaluation import Evaluation, evaluation_steps
 from ..events import BatchEnd, EpochEnd, Event, FitEnd, Log, StageProgress, as_stage_progress
@@ -37,14 +36,15 @@ from .data import DataPreparation
 from .distributed import (
     ONE_PROCESS,
     Processes,
-    any_process,
     gather_evaluation,
     main_decides,
     require_same_split,
+    stop_together,
     sum_over_processes,
     sync_buffers,
     wrap_for_training,
 )
+from .ending import finish_run
 from .head import fit_head
 from .phases import (
     apply_phase,
@@ -142,7 +142,7 @@ class Trainer:
             yield from fit_head(self, run, head)
         else:
             yield from self._train_epochs(run)
-        return (yield from self._finish(run))
+        return (yield from finish_run(self, run))
 
     def _train_epochs(self, run: Run) -> Iterator[Event]:
         for epoch in range(run.state.epochs_done + 1, self.recipe.epochs + 1):
@@ -315,13 +315,7 @@ class Trainer:
         a ``batch`` that one of them could not load."""
         if not self._whole_network_run(run):
             return self.cancel_token.is_set()
-        empty = batch is not None and batch.images is None
-        stop, any_empty = any_process(self.processes, self.cancel_token.is_set(), empty)
-        if stop:
-            self.cancel_token.set()
-        if any_empty and batch is not None:
-            batch.images = None
-        return stop
+        return stop_together(self.processes, self.cancel_token, batch)
 
     def train_batch(
         self, run: Run, optimizer: torch.optim.Optimizer, batch: Batch
@@ -411,55 +405,6 @@ class Trainer:
         return gather_evaluation(self.processes, evaluation, run.data.val_paths, classes)
 
     # --- the end -----------------------------------------------------------------------------
-    def _finish(self, run: Run) -> Generator[Event, None, TrainingResult]:
-        if self.unreadable:
-            yield Log(
-                f"{len(self.unreadable)} picture(s) could not be read during the run "
-                "(changed or removed after the dataset was checked).",
-                "warning",
-            )
-        cancelled = self.cancel_token.is_set()
-        if cancelled:
-            yield Log("Stopped by the user; keeping the best model so far.", "warning")
-        state = run.state
-        evaluation = state.best.evaluation
-        if state.best.state is None and run.report.val and not self.abort_token.is_set():
-            # Stopped before any epoch ended: the model as it is, evaluated once.
-            evaluation = yield from self.evaluate(run, self.abort_token, "Evaluating the model")
-            evaluation = None if self.abort_token.is_set() else evaluation
-        model = run.model
-        model.to("cpu")
-        model.to(memory_format=torch.contiguous_format)
-        state.restore_best(model)
-        model.eval()
-        stopped_early = run.stopped_early
-        result = TrainingResult(
-            model=model,
-            spec=run.spec,
-            head_path=run.head_path,
-            class_names=run.class_names,
-            preprocessing=run.spec.preprocessing,
-            recipe=self.recipe,
-            history=state.history,
-            best_epoch=state.best.epoch,
-            evaluation=evaluation,
-            cancelled=cancelled,
-            stopped_early=stopped_early,
-            calibration=calibrate(evaluation.predictions if evaluation else None),
-        )
-        if result.calibration.ece_before is not None:
-            yield Log(f"Confidence calibrated: {result.calibration.summary()}.")
-        has_final = evaluation is not None and evaluation.images > 0
-        yield FitEnd(
-            unit=state.history[-1].unit if state.history else "epoch",
-            cancelled=cancelled,
-            stopped_early=stopped_early,
-            epochs_completed=len(state.history),
-            best_epoch=state.best.epoch,
-            val_acc=evaluation.accuracy if evaluation and has_final else None,
-            val_loss=evaluation.loss if evaluation and has_final else None,
-        )
-        return result
 
 
 def fit(
