@@ -26,6 +26,7 @@ from ..features import (
     feature_batches,
     find_feature_split,
 )
+from ..in_process_loader import loads_in_process
 from ..inspection import DatasetReport, Sample
 from ..loading import (
     DecodedPictures,
@@ -95,8 +96,12 @@ class DataPreparation:
     def warm_up(self) -> None:
         """Start the data-loading processes' server now, so its import of torch
         overlaps the dataset check and the model build instead of delaying the
-        first batch."""
-        if self.workers > 0:
+        first batch. Not when the run's check keeps the pictures for loaders that
+        make their batches in this process (``in_process_loader``): then no worker
+        may ever start (one that does starts the server itself)."""
+        views = cached_view_count(self.recipe.augmentation, self.recipe.cached_views)
+        kept_in_process = self.kept is not None and views == 1 and loads_in_process(self.device)
+        if self.workers > 0 and not kept_in_process:
             start_worker_server()
 
     @property
@@ -144,7 +149,10 @@ class DataPreparation:
 
     def _loader(self, dataset: ImageDataset, shuffle: bool) -> DataLoader[object]:
         recipe = self.recipe
-        return make_loader(dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin)
+        return make_loader(
+            dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin,
+            in_process=loads_in_process(self.device),
+        )  # fmt: skip
 
     def _decode(
         self, samples: tuple[Sample, ...], pre: Preprocessing, stage: str
