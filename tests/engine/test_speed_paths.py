@@ -289,27 +289,3 @@ def test_a_small_cpu_run_makes_its_batches_in_process_and_the_run_is_the_same(
     in_process = run(recipe)
     assert not started
     assert_same_run(in_process, with_workers)
-
-
-def test_the_optimizer_fused_for_speed_takes_the_same_steps() -> None:
-    from finetune_studio.engine.optim import make_optimizer
-    from support.tiny import TINY
-
-    def trained(fused: bool) -> list[torch.Tensor]:
-        torch.manual_seed(0)
-        model = build_model(TINY, 3, "none").model
-        optimizer = make_optimizer(model, "adamw", 0.01, 0.01, {"": 1.0})
-        assert optimizer.defaults["fused"] is True
-        if not fused:
-            optimizer.defaults["fused"] = False
-            for group in optimizer.param_groups:
-                group["fused"] = False
-        pictures = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-        for _ in range(5):
-            optimizer.zero_grad()
-            model(pictures).square().mean().backward()
-            optimizer.step()
-        return [p.detach().clone() for p in model.parameters()]
-
-    for fused, plain in zip(trained(True), trained(False)):
-        torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)

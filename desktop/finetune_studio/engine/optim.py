@@ -69,20 +69,10 @@ def make_optimizer(
             "Nothing to train: every parameter is frozen. Unfreeze at least the head."
         )
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, fused=_can_fuse(groups))
+        return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     raise RecipeError(f"Unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}.")
-
-
-def _can_fuse(groups: list[dict[str, Any]]) -> bool:
-    """AdamW's fused kernel: one pass over all parameters instead of about eight small
-    operations per tensor. The same update within float rounding (checked in
-    tests/engine/test_speed_paths.py); on the 2-core CPU it is what keeps the step's
-    optimizer time from growing tenfold when other processes take the cores (each
-    small operation is a parallel region whose threads wait for one another)."""
-    params = [p for group in groups for p in group["params"]]
-    return all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
 
 
 def make_scheduler(
