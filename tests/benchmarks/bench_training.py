@@ -3,6 +3,7 @@
     python tests/benchmarks/bench_training.py            # about 10 minutes on 2 CPU cores
     python tests/benchmarks/bench_training.py --quick    # a smaller run, to try it out
     python tests/benchmarks/bench_training.py --before OLD/desktop   # also time older code
+    python tests/benchmarks/bench_training.py --stages ours_full,plain_full  # full fine-tuning
 
 Builds its own dataset (7 classes of 500x375 JPEGs in train/ and val/, plus a few
 4000x3000 JPEGs and a small dataset of them), then times, in one run and on the same data:

@@ -229,3 +229,63 @@ def test_a_run_opens_each_picture_once_and_the_run_is_the_same(
     checked_here = run(recipe, feature_store=None)
     assert opened and len(opened) == len(set(opened))
     assert_same_run(checked_here, given)
+
+
+def _decoded_dataset(root: Path, augmentation: str) -> object:
+    from finetune_studio.engine.backbones import get_spec
+    from finetune_studio.engine.inspection import inspect_dataset
+    from finetune_studio.engine.loading import DecodedPictures, ImageDataset, decode_pictures
+    from finetune_studio.engine.preprocessing import train_transform
+    from support.tiny import TINY
+
+    samples = inspect_dataset(str(root), 0.0, 0).train
+    pre = get_spec(TINY).preprocessing
+    decoded = DecodedPictures()
+    for _ in decode_pictures(samples, pre, 2**30, decoded):
+        pass
+    return ImageDataset(samples, train_transform(pre, augmentation), pre, decoded)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batches_made_in_process_are_those_workers_make(colour_dataset: Path, workers: int) -> None:
+    # Random crops, flips and colour changes: each worker's generator, in turn.
+    from finetune_studio.engine.in_process_loader import InProcessLoader
+    from finetune_studio.engine.loading import make_loader
+
+    dataset = _decoded_dataset(colour_dataset, "standard")
+    by_workers = make_loader(dataset, 4, True, workers, seed=3)  # type: ignore[arg-type]
+    here = make_loader(dataset, 4, True, workers, seed=3, in_process=True)  # type: ignore[arg-type]
+    assert isinstance(here, InProcessLoader) and not isinstance(by_workers, InProcessLoader)
+
+    torch.manual_seed(11)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(11)
+    made_here = list(here)
+    made_by_workers = list(by_workers)
+    assert torch.equal(torch.rand(3), expected_draw)  # the caller's own draws are untouched
+    assert len(made_here) == len(made_by_workers) == len(by_workers) > 2
+    for ours, theirs in zip(made_here, made_by_workers):
+        assert ours.indices == theirs.indices
+        assert torch.equal(ours.images, theirs.images)
+        assert torch.equal(ours.labels, theirs.labels)
+
+
+def test_a_small_cpu_run_makes_its_batches_in_process_and_the_run_is_the_same(
+    tiny_recipe: Recipe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its own check keeps the pictures: no loader starts a worker (nor the fork server).
+    from finetune_studio.engine import loading
+    from finetune_studio.engine.training import data
+
+    recipe = tiny_recipe.replace(
+        workers=1, feature_cache=False, freeze=FreezePlan("none"), augmentation="light"
+    )
+    monkeypatch.setattr(data, "loads_in_process", lambda device: False)
+    with_workers = run(recipe)
+    monkeypatch.setattr(data, "loads_in_process", lambda device: True)
+    started: list[int] = []
+    monkeypatch.setattr(data, "start_worker_server", lambda: started.append(1))
+    monkeypatch.setattr(loading, "worker_context", lambda: pytest.fail("a worker started"))
+    in_process = run(recipe)
+    assert not started
+    assert_same_run(in_process, with_workers)

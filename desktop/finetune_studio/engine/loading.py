@@ -31,6 +31,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .images import MIN_SIDE, ImageProblem, inspect_image, load_for_model
+from .in_process_loader import InProcessLoader
 from .inspection import Sample
 from .preprocessing import Preprocessing
 
@@ -335,6 +336,7 @@ def make_loader(
     seed: int,
     pin_memory: bool = False,
     sampler: Sampler[int] | Sequence[int] | None = None,
+    in_process: bool = False,
 ) -> DataLoader[Item]:
     """Batches of ``dataset``; with ``workers`` > 0, read by worker processes started
     safely (``worker_context``), sharing the decoded pictures rather than copying them.
@@ -346,9 +348,18 @@ def make_loader(
     Restarting them from the fork server costs about 0.2 s per loader per epoch.
 
     A ``sampler`` (one process's share, under torchrun; a sequence of indices is
-    read in its order) replaces ``shuffle``.
+    read in its order) replaces ``shuffle``. With ``in_process`` and every picture
+    decoded, no worker starts: the batches are made here, the same as ``workers``
+    workers make them (``in_process_loader``).
     """
     generator = torch.Generator().manual_seed(seed)
+    shown = len(dataset) if sampler is None else len(sampler)  # type: ignore[arg-type]
+    drop_last = shuffle and drops_last(shown, batch_size)
+    if in_process and sampler is None and workers > 0 and len(dataset.decoded) == len(dataset):
+        return InProcessLoader(
+            dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+            generator=generator, drop_last=drop_last, as_workers=workers,
+        )  # fmt: skip
     context = None
     if workers > 0:
         context = worker_context()
@@ -363,6 +374,6 @@ def make_loader(
         generator=generator,
         pin_memory=pin_memory,
         persistent_workers=False,
-        drop_last=shuffle and drops_last(len(dataset if sampler is None else sampler), batch_size),  # type: ignore[arg-type]
+        drop_last=drop_last,
         multiprocessing_context=context,
     )

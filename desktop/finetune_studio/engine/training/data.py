@@ -27,6 +27,7 @@ from ..features import (
     feature_table,
     find_feature_split,
 )
+from ..in_process_loader import loads_in_process
 from ..inspection import DatasetReport, Sample
 from ..loading import (
     DecodedPictures,
@@ -102,8 +103,12 @@ class DataPreparation:
     def warm_up(self) -> None:
         """Start the data-loading processes' server now, so its import of torch
         overlaps the dataset check and the model build instead of delaying the
-        first batch."""
-        if self.workers > 0:
+        first batch. Not when the run's check keeps the pictures for loaders that
+        make their batches in this process (``in_process_loader``): then no worker
+        may ever start (one that does starts the server itself)."""
+        views = cached_view_count(self.recipe.augmentation, self.recipe.cached_views)
+        kept_in_process = self.kept is not None and views == 1 and loads_in_process(self.device)
+        if self.workers > 0 and not kept_in_process:
             start_worker_server()
 
     @property
@@ -156,8 +161,9 @@ class DataPreparation:
         recipe, processes = self.recipe, self.processes
         if not (shuffle and processes.active):
             return make_loader(
-                dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin
-            )
+                dataset, recipe.batch_size, shuffle, self.workers, recipe.seed, self.pin,
+                in_process=loads_in_process(self.device),
+            )  # fmt: skip
         sampler: DistributedSampler[int] = DistributedSampler(
             dataset, processes.world_size, processes.rank, shuffle=True, seed=recipe.seed
         )
@@ -166,8 +172,9 @@ class DataPreparation:
 
     def _val_loader(self, dataset: ImageDataset) -> DataLoader[object]:
         """Under torchrun, this process's share of the validation pictures."""
-        recipe, processes = self.recipe, self.processes
-        share = processes.shard(range(len(dataset))) if processes.active else None
+        if not self.processes.active:
+            return self._loader(dataset, shuffle=False)
+        recipe, share = self.recipe, self.processes.shard(range(len(dataset)))
         return make_loader(
             dataset, recipe.batch_size, False, self.workers, recipe.seed, self.pin, share
         )
