@@ -11,7 +11,8 @@ which one each is (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``...)
   optimisation is that of one process with the whole batch;
 - the head-only path computes each picture's features once, in one process, and
   every process receives all of them;
-- only the first process (rank 0) writes anything.
+- only the first process (rank 0) writes the run's files; the first process of each
+  machine fills that machine's feature cache.
 
 Every decision that changes what the processes do next (stop now, skip a batch,
 end the run) is agreed between them, so none is left waiting in a collective.
@@ -125,11 +126,6 @@ def join(device_choice: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Processes:
             ) from None
     on_this_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return Processes(rank, world, local_rank, backend, on_this_machine)
-
-
-def leave() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def _first_line(error: BaseException) -> str:
