@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..backbones import BackboneSpec
 from ..cache_decision import cached_view_count, recipe_cache_blocker
 from ..events import Event, Log, StageProgress, as_stage_progress
-from ..feature_store import FeatureStore, file_key
+from ..feature_store import FeatureStore, StoredFeatures, file_key
 from ..features import (
     Extracted,
     FeatureSplit,
@@ -40,7 +40,7 @@ from ..loading import (
 )
 from ..preprocessing import Preprocessing, eval_transform, train_transform
 from ..recipe import Recipe
-from .distributed import ONE_PROCESS, Processes, any_process, gather_rows
+from .distributed import ONE_PROCESS, Processes, any_process, gather_rows, wait_for_all
 
 FeatureRows = tuple[torch.Tensor, torch.Tensor, list[int]]
 
@@ -281,10 +281,34 @@ class DataPreparation:
             computed = yield from self._compute(model, split, dataset, missing, stage, augmented)
         if len(missing) < len(keys):
             yield Log(f"{stage}: {len(keys) - len(missing)} of {len(keys)} from the cache.")
-        # The first process of each machine fills that machine's cache.
-        saving = self.processes.local_rank == 0 and not self.cancel.is_set()
         labels = [sample.label for sample in dataset.samples]
-        return feature_table(keys, labels, computed, stored, store if saving else None, store_key)
+        if store is not None and store_key is not None and self.processes.active:
+            return self._shared_table(keys, labels, computed, stored, store, store_key)
+        saving = store if not self.cancel.is_set() else None
+        return feature_table(keys, labels, computed, stored, saving, store_key)
+
+    def _shared_table(
+        self,
+        keys: list[str | None],
+        labels: list[int],
+        computed: dict[int, torch.Tensor],
+        stored: StoredFeatures | None,
+        store: FeatureStore,
+        store_key: str,
+    ) -> FeatureTable:
+        """Under torchrun, the first process of each machine saves the features to that
+        machine's store; the others then map its file instead of keeping a copy."""
+        if self.processes.local_rank == 0:
+            saving = store if not self.cancel.is_set() else None
+            table = feature_table(keys, labels, computed, stored, saving, store_key)
+            wait_for_all(self.processes)
+            return table
+        wait_for_all(self.processes)
+        mapped = feature_table(keys, labels, {}, store.open(store_key))
+        had = [i for i, key in enumerate(keys) if i in computed or (stored and key in stored.rows)]
+        if mapped.indices == had:
+            return mapped
+        return feature_table(keys, labels, computed, stored)  # not saved: kept in memory
 
     def _compute(
         self,

@@ -207,6 +207,12 @@ def sum_over_processes(processes: Processes, *values: float) -> list[float]:
     return [float(value) for value in tensor.tolist()]
 
 
+def wait_for_all(processes: Processes) -> None:
+    """Return once every process has reached this point."""
+    if processes.active:
+        dist.barrier()
+
+
 def main_decides(processes: Processes, decision: bool) -> bool:
     """Rank 0's ``decision``, for every process."""
     if not processes.active:
