@@ -139,7 +139,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(
         recipe,
         scan_progress=StderrProgress("Checking pictures", every=500) if processes.is_main else None,
-        # The processes on one machine share its memory for decoded pictures.
+        # The processes on one machine divide its budget for decoded pictures.
         decode_budget_bytes=DECODE_BUDGET_BYTES // processes.on_this_machine,
         checkpoint_path=checkpoint,
         resume=args.resume,
