@@ -216,11 +216,15 @@ def test_a_requeued_launch_resumes_and_a_finished_one_does_nothing(
     checkpoint = folder / "output" / ".pets-model.checkpoint.pt"
     checkpoint.write_bytes(b"a checkpoint")
 
-    status, calls = launch(folder, "torchrun.sh", bin_dir, NPROC_PER_NODE="3", VERIFY="sizes")
+    # Resuming, the copy checked when the job first started is checked by sizes only,
+    # unless VERIFY asks for more.
+    status, calls = launch(folder, "torchrun.sh", bin_dir, NPROC_PER_NODE="3")
     assert status == 0
     assert calls[0] == "cli verify-data data --manifest manifest.json --sizes-only"
     assert calls[1].startswith("torchrun --standalone --nnodes 1 --nproc_per_node 3 ")
     assert calls[1].endswith("--out output/pets-model --resume")
+    _, calls = launch(folder, "torchrun.sh", bin_dir, NPROC_PER_NODE="3", VERIFY="full")
+    assert calls[0] == "cli verify-data data --manifest manifest.json"
 
     checkpoint.unlink()  # the run completed: its model folder is there, no checkpoint
     (folder / "output" / "pets-model").mkdir()

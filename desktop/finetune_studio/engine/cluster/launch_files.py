@@ -84,11 +84,16 @@ elif [ -e "$OUT" ]; then
 fi
 
 # 2. The data copy must match manifest.json (full: sizes and SHA-256; sizes; off).
+#    A resumed job's copy was hashed when it first started: sizes are enough then,
+#    rather than reading every picture again while the GPUs wait.
+if [ "$VERIFY" = auto ]; then
+  if [ -n "$RESUME" ]; then VERIFY=sizes; else VERIFY=full; fi
+fi
 case "$VERIFY" in
   full) "$CLI" verify-data "$DATA" --manifest manifest.json ;;
   sizes) "$CLI" verify-data "$DATA" --manifest manifest.json --sizes-only ;;
   off) echo "Not checking the data copy (VERIFY=off)." >&2 ;;
-  *) echo "VERIFY must be full, sizes or off, not '$VERIFY'." >&2; exit 2 ;;
+  *) echo "VERIFY must be auto, full, sizes or off, not '$VERIFY'." >&2; exit 2 ;;
 esac
 mkdir -p "$(dirname "$OUT")"
 """
@@ -102,7 +107,8 @@ _TORCHRUN_SH = r"""#!/usr/bin/env bash
 #   NPROC_PER_NODE  processes, one per GPU [every GPU nvidia-smi lists; 1 without GPUs]
 #   DATA            the dataset's copy [@DATA_TEXT@]
 #   OUT             the model folder to write [@OUT_TEXT@]
-#   VERIFY          full, sizes or off: check the copy against manifest.json [full]
+#   VERIFY          auto, full, sizes or off: check the copy against manifest.json [auto:
+#                   full, or sizes when resuming]
 # The recipe's batch size is the global batch: it must divide by NPROC_PER_NODE.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -110,7 +116,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 DEFAULT_DATA=@DATA@
 DATA="${DATA:-$DEFAULT_DATA}"
 OUT="${OUT:-@OUT@}"
-VERIFY="${VERIFY:-full}"
+VERIFY="${VERIFY:-auto}"
 if [ -z "${NPROC_PER_NODE:-}" ]; then
   NPROC_PER_NODE="$(nvidia-smi --list-gpus 2>/dev/null | grep -c '^GPU' || true)"
   if [ "${NPROC_PER_NODE:-0}" -lt 1 ]; then NPROC_PER_NODE=1; fi
@@ -142,7 +148,8 @@ _SLURM_SBATCH = r"""#!/bin/bash
 # Settings, as environment variables [default]:
 #   DATA           the dataset's copy [@DATA_TEXT@]
 #   OUT            the model folder to write [@OUT_TEXT@]
-#   VERIFY         full, sizes or off: check the copy against manifest.json [full]
+#   VERIFY         auto, full, sizes or off: check the copy against manifest.json [auto:
+#                   full, or sizes when resuming]
 #   GPUS_PER_NODE  processes per node; keep it equal to --gpus-per-node [@GPUS@]
 #   MASTER_PORT    the rendezvous port on the first node [@PORT@]
 set -euo pipefail
@@ -155,7 +162,7 @@ fi
 DEFAULT_DATA=@DATA@
 DATA="${DATA:-$DEFAULT_DATA}"
 OUT="${OUT:-@OUT@}"
-VERIFY="${VERIFY:-full}"
+VERIFY="${VERIFY:-auto}"
 GPUS_PER_NODE="${GPUS_PER_NODE:-@GPUS@}"
 MASTER_PORT="${MASTER_PORT:-@PORT@}"
 
@@ -188,7 +195,7 @@ resources:
 envs:
   DATA: @DATA_YAML@
   OUT: @OUT_YAML@
-  VERIFY: full
+  VERIFY: auto
   OUTPUT_BUCKET: null  # required: sky launch --env OUTPUT_BUCKET=...
 file_mounts:
   /outputs:
@@ -375,7 +382,8 @@ read. `--sizes-only` compares sizes alone, without reading the pictures.
 
 Environment variables change a launch without editing it: `DATA` (the data copy),
 `OUT` (the model folder; its checkpoint is kept beside it as `.NAME.checkpoint.pt`),
-`VERIFY` (`full`, `sizes` or `off`), `NPROC_PER_NODE` (torchrun.sh),
+`VERIFY` (`auto`, the default: `full` on a first start, `sizes` when a run
+resumes; or `full`, `sizes`, `off`), `NPROC_PER_NODE` (torchrun.sh),
 `GPUS_PER_NODE` and `MASTER_PORT` (slurm.sbatch; SkyPilot takes `--env`). If `OUT`
 already holds a finished model and no checkpoint, a launch does nothing and says so.
 """
