@@ -127,6 +127,7 @@ def checkpoint_path_for(out: Path) -> Path:
 def _cmd_train(args: argparse.Namespace) -> int:
     from ..engine.export import save_model_folder
     from ..engine.training import Trainer, preflight
+    from ..engine.training.distributed import leave
     from ..engine.training.trainer import DECODE_BUDGET_BYTES
 
     recipe = recipe_from_args(args)
@@ -135,19 +136,23 @@ def _cmd_train(args: argparse.Namespace) -> int:
     checkpoint = checkpoint_path_for(out)
     overwrite = args.overwrite or args.resume  # a stopped run's export is replaced
     processes = _join_processes(args, recipe)
-    _check_destination_first(processes, out, overwrite)  # fail before training, not after
-    trainer = Trainer(
-        recipe,
-        scan_progress=StderrProgress("Checking pictures", every=500) if processes.is_main else None,
-        # The processes on one machine divide its budget for decoded pictures.
-        decode_budget_bytes=DECODE_BUDGET_BYTES // processes.on_this_machine,
-        checkpoint_path=checkpoint,
-        resume=args.resume,
-        processes=processes,
-    )
-
-    with first_ctrl_c_calls(trainer.cancel, "Stopping after this batch"):
-        result = trainer.run(_CliListener(processes.is_main, processes.rank))
+    try:
+        _check_destination_first(processes, out, overwrite)  # fail before training, not after
+        trainer = Trainer(
+            recipe,
+            scan_progress=StderrProgress("Checking pictures", every=500)
+            if processes.is_main
+            else None,
+            # The processes on one machine divide its budget for decoded pictures.
+            decode_budget_bytes=DECODE_BUDGET_BYTES // processes.on_this_machine,
+            checkpoint_path=checkpoint,
+            resume=args.resume,
+            processes=processes,
+        )
+        with first_ctrl_c_calls(trainer.cancel, "Stopping after this batch"):
+            result = trainer.run(_CliListener(processes.is_main, processes.rank))
+    finally:
+        leave(processes)  # no exchange follows; see ``leave``
     assert result is not None
     if not processes.is_main:
         return EXIT_OK  # the first process writes the run's files
@@ -167,7 +172,13 @@ def _join_processes(args: argparse.Namespace, recipe: Recipe) -> Processes:
     """Under torchrun, this process among the run's, once all agree on the recipe
     (the dataset's path may differ between nodes: its split is compared later)."""
     from ..engine.errors import RecipeError
-    from ..engine.training.distributed import ONE_PROCESS, join, launched_by_torchrun, require_same
+    from ..engine.training.distributed import (
+        ONE_PROCESS,
+        join,
+        launched_by_torchrun,
+        leave,
+        require_same,
+    )
 
     if not launched_by_torchrun():
         return ONE_PROCESS
@@ -178,10 +189,14 @@ def _join_processes(args: argparse.Namespace, recipe: Recipe) -> Processes:
     processes = join(recipe.device, args.dist_timeout)
     options = {key: value for key, value in recipe.to_dict().items() if key != "dataset"}
     options["resume"] = args.resume
-    require_same(
-        processes, options, "recipe", "Start every process with the same --recipe and options."
-    )
-    processes.per_process_batch(recipe.batch_size)  # a batch that cannot be shared fails here
+    try:
+        require_same(
+            processes, options, "recipe", "Start every process with the same --recipe and options."
+        )
+        processes.per_process_batch(recipe.batch_size)  # a batch that cannot be shared fails
+    except BaseException:
+        leave(processes)
+        raise
     return processes
 
 

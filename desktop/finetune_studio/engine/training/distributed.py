@@ -128,6 +128,14 @@ def join(device_choice: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Processes:
     return Processes(rank, world, local_rank, backend, on_this_machine)
 
 
+def leave(processes: Processes) -> None:
+    """Leave the process group once no exchange follows. A process that ends while
+    still in it can abort at exit ("terminate called without an active exception"):
+    the group's communication threads must not outlive the interpreter."""
+    if processes.active and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0]
