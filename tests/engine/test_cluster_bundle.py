@@ -20,19 +20,12 @@ from finetune_studio.engine.errors import UserFacingError
 from finetune_studio.engine.events import StageProgress
 from finetune_studio.engine.recipe import Recipe
 from support.pictures import make_photo_dataset
+from support.runs import drain
 from support.tiny import TINY
 
 BASH = shutil.which("bash")
 OUT = "output/pets-model"  # the launch files' model folder for the dataset "pets"
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
-
-
-def run_to_end(events):  # type: ignore[no-untyped-def]
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            return finished.value
 
 
 @pytest.fixture
@@ -42,7 +35,7 @@ def recipe(tmp_path: Path) -> Recipe:
 
 
 def write_bundle(recipe: Recipe, folder: Path, **options: object):  # type: ignore[no-untyped-def]
-    return run_to_end(ClusterBundle(recipe, folder, BundleOptions(**options)).events())  # type: ignore[arg-type]
+    return drain(ClusterBundle(recipe, folder, BundleOptions(**options)).events())[1]  # type: ignore[arg-type]
 
 
 def test_the_bundle_holds_the_recipe_the_manifest_and_three_launch_files(
@@ -349,7 +342,7 @@ def test_cancel_leaves_no_folder(recipe: Recipe, tmp_path: Path) -> None:
         if isinstance(event, StageProgress):
             bundle.cancel()
             break
-    assert run_to_end(events) is None
+    assert drain(events)[1] is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pets"]
 
 

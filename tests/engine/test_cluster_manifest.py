@@ -24,18 +24,11 @@ from finetune_studio.engine.cluster.verify import verify_copy
 from finetune_studio.engine.events import StageProgress
 from finetune_studio.engine.scan import scan_folder
 from support.pictures import make_photo_dataset
-
-
-def run_to_end(events):  # type: ignore[no-untyped-def]
-    while True:
-        try:
-            next(events)
-        except StopIteration as finished:
-            return finished.value
+from support.runs import drain
 
 
 def manifest_of(root: Path) -> Manifest:
-    manifest = run_to_end(build_manifest(scan_folder(root), threading.Event()))
+    manifest = drain(build_manifest(scan_folder(root), threading.Event()))[1]
     assert manifest is not None
     return manifest
 
@@ -82,7 +75,7 @@ def test_an_untouched_copy_matches(dataset: Path, tmp_path: Path) -> None:
     shutil.copytree(dataset, copy)
     (copy / "README.txt").write_text("files that are not pictures are not the run's business")
 
-    check = run_to_end(verify_copy(copy, manifest, threading.Event()))
+    check = drain(verify_copy(copy, manifest, threading.Event()))[1]
 
     assert check.matches
     assert "matches the manifest of 'pets': 9 pictures" in check.summary()
@@ -101,7 +94,7 @@ def test_a_changed_byte_a_missing_and_an_extra_picture_are_found(
     (copy / "coffee" / "coffee_002.jpg").unlink()
     shutil.copy(copy / "rocket" / "rocket_000.jpg", copy / "rocket" / "rocket_new.jpg")
 
-    check = run_to_end(verify_copy(copy, manifest, threading.Event()))
+    check = drain(verify_copy(copy, manifest, threading.Event()))[1]
 
     assert not check.matches
     assert check.missing == ("coffee/coffee_002.jpg",)
@@ -111,7 +104,7 @@ def test_a_changed_byte_a_missing_and_an_extra_picture_are_found(
     for name in ("coffee/coffee_002.jpg", "cat/cat_001.jpg", "rocket/rocket_new.jpg"):
         assert name in summary
     # Sizes alone miss a changed byte, and say that hashes were not compared.
-    quick = run_to_end(verify_copy(copy, manifest, threading.Event(), sizes_only=True))
+    quick = drain(verify_copy(copy, manifest, threading.Event(), sizes_only=True))[1]
     assert quick.changed == () and quick.missing == check.missing
     assert "sizes (not hashes)" in quick.summary()
 
@@ -134,7 +127,7 @@ def test_cancel_stops_hashing_after_the_few_files_in_flight(
 
     first = next(events)
     cancel.set()
-    outcome = run_to_end(events)
+    outcome = drain(events)[1]
 
     assert first == StageProgress("Hashing pictures", 0, 300)
     assert outcome is None
