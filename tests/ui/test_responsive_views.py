@@ -178,6 +178,52 @@ def test_every_epoch_and_the_final_values_reach_the_curves(qtbot):
     assert plots.curves["lr"].getData()[1][-1] == pytest.approx(0.002)
 
 
+def test_solver_iterations_past_the_recipes_epochs_stay_on_the_chart(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.clear_curves(epochs=6)
+    plots.set_x_unit("iteration")  # the head solver reports iterations, up to its own limit
+    for iteration in range(1, 9):
+        plots.add_batch(iteration, 1 / iteration, 1.0)
+        plots.add_epoch(iteration, 1 / iteration, 1.1 / iteration, 0.9, 0.8)
+    plots._on_timer_timeout()
+
+    assert plots.loss_plot.viewRange()[0][1] >= 8  # iterations 7 and 8 are not cut off
+    assert plots.loss_plot.getAxis("bottom").labelText == "iteration"
+    assert plots.lr_plot.titleLabel.text == "Step size"
+
+    plots.clear_curves(epochs=6)  # the next run counts epochs again
+    assert plots.loss_plot.getAxis("bottom").labelText == "epoch"
+    assert plots.lr_plot.titleLabel.text == "Learning rate"
+    assert plots.loss_plot.viewRange()[0][1] == pytest.approx(6.12)
+
+
+def test_the_grid_lines_follow_the_labelled_ticks(qtbot):
+    plots = TrainingPlots()
+    plots.resize(900, 420)
+    qtbot.addWidget(plots)
+    plots.show()
+    plots.clear_curves(epochs=4)
+    plots.add_batch(0.5, 3.7, 0.01)
+    plots._on_timer_timeout()
+
+    grid = plots.grids[0]
+    axis = plots.loss_plot.getAxis("left")
+    (_, _), (low, high) = plots.loss_plot.viewRange()
+    major_ticks = axis.tickValues(low, high, plots.loss_plot.vb.height())[0][1]
+    horizontal = [line.y1() for line in grid.lines[0] if line.y1() == line.y2()]
+    assert horizontal == pytest.approx(list(major_ticks))
+    assert 0.0 in horizontal and 4.0 in horizontal  # the loss axis runs 0 to 5
+    vertical = [line.x1() for line in grid.lines[0] if line.x1() == line.x2()]
+    assert vertical == pytest.approx([0, 1, 2, 3, 4])
+
+    plots.clear_curves(epochs=40)  # a longer run: the lines move with the labels
+    plots._on_timer_timeout()
+    vertical = [line.x1() for line in grid.lines[0] if line.x1() == line.x2()]
+    assert vertical == pytest.approx([0, 10, 20, 30, 40])
+    assert grid.zValue() < min(curve.zValue() for curve in plots.curves.values())
+
+
 def test_a_folder_check_reaches_the_window_as_a_bounded_stream_of_progress(panel, qtbot, tmp_path):
     from finetune_studio.ui.workers.tasks import Progress
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import pytest
@@ -13,6 +14,7 @@ from finetune_studio.ui.workers.tasks import (
     TaskRunner,
     background_threads_running,
 )
+from finetune_studio.ui.workers.thread_priority import current_thread_niceness
 
 GATE_S = 30  # a safety net: no gate in these tests is meant to time out
 
@@ -129,3 +131,26 @@ def test_shutdown_waits_a_bounded_time_and_the_rest_finish_on_their_own(qtbot, r
     qtbot.waitUntil(lambda: background_threads_running() == 0, timeout=10_000)
     assert recorder.outcomes == [] and recorder.progress == []  # nobody was listening
     assert not runner.busy
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_a_tasks_work_gives_way_to_the_window(qtbot, runner):
+    """The GUI thread wins the CPU from a run, a check or an export, and so do the
+    threads the work starts (Pillow's decoding threads inherit the priority)."""
+
+    def niceness_here_and_in_a_thread_it_starts(progress, cancel):
+        seen: list[int] = []
+        started = threading.Thread(target=lambda: seen.append(current_thread_niceness()))
+        started.start()
+        started.join()
+        return current_thread_niceness(), seen[0]
+
+    task = runner.run_function(niceness_here_and_in_a_thread_it_starts, "nice")
+    recorder = Recorder(task)
+    qtbot.waitUntil(lambda: bool(recorder.outcomes), timeout=GATE_S * 1000)
+
+    window = current_thread_niceness()
+    ((kind, (worker, its_thread)),) = recorder.outcomes
+    assert kind == "succeeded"
+    assert worker > window or worker == 19
+    assert its_thread == worker

@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -47,6 +48,14 @@ if TYPE_CHECKING:
     from ..engine.recipe import Recipe
 
 DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB, RUNS_TAB = range(5)
+
+
+def draw_now(window: QWidget) -> None:
+    """Lay out and paint ``window`` at once, rather than in the event loop's next turn."""
+    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    window.repaint()
+
+
 PROJECT_FILTER = "Finetune Studio project (*.json)"
 CLOSE_WAIT_S = 1.0
 """How long closing the window waits for background work to stop. Work still going
@@ -84,6 +93,10 @@ class MainWindow(QMainWindow):
         self._reopen_when_ready: tuple[str, str] | None = None
         self._guide: GettingStartedDialog | None = None
         self._ask_before_quitting = True
+        self._results_step_timer = QTimer(self)  # a zero timer: after the events waiting
+        self._results_step_timer.setSingleShot(True)
+        self._results_step_timer.setInterval(0)
+        self._results_step_timer.timeout.connect(self._on_results_step_timer_timeout)
 
         self.data_panel = DatasetPanel(self.runner, self.settings)
         self.model_panel = ModelPanel(self.runner)
@@ -511,8 +524,11 @@ class MainWindow(QMainWindow):
             return False
         if recipe is None:
             return False
-        self.tabs.setCurrentIndex(TRAIN_TAB)
         self.train_panel.run_note = self._cpu_note(recipe.device)
+        self.train_panel.set_running(True)  # the Train step as the run will show it ...
+        if self.tabs.currentIndex() != TRAIN_TAB:
+            self.tabs.setCurrentIndex(TRAIN_TAB)
+            draw_now(self)  # ... drawn before the run's thread competes for the CPU
         self.training.start(recipe, self.data_panel.report)
         self.keeper.begin(recipe, self.training.started_at)  # kept however it ends
         return True
@@ -575,8 +591,16 @@ class MainWindow(QMainWindow):
         self.results_panel.set_result(result)
         if result is not None:
             self.keeper.keep(result, self.training.started_at)
-        if not event.cancelled:
-            self.tabs.setCurrentIndex(RESULTS_TAB)
+        if event.cancelled:
+            self.training_finished.emit(True)
+            return
+        # The Results step is shown once the events waiting now have been handled:
+        # together with the work above, its first showing held the window up to ~50 ms.
+        self._results_step_timer.start()
+
+    @Slot()
+    def _on_results_step_timer_timeout(self) -> None:
+        self.tabs.setCurrentIndex(RESULTS_TAB)
         self.training_finished.emit(True)
 
     @Slot(str, str)

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..workers.event_job import EventsJob
+from .plot_grid import PlotGrid
 from .task_progress import show_stages, show_starting
 from .training_plots import TEXT_COLOUR
 
@@ -118,7 +119,7 @@ class LrFinderDialog(QDialog):
     def _make_plot() -> pg.PlotWidget:
         plot = pg.PlotWidget(background="w")
         plot.setLogMode(x=True, y=False)
-        plot.showGrid(x=True, y=True, alpha=0.2)
+        PlotGrid(plot.getPlotItem(), alpha=0.2)  # kept by the plot's view
         for side, label in (("bottom", "learning rate"), ("left", "loss (smoothed)")):
             axis = plot.getAxis(side)
             axis.setLabel(label, color=TEXT_COLOUR)

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from ..models.runs_model import RECORD_ROLE, SORT_ROLE, RunsModel
 from ..models.table_models import RowsModel
 from .banner import Banner
+from .plot_grid import PlotGrid
 from .training_plots import TEXT_COLOUR
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class RunCurves(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph: no
         self.loss = self.addPlot(row=1, col=1, title="Validation loss")
         for plot in (self.accuracy, self.loss):
             plot.setLabel("bottom", "epoch")
-            plot.showGrid(x=True, y=True, alpha=0.2)
+            PlotGrid(plot, alpha=0.2)  # kept by the plot's view
             for axis in ("left", "bottom"):
                 plot.getAxis(axis).setTextPen(TEXT_COLOUR)
         self.accuracy.setLimits(yMin=-0.02, yMax=1.02)  # zoomed to the curves, within 0-1

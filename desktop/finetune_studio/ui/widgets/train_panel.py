@@ -126,6 +126,7 @@ class TrainPanel(QWidget):
         # A run clears the previous one's curves and log only once it sends its first
         # progress: a start that fails (no CUDA, a missing file) leaves them as they were.
         self._pending = False
+        self.running = False  # a run is going (as far as this panel was told)
         self._early_lines: list[str] = []
         self._previous_progress: tuple[int, str] = (0, "Not started")
         self._run_epochs = 0
@@ -193,6 +194,10 @@ class TrainPanel(QWidget):
 
     # --- run state -------------------------------------------------------------------------
     def set_running(self, running: bool) -> None:
+        """Show a run starting or ended; said twice, the second time changes nothing."""
+        if running == self.running:
+            return
+        self.running = running
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.settings_box.setEnabled(not running)
@@ -207,6 +212,7 @@ class TrainPanel(QWidget):
             set_bar_value(self.progress, 0)
             self.progress.setFormat("Starting…")
             self._started_at = time.monotonic()
+            self.plots.expect_run(self._run_epochs)
 
     def _begin(self) -> None:
         """The run is under way: now its curves and log replace the previous run's."""
@@ -242,6 +248,7 @@ class TrainPanel(QWidget):
     @Slot(list)
     def add_batches(self, events: list[BatchEnd]) -> None:
         self._begin()
+        self.plots.set_x_unit(events[-1].unit)
         for event in events:
             self.plots.add_batch(
                 event.epoch - 1 + event.batch / event.batches, event.loss, event.lr
@@ -270,6 +277,7 @@ class TrainPanel(QWidget):
     @Slot(object)
     def add_epoch(self, event: EpochEnd) -> None:
         self._begin()
+        self.plots.set_x_unit(event.unit)
         self.plots.add_epoch(
             event.epoch, event.train_loss, event.val_loss, event.train_acc, event.val_acc
         )

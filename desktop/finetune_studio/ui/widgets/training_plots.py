@@ -36,6 +36,8 @@ from PySide6.QtCore import QTimer, Slot
 from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import QGraphicsItem, QWidget
 
+from .plot_grid import PlotGrid
+
 REDRAW_INTERVAL_MS = 66
 SMOOTHING = 0.9  # exponential moving average of the batch loss, bias-corrected
 # pyqtgraph's default grey (150) on white is hard to read at the small sizes the
@@ -110,6 +112,7 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             "val": pg.mkPen((255, 127, 14), width=2),
             "lr": pg.mkPen((44, 160, 44), width=2),
         }
+        self.grids: list[PlotGrid] = []
         self.legend = pg.LegendItem(
             colCount=len(LEGEND), horSpacing=LEGEND_SPACING, labelTextColor=TEXT_COLOUR
         )
@@ -154,6 +157,8 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         for plot in self._ranged_plots.values():
             plot.enableAutoRange(y=False)
         self.y_tops: dict[str, float] = {}  # plot -> the top of its y range
+        self.x_top: float | None = None  # the fixed x range's top; None: auto-ranged
+        self.x_unit = "epoch"
         self._drawn = dict.fromkeys(self.series, -1)  # points each curve was given
         self._average = 0.0
         self._batches = 0
@@ -189,8 +194,8 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
     def _plot(self, column: int, title: str) -> pg.PlotItem:
         plot = self.addPlot(row=1, col=column)
         plot.setTitle(title, color=TEXT_COLOUR)
-        plot.showGrid(x=True, y=True, alpha=0.25)
-        plot.setLabel("bottom", "epoch", color=TEXT_COLOUR)
+        self.grids.append(PlotGrid(plot, alpha=0.25))
+        plot.setLabel("bottom", "epoch", color=TEXT_COLOUR)  # see set_x_unit
         for side in ("left", "bottom"):
             axis = plot.getAxis(side)
             axis.setTextPen(TEXT_COLOUR)
@@ -203,20 +208,43 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         left.setWidth(QFontMetrics(font).horizontalAdvance(WIDE_TICK_LABEL) + 12)
         return plot
 
+    @property
+    def plots(self) -> tuple[pg.PlotItem, ...]:
+        return self.loss_plot, self.acc_plot, self.lr_plot
+
     def clear_curves(self, epochs: int | None = None) -> None:
         """Empty the plots for a new run; a known length fixes the x axis to it."""
         for series in self.series.values():
             series.clear()
-        for plot in (self.loss_plot, self.acc_plot, self.lr_plot):
+        self.x_top = float(epochs) if epochs else None
+        for plot in self.plots:
             if epochs:
                 plot.setXRange(0, epochs, padding=0.02)
                 plot.enableAutoRange(x=False)
             else:
                 plot.enableAutoRange(x=True)
+        self.set_x_unit("epoch")
         self._average, self._batches = 0.0, 0
         self.y_tops.clear()
         self._drawn = dict.fromkeys(self.series, -1)
         self._dirty = True
+
+    def expect_run(self, epochs: int) -> None:
+        """A run is starting: empty plots take its x axis now, while the window is
+        idle, rather than with its first batch. (Plots with curves keep them until the
+        run's first batch: a run that fails to start leaves them as they were.)"""
+        if not any(series.size for series in self.series.values()):
+            self.clear_curves(epochs)
+
+    def set_x_unit(self, unit: str) -> None:
+        """What the x axis counts: epochs, or the head solver's iterations (whose
+        third curve is the step its line search took, not a learning rate)."""
+        if unit != self.x_unit:
+            self.x_unit = unit
+            for plot in self.plots:
+                plot.setLabel("bottom", unit, color=TEXT_COLOUR)
+            title = "Step size" if unit == "iteration" else "Learning rate"
+            self.lr_plot.setTitle(title, color=TEXT_COLOUR)
 
     def add_batch(self, position: float, loss: float, lr: float) -> None:
         """``position`` is in epochs (epoch - 1 + batch / batches)."""
@@ -253,7 +281,19 @@ class TrainingPlots(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             if self._drawn[name] != series.size:
                 self._drawn[name] = series.size
                 curve.setData(series.x, series.y)
+        self._fit_x_range()
         self._fit_y_ranges()
+
+    def _fit_x_range(self) -> None:
+        """Widen a fixed x axis that the run has outgrown: the head solver's
+        iterations can outnumber the recipe's epochs."""
+        if self.x_top is None:
+            return
+        last = max((series.x[-1] for series in self.series.values() if series.size), default=0.0)
+        if last > self.x_top:
+            self.x_top = nice_ceiling(last)
+            for plot in self.plots:
+                plot.setXRange(0, self.x_top, padding=0.02)
 
     def _fit_y_ranges(self) -> None:
         """From 0 to a round figure above the largest value, moved only when a value

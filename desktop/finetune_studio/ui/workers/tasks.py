@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from PySide6.QtCore import (
-    QCoreApplication,
     QDeadlineTimer,
     QObject,
     QThread,
@@ -50,6 +49,7 @@ from PySide6.QtCore import (
 )
 
 from ...engine.errors import UserFacingError
+from .thread_priority import lower_current_thread_priority
 
 PROGRESS_INTERVAL_S = 0.05
 """At most ~20 progress signals a second per task: more than a person can see, and
@@ -101,31 +101,35 @@ class FunctionJob:
 
 
 class TaskWorker(QObject):
-    """Runs one job in its thread, then hands itself back to the GUI thread (so it can
-    be deleted there) and ends the thread's event loop."""
+    """Runs one job in its thread, keeps the outcome, and ends the thread's event loop.
 
-    succeeded = Signal(object)
-    failed = Signal(str, str)  # message for the user, traceback ("" if expected)
+    The outcome is a plain attribute, read by the ``Task`` once the thread has
+    finished, and the worker stays in its finished thread until the ``Task`` lets it
+    go. Signalling the outcome and moving back to the GUI thread, the first design,
+    took Qt's locks while holding Python's: one test run hung for good when the GUI
+    thread, destroying a plot, held the same (shared, hashed) Qt lock and waited for
+    Python's to call a Python override. Ending the loop takes only the thread's own
+    lock.
+    """
 
     def __init__(self, job: Job, report: Report) -> None:
         super().__init__()
         self.job = job
         self.report = report
+        self.outcome: tuple[str, tuple[object, ...]] | None = None
 
     @Slot()
     def run(self) -> None:
+        lower_current_thread_priority()  # the window comes first
         try:
             result = self.job.run(self.report)
         except UserFacingError as error:
-            self.failed.emit(str(error), "")
+            self.outcome = ("failed", (str(error), ""))
         except BaseException as error:  # the thread boundary: even SystemExit is reported
-            self.failed.emit(f"{type(error).__name__}: {error}", traceback.format_exc())
+            self.outcome = ("failed", (f"{type(error).__name__}: {error}", traceback.format_exc()))
         else:
-            self.succeeded.emit(result)
+            self.outcome = ("succeeded", (result,))
         finally:
-            app = QCoreApplication.instance()
-            if app is not None:
-                self.moveToThread(app.thread())
             QThread.currentThread().quit()
 
 
@@ -154,7 +158,6 @@ class Task(QObject):
         self.name = name
         self.cancel_requested = False
         self.discarded = False
-        self._outcome: tuple[str, tuple[object, ...]] | None = None
         self._running = False
         self._events: deque[object] = deque()  # appended by the worker, taken here
         self._poll = QTimer(self)
@@ -166,8 +169,6 @@ class Task(QObject):
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._thread.finished.connect(self._on_thread_finished)
-        self._worker.succeeded.connect(self._on_worker_succeeded)
-        self._worker.failed.connect(self._on_worker_failed)
 
     @property
     def running(self) -> bool:
@@ -218,24 +219,16 @@ class Task(QObject):
         if events and not self.discarded:
             self.progressed.emit(events)
 
-    @Slot(object)
-    def _on_worker_succeeded(self, result: object) -> None:
-        self._outcome = ("succeeded", (result,))
-
-    @Slot(str, str)
-    def _on_worker_failed(self, message: str, details: str) -> None:
-        self._outcome = ("failed", (message, details))
-
     @Slot()
     def _on_thread_finished(self) -> None:
-        """The worker's outcome, queued before this, has arrived: announce it."""
+        """The thread has ended, and with it the job: announce its outcome."""
         if not self._running:
             return
         self._poll.stop()
         self._on_poll_timeout()  # what the job reported last
         self._running = False
         _unfinished.discard(self)
-        kind, args = self._outcome or ("failed", ("The task ended unexpectedly.", ""))
+        kind, args = self._worker.outcome or ("failed", ("The task ended unexpectedly.", ""))
         if not self.discarded:
             if kind == "succeeded":
                 self.succeeded.emit(*args)
