@@ -39,16 +39,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from finetune_studio.engine.sample_data import generate_sample_dataset
 from finetune_studio.ui.main_window import MainWindow
+from finetune_studio.ui.widgets.compare_view import CompareView
+from finetune_studio.ui.widgets.suspects_panel import SuspectsPanel
 
 TICK_MS = 10
 CHECK_MS = 20  # how often a wait looks at its condition
-STALL_TARGETS_MS = {"while training": 50.0, "opening the folder": 100.0}
+STALL_TARGETS_MS = {
+    "while training": 50.0,
+    "review and compare": 50.0,
+    "opening the folder": 100.0,
+}
 PICTURE_SIDE = 40
-SCENARIOS = ("training", "open")
+SCENARIOS = ("training", "review", "open")
 
 
 class TickRecorder:
@@ -231,14 +237,21 @@ def open_window(folder: Path) -> MainWindow:
     return window
 
 
-def train(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[float]:
-    """From Start to the results shown, fine-tuning every layer."""
+def open_sample(window: MainWindow, folder: Path) -> None:
+    """The drawn sample, every layer trainable (so the CPU stays busy), 2 epochs."""
+    if window.model_panel.ready and window.model_panel.num_classes == 6:
+        return  # opened for an earlier scenario
     dataset = generate_sample_dataset(folder / "sample", per_class=12)
     window.data_panel.load_folder(str(dataset))
     wait_until(lambda: window.model_panel.ready and window.model_panel.num_classes == 6, 120)
-    window.model_panel.set_preset("none")  # everything trains: the CPU stays busy
+    window.model_panel.set_preset("none")
     window.train_panel.epochs.setValue(2)
     wait_for(1.0)  # the model step settles
+
+
+def train(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[float]:
+    """From Start to the results shown, fine-tuning every layer."""
+    open_sample(window, folder)
     finished: list[bool] = []
     window.training_finished.connect(finished.append)
     recorder.start()
@@ -249,6 +262,31 @@ def train(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[floa
     print(f"Trained in {took:.2f} s, of which the GUI thread used {gui_cpu:.2f} s of CPU.")
     wait_for(0.5)  # the results step is drawn
     return recorder.stop()
+
+
+def review(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[float]:
+    """Finding suspected wrong labels (Results step), then comparing the backbones at
+    hand (Model step): each from its button to its results shown."""
+    open_sample(window, folder)
+    recorder.start()
+    window.tabs.setCurrentWidget(window.results_panel)
+    suspects = window.results_panel.suspects
+    run_until_done(suspects, suspects.find_button)
+    window.tabs.setCurrentWidget(window.model_panel)
+    window.model_panel.side_tabs.setCurrentWidget(window.model_panel.compare)
+    run_until_done(window.model_panel.compare, window.model_panel.compare.compare_button)
+    return recorder.stop()
+
+
+def run_until_done(view: SuspectsPanel | CompareView, button: QPushButton) -> None:
+    wait_for(0.5)  # the step is drawn
+    ran: list[bool] = []
+    view.running_changed.connect(ran.append)
+    started = time.perf_counter()
+    button.click()
+    wait_until(lambda: ran[-2:] == [True, False], 1800)
+    print(f"{type(view).__name__}: done in {time.perf_counter() - started:.1f} s.")
+    wait_for(0.5)  # its results are drawn
 
 
 def open_folder(window: MainWindow, dataset: Path, recorder: TickRecorder) -> list[float]:
@@ -294,6 +332,10 @@ def measure(args: argparse.Namespace, app: QApplication) -> dict[str, list[float
             _explained(explain, True)
             results["while training"] = train(window, Path(folder), recorder)
             _explained(explain, False, "while training")
+        if "review" in args.scenario:
+            _explained(explain, True)
+            results["review and compare"] = review(window, Path(folder), recorder)
+            _explained(explain, False, "review and compare")
         window.close()
     return results
 
