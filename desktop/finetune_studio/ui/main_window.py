@@ -50,12 +50,6 @@ if TYPE_CHECKING:
 DATA_TAB, MODEL_TAB, TRAIN_TAB, RESULTS_TAB, RUNS_TAB = range(5)
 
 
-def draw_now(window: QWidget) -> None:
-    """Lay out and paint ``window`` at once, rather than in the event loop's next turn."""
-    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
-    window.repaint()
-
-
 PROJECT_FILTER = "Finetune Studio project (*.json)"
 CLOSE_WAIT_S = 1.0
 """How long closing the window waits for background work to stop. Work still going
@@ -66,6 +60,12 @@ MINIMUM_SIZE = (960, 600)
 
 def dropped_paths(event: QDragEnterEvent | QDropEvent) -> list[Path]:
     return [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+
+
+def draw_now(window: QWidget) -> None:
+    """Lay out and paint ``window`` at once, rather than in the event loop's next turn."""
+    QApplication.sendPostedEvents(None, QEvent.Type.LayoutRequest)
+    window.repaint()
 
 
 class MainWindow(QMainWindow):

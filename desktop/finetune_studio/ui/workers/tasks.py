@@ -8,10 +8,10 @@ lives in the GUI thread and announces progress and the outcome as signals.
 
 The rules, kept here so that callers need not know them:
 
-- A worker's signals are connected only to bound ``@Slot`` methods of the ``Task``,
-  which lives in the GUI thread. PySide6 queues a cross-thread call only for a
-  receiver that is a QObject; a lambda or ``functools.partial`` connected to a
-  worker's signal runs in the worker's thread, even with a queued connection.
+- The worker emits nothing: its outcome is an attribute, read by the ``Task`` (in
+  the GUI thread) when the thread's ``finished`` arrives at a bound ``@Slot``.
+  (PySide6 queues a cross-thread call only for a receiver that is a QObject; a
+  lambda or ``functools.partial`` connected there would run in the worker's thread.)
 - ``cancel()`` is a direct, thread-safe call (a ``threading.Event`` or the job's own
   token): the worker thread is busy inside the job, so a queued slot would only run
   after the job has ended.
