@@ -233,7 +233,8 @@ def open_window(folder: Path) -> MainWindow:
     window.confirm_stop_training = lambda: True  # type: ignore[method-assign]
     window.show()
     window.start_engine()
-    wait_until(lambda: window.engine is not None, 120)
+    # the engine, then the review's modules imported in the background (a start-up task)
+    wait_until(lambda: window.engine is not None and not window.runner.busy, 120)
     return window
 
 

@@ -62,6 +62,33 @@ def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
     assert done.stdout.split() == ["visible", "False"], done.stderr
 
 
+def test_start_up_imports_the_review_libraries_and_freezes_them(tmp_path: Path) -> None:
+    # A full garbage collection holds Python's lock, a stall of the window: cleanlab and
+    # what it imports (~95,000 objects) must not be walked by every later one.
+    code = (
+        "import gc, sys, time\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from finetune_studio.ui.main_window import MainWindow\n"
+        "app = QApplication([])\n"
+        "window = MainWindow()\n"
+        "window.show()\n"
+        "window.start_engine()\n"
+        "deadline = time.monotonic() + 120\n"
+        "while (window.engine is None or window.runner.busy) and time.monotonic() < deadline:\n"
+        "    app.processEvents()\n"
+        "    time.sleep(0.01)\n"
+        "imported = 'cleanlab.filter' in sys.modules\n"
+        "from cleanlab.filter import find_label_issues\n"
+        "walked = any(item is find_label_issues for item in gc.get_objects())\n"
+        "print(window.engine is not None, imported, walked)\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.stdout.split() == ["True", "True", "False"], done.stderr
+
+
 def test_a_scripted_run_trains_exports_and_saves_a_screenshot(
     photo_dataset: Path, tmp_path: Path
 ) -> None:

@@ -53,15 +53,34 @@ def backbones_to_list() -> list[BackboneInfo]:
         return backbone_infos()
 
 
+def import_review_modules(progress: ProgressFn, cancel: threading.Event) -> None:
+    """Runs in a worker thread once the engine has loaded: import what the review,
+    compare and advisor jobs would import on first use. cleanlab brings scikit-learn,
+    SciPy and pandas: ~95,000 long-lived objects (1.4 s here). Left unfrozen, they made
+    every later full garbage collection ~60 ms longer, and such a collection holds
+    Python's lock, a stall of the window wherever it runs (measured while the suspects
+    were found, then the backbones compared). Imported now, they are frozen with the
+    engine's (``freeze_long_lived_objects``)."""
+    from cleanlab.filter import find_label_issues  # noqa: F401 - warm the import
+
+    from ..engine import compare, runs  # noqa: F401 - warm the import
+    from ..engine.advice import advisor  # noqa: F401 - warm the import
+    from ..engine.review import out_of_fold, repair_actions, suspects  # noqa: F401
+
+
 def freeze_long_lived_objects() -> None:
-    """torch and torchvision leave ~340,000 long-lived objects: a full garbage
-    collection then takes ~180 ms (measured here), and one during training stalls the
-    window. Freezing them once, when the engine has loaded, makes later collections skip
-    them. In the GUI thread: a collection in a worker thread can finalise Qt objects
-    (a pyqtgraph item of a closed widget) there, and it deadlocked with the GUI thread
-    painting (seen in the suite: the worker waiting in gc.collect, the GUI thread in
-    pyqtgraph's boundingRect)."""
-    gc.collect()
+    """torch and torchvision leave ~440,000 long-lived objects, and a full garbage
+    collection walks them all (~240 ms here) holding Python's lock: a stall of the
+    window wherever it runs, and one during training did. Frozen, later collections
+    skip them. Called when the engine has loaded and again when the review's modules
+    have (``import_review_modules``). Only the young generations are collected first:
+    a full collection at those moments found 10 and 0 unreachable objects (which
+    freezing keeps for good) and would itself be the stall it prevents. In the GUI
+    thread: a collection in a worker thread can finalise Qt objects (a pyqtgraph item
+    of a closed widget) there, and it deadlocked with the GUI thread painting (seen in
+    the suite: the worker waiting in gc.collect, the GUI thread in pyqtgraph's
+    boundingRect)."""
+    gc.collect(generation=1)
     gc.freeze()
 
 

@@ -25,7 +25,12 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from .engine_start import EngineInfo, freeze_long_lived_objects, load_engine
+from .engine_start import (
+    EngineInfo,
+    freeze_long_lived_objects,
+    import_review_modules,
+    load_engine,
+)
 from .resources import app_icon
 from .review_loop import ReviewLoop
 from .runs_loop import RunsLoop
@@ -277,6 +282,12 @@ class MainWindow(QMainWindow):
         self.engine_ready.emit()
         if self._reopen_when_ready is not None:
             self.reopen(*self._reopen_when_ready)
+        imports = self.runner.run_function(import_review_modules, "import review modules")
+        imports.succeeded.connect(self._on_review_modules_imported)
+
+    @Slot(object)
+    def _on_review_modules_imported(self, _: object) -> None:
+        freeze_long_lived_objects()
 
     @Slot(str, str)
     def _on_engine_task_failed(self, message: str, details: str) -> None:
