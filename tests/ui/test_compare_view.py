@@ -91,6 +91,21 @@ def test_the_table_sorts_by_accuracy_and_the_best_is_offered(view) -> None:
     assert with_size == "–"  # middling: size unknown
 
 
+def test_each_point_keeps_one_name_beside_it_as_backbones_arrive_and_go(view) -> None:
+    plot = view.plot
+    plot.show_scores(list(SCORES[:2]), None)
+    again = BackboneScore("quick", 0.85, 0.02, 3.0, 1.0, 1_000_000, 4.0)  # measured again
+    plot.show_scores([again, SCORES[1]], "accurate")
+    beside = {name: (label.pos().x(), label.pos().y()) for name, label in plot.labels.items()}
+    assert beside == {"quick": (3.0, 85.0), "accurate": (30.0, 95.0)}
+    names_in_plot = [item.toPlainText() for item in plot.plot.items if hasattr(item, "toPlainText")]
+    assert sorted(names_in_plot) == ["accurate", "quick"]
+    plot.show_scores([SCORES[1]], None)
+    assert plot.shown == ["accurate"] and list(plot.labels) == ["accurate"]
+    plot.show_scores([], None)
+    assert plot.shown == [] and not [i for i in plot.plot.items if hasattr(i, "toPlainText")]
+
+
 def test_clicking_a_point_selects_its_backbone_and_use_hands_it_on(qtbot, view) -> None:
     view.show_comparison(comparison())
     qtbot.waitExposed(view)

@@ -84,16 +84,20 @@ class ComparePlot(QWidget):
         self.points = pg.ScatterPlotItem(size=11, pen=pg.mkPen("w"), hoverable=True)
         plot.addItem(self.errors)
         plot.addItem(self.points)
-        self.labels: list[pg.TextItem] = []
+        self.labels: dict[str, pg.TextItem] = {}  # by backbone
+        self._drawn: tuple[tuple[BackboneScore, ...], str | None] = ((), None)
         self.points.sigClicked.connect(self._on_points_clicked)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.widget)
 
     def show_scores(self, scores: list[BackboneScore], selected: str | None) -> None:
-        plot = self.plot
-        for label in self.labels:
-            plot.removeItem(label)
+        """Draws what changed only: a comparison's progress calls this for each backbone
+        measured and again for the selection, in the same turn of the event loop, while
+        its worker thread competes for Python's lock."""
+        if (tuple(scores), selected) == self._drawn:
+            return
+        self._drawn = (tuple(scores), selected)
         x = np.array([s.latency_ms_b1 for s in scores], dtype=np.float64)
         y = np.array([100 * s.accuracy for s in scores], dtype=np.float64)
         spread = np.array([100 * s.accuracy_std for s in scores], dtype=np.float64)
@@ -103,14 +107,24 @@ class ComparePlot(QWidget):
         self.points.setData(
             x=x, y=y, brush=[pg.mkBrush(b) for b in brushes], data=[s.backbone for s in scores]
         )
-        self.labels = [pg.TextItem(s.backbone, color=TEXT_COLOUR, anchor=(0, 1)) for s in scores]
-        for label, px, py in zip(self.labels, x, y):
-            label.setPos(px, py)
-            plot.addItem(label)
+        self._place_labels(scores)
         if len(scores):  # from 0 ms, with room on the right for the names
-            plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)
+            self.plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)
             low, high = float((y - bottom).min()), float((y + top).max())
-            plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
+            self.plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
+
+    def _place_labels(self, scores: list[BackboneScore]) -> None:
+        """A name beside each point: kept ones move, gone ones are removed."""
+        names = {s.backbone for s in scores}
+        for name in [name for name in self.labels if name not in names]:
+            self.plot.removeItem(self.labels.pop(name))
+        for score in scores:
+            label = self.labels.get(score.backbone)
+            if label is None:
+                label = pg.TextItem(score.backbone, color=TEXT_COLOUR, anchor=(0, 1))
+                self.labels[score.backbone] = label
+                self.plot.addItem(label)
+            label.setPos(score.latency_ms_b1, 100 * score.accuracy)
 
     @property
     def shown(self) -> list[str]:
