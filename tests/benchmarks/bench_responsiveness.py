@@ -62,14 +62,16 @@ class TickRecorder:
 
     def __init__(self) -> None:
         self.delays_ms: list[float] = []
-        self._last = 0.0
+        self.arrivals: list[float] = []  # seconds since start, of each tick
+        self._started = self._last = 0.0
         self._timer = QTimer()
         self._timer.setInterval(TICK_MS)
         self._timer.timeout.connect(self._tick)
 
     def start(self) -> None:
         self.delays_ms.clear()
-        self._last = time.perf_counter()
+        self.arrivals.clear()
+        self._started = self._last = time.perf_counter()
         self._timer.start()
 
     def stop(self) -> list[float]:
@@ -79,7 +81,12 @@ class TickRecorder:
     def _tick(self) -> None:
         now = time.perf_counter()
         self.delays_ms.append(max(0.0, (now - self._last) * 1000 - TICK_MS))
+        self.arrivals.append(now - self._started)
         self._last = now
+
+    def worst(self, count: int) -> list[tuple[float, float]]:
+        """The ``count`` longest delays (ms) and when each tick arrived (s)."""
+        return sorted(zip(self.delays_ms, self.arrivals, strict=True), reverse=True)[:count]
 
 
 class TimedApplication(QApplication):
@@ -328,26 +335,34 @@ def measure(args: argparse.Namespace, app: QApplication) -> dict[str, list[float
         if dataset is not None:
             _explained(explain, True)
             results["opening the folder"] = open_folder(window, dataset, recorder)
-            _explained(explain, False, "opening the folder")
+            _explained(explain, False, "opening the folder", recorder)
         if "training" in args.scenario:
             _explained(explain, True)
             results["while training"] = train(window, Path(folder), recorder)
-            _explained(explain, False, "while training")
+            _explained(explain, False, "while training", recorder)
         if "review" in args.scenario:
             _explained(explain, True)
             results["review and compare"] = review(window, Path(folder), recorder)
-            _explained(explain, False, "review and compare")
+            _explained(explain, False, "review and compare", recorder)
         window.close()
     return results
 
 
-def _explained(app: TimedApplication | None, recording: bool, title: str = "") -> None:
+def _explained(
+    app: TimedApplication | None,
+    recording: bool,
+    title: str = "",
+    ticks: TickRecorder | None = None,
+) -> None:
     if app is None:
         return
     if recording:
         app.record()
-    else:
-        app.report(title)
+        return
+    app.report(title)
+    if ticks is not None:  # to find the events above that delayed them
+        late = ", ".join(f"{delay:.1f} ms at {when:.2f} s" for delay, when in ticks.worst(3))
+        print(f"latest ticks {title}: {late}")
 
 
 def main() -> None:

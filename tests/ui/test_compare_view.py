@@ -142,6 +142,25 @@ def test_a_comparison_runs_with_progress_and_shows_each_backbone(
     assert view.use_button.text() == f"Use {TINY}"
 
 
+def test_the_plot_stays_in_place_as_a_comparison_starts_and_ends(
+    qtbot, view, colour_dataset: Path
+) -> None:
+    """The bar comes and goes beside the buttons: the plot is not moved (a moved plot
+    is redrawn whole, as the comparison's thread starts)."""
+    view.set_backbones([info(TINY, "bundled")])
+    view.per_class.setValue(4)
+    recipe = Recipe(dataset=str(colour_dataset), backbone=TINY, workers=0, device="cpu")
+    report = inspect_dataset(str(colour_dataset), 0.2, 0)
+    qtbot.wait(20)  # laid out
+    before = view.plot.geometry()
+    with qtbot.waitSignal(view.comparison_ended, timeout=120_000):
+        view.start(recipe, report)
+        qtbot.wait(20)
+        assert view.progress.isVisible() and view.plot.geometry() == before
+    qtbot.wait(20)
+    assert not view.progress.isVisible() and view.plot.geometry() == before
+
+
 def test_cancel_stops_the_comparison(qtbot, view, colour_dataset: Path) -> None:
     view.set_backbones([info(TINY, "bundled")])
     recipe = Recipe(dataset=str(colour_dataset), backbone=TINY, workers=0, device="cpu")

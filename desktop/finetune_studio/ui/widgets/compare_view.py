@@ -57,6 +57,7 @@ POINT_BRUSH = (31, 119, 180)
 SELECTED_BRUSH = (255, 127, 14)
 ERROR_PEN = pg.mkPen((120, 120, 120), width=1)
 LABEL_ROOM = 1.4  # the x axis reaches this times the slowest backbone's latency
+EMPTY_X_RANGE = (0, 100)  # ms, before any backbone is measured
 NO_DATASET = "Load a dataset first (step 1)."
 NOTHING_CHOSEN = "Tick at least one backbone to compare."
 
@@ -79,6 +80,7 @@ class ComparePlot(QWidget):
             axis = plot.getAxis(side)
             axis.setTextPen(TEXT_COLOUR)
             axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            axis.enableAutoSIPrefix(False)  # no "(x0.001)" on an empty plot's units
         empty = np.zeros(0)
         self.errors = pg.ErrorBarItem(x=empty, y=empty, top=empty, bottom=empty, pen=ERROR_PEN)
         self.points = pg.ScatterPlotItem(size=11, pen=pg.mkPen("w"), hoverable=True)
@@ -87,6 +89,7 @@ class ComparePlot(QWidget):
         self.labels: dict[str, pg.TextItem] = {}  # by backbone
         self._drawn: tuple[tuple[BackboneScore, ...], str | None] = ((), None)
         self.points.sigClicked.connect(self._on_points_clicked)
+        self._show_units()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.widget)
@@ -108,10 +111,17 @@ class ComparePlot(QWidget):
             x=x, y=y, brush=[pg.mkBrush(b) for b in brushes], data=[s.backbone for s in scores]
         )
         self._place_labels(scores)
-        if len(scores):  # from 0 ms, with room on the right for the names
-            self.plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)
-            low, high = float((y - bottom).min()), float((y + top).max())
-            self.plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
+        if not len(scores):
+            self._show_units()
+            return
+        self.plot.setXRange(0, float(x.max()) * LABEL_ROOM, padding=0)  # room for names
+        low, high = float((y - bottom).min()), float((y + top).max())
+        self.plot.setYRange(max(low - 1, 0), min(high + 1, 100), padding=0.05)
+
+    def _show_units(self) -> None:
+        """Plain axes until there is something to show."""
+        self.plot.setXRange(*EMPTY_X_RANGE, padding=0)
+        self.plot.setYRange(0, 100, padding=0.04)  # the top label whole
 
     def _place_labels(self, scores: list[BackboneScore]) -> None:
         """A name beside each point: kept ones move, gone ones are removed."""
@@ -176,6 +186,8 @@ class CompareView(QWidget):
         self.progress.hide()
         self.status = QLabel()
         self.status.setWordWrap(True)
+        # Two lines held: the log's lines and the summary then leave the plot in place.
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing())
 
         self.model = CompareModel(self)
         self.sorted = QSortFilterProxyModel(self)
@@ -207,7 +219,10 @@ class CompareView(QWidget):
         controls.addWidget(self.per_class)
         controls.addWidget(self.compare_button)
         controls.addWidget(self.cancel_button)
-        controls.addStretch(1)
+        # In the buttons' row, the bar leaves the plot's size alone as it comes and goes
+        # (a resized plot is drawn anew, axes and all, as the comparison starts).
+        controls.addWidget(self.progress, stretch=1)
+        controls.addStretch(0)  # keeps the buttons on the left while the bar is hidden
         results = QSplitter(Qt.Orientation.Vertical)
         results.addWidget(self.plot)
         results.addWidget(self.table)
@@ -215,7 +230,6 @@ class CompareView(QWidget):
         layout.addWidget(explanation)
         layout.addWidget(self.backbone_list)
         layout.addLayout(controls)
-        layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(results, stretch=1)
         layout.addWidget(self.use_button, alignment=Qt.AlignmentFlag.AlignRight)
