@@ -11,12 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QStandardItem, QStandardItemModel
 
 if TYPE_CHECKING:
     from ...engine.compare import BackboneScore
 
-Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -84,65 +84,46 @@ COLUMNS = tuple(
 ACCURACY = 1
 
 
-class CompareModel(QAbstractTableModel):
+class CompareModel(QStandardItemModel):
+    """Qt's item model holds the cells, so painting and sorting the table run no Python
+    (a comparison's worker thread holds Python's lock much of the time)."""
+
     def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(COLUMNS), parent)
         self.scores: list[BackboneScore] = []
+        for section, column in enumerate(COLUMNS):
+            header = QStandardItem(column.header)
+            if column.tooltip:
+                header.setToolTip(column.tooltip)
+            self.setHorizontalHeaderItem(section, header)
 
     def set_scores(self, scores: Sequence[BackboneScore]) -> None:
-        self.beginResetModel()
-        self.scores = list(scores)
-        self.endResetModel()
+        self.setRowCount(0)
+        self.scores = []
+        for score in scores:
+            self.add_score(score)
 
     def add_score(self, score: BackboneScore) -> None:
         """One more backbone measured (or measured again: its row is replaced)."""
-        for row, shown in enumerate(self.scores):
-            if shown.backbone == score.backbone:
-                self.scores[row] = score
-                last = self.index(row, len(COLUMNS) - 1)
-                self.dataChanged.emit(self.index(row, 0), last)
-                return
-        self.beginInsertRows(QModelIndex(), len(self.scores), len(self.scores))
-        self.scores.append(score)
-        self.endInsertRows()
+        cells = [_cell(score, column, section) for section, column in enumerate(COLUMNS)]
+        row = self.row_of(score.backbone)
+        if row is None:
+            self.scores.append(score)
+            self.appendRow(cells)
+            return
+        self.scores[row] = score
+        for section, cell in enumerate(cells):
+            self.setItem(row, section, cell)
 
     def row_of(self, backbone: str) -> int | None:
         return next((r for r, s in enumerate(self.scores) if s.backbone == backbone), None)
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self.scores)
 
-    def columnCount(self, parent: Index = QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> object:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
-            return None
-        column = COLUMNS[section]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return column.header
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return column.tooltip or None
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if not index.isValid() or index.row() >= len(self.scores):
-            return None
-        score = self.scores[index.row()]
-        column = COLUMNS[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return column.shown(score)
-        if role == SORT_ROLE:
-            return column.value(score)
-        if role == NAME_ROLE:
-            return score.backbone
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() > 0:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
-
-    def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+def _cell(score: BackboneScore, column: Column, section: int) -> QStandardItem:
+    cell = QStandardItem(column.shown(score))
+    cell.setData(column.value(score), SORT_ROLE)
+    cell.setData(score.backbone, NAME_ROLE)
+    cell.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
+    if section > 0:  # figures
+        cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+    return cell
