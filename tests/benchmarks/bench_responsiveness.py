@@ -2,6 +2,7 @@
 
     QT_QPA_PLATFORM=offscreen python tests/benchmarks/bench_responsiveness.py
     ... --scenario training                     # only the training run
+    ... --scenario review                       # only finding suspects, then comparing
     ... --scenario open --pictures 50000        # only opening a 50,000-picture folder
     ... --scenario open --skipped 10000         # ... with 10,000 unreadable files in it
     ... --explain                               # also name the slowest events
@@ -12,13 +13,17 @@ end to end on a drawn sample dataset (every layer trainable, so the CPU is busy
 throughout), from Start to the results shown; (3) while the window opens a folder of
 ``--pictures`` small pictures (drawn once into the temporary folder and kept there
 for the next run), from the folder chosen to its classes and skipped files listed,
-scrolled through, and one more second for the class thumbnails.
+scrolled through, and one more second for the class thumbnails; (4) while the
+suspected wrong labels are found (Results step) and then the backbones at hand are
+compared (Model step), each from its button to its results shown.
 
 Prints the median, 99th percentile and worst delay of each: a user notices stalls
 above ~100 ms. ``--explain`` times every event the window handles (Qt's ``notify``)
 and prints the slowest, with the GUI thread's own CPU time in each: a stall far
 longer than its CPU time was spent waiting for the CPU or for Python's GIL (timing
-each event in Python adds to the GUI thread's work and its waits). Timings
+each event in Python adds to the GUI thread's work and its waits, and a wait for the
+GIL before an event's Python begins is not seen: a late tick with no slow event). It
+also prints when the latest ticks came, to match them with those events. Timings
 depend on the machine and its load (printed), which is why this is a script and not
 a test. On a machine shared with other work, run it under ``nice -n -10`` (as root)
 so that the others' load does not decide the figures; ``--switch-interval-ms``
