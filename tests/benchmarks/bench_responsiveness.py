@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, QTimer
-from PySide6.QtWidgets import QApplication, QPushButton
+from PySide6.QtWidgets import QApplication, QPushButton, QWidget
 
 from finetune_studio.engine.sample_data import generate_sample_dataset
 from finetune_studio.ui.main_window import MainWindow
@@ -82,6 +82,14 @@ class TickRecorder:
     def stop(self) -> list[float]:
         self._timer.stop()
         return list(self.delays_ms)
+
+    def pause(self) -> None:
+        """Stops counting until ``resume`` (the gap is not a delay)."""
+        self._timer.stop()
+
+    def resume(self) -> None:
+        self._last = time.perf_counter()
+        self._timer.start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
@@ -279,20 +287,39 @@ def train(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[floa
 
 def review(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[float]:
     """Finding suspected wrong labels (Results step), then comparing the backbones at
-    hand (Model step): each from its button to its results shown."""
+    hand (Model step): each from its button to its results shown. Going to a step is
+    timed on its own (a first visit lays out and draws the whole step: the window's
+    own work, done before the task starts, as a user clicks a tab)."""
     open_sample(window, folder)
     recorder.start()
-    window.tabs.setCurrentWidget(window.results_panel)
-    suspects = window.results_panel.suspects
-    run_until_done(suspects, suspects.find_button)
-    window.tabs.setCurrentWidget(window.model_panel)
-    window.model_panel.side_tabs.setCurrentWidget(window.model_panel.compare)
-    run_until_done(window.model_panel.compare, window.model_panel.compare.compare_button)
+    recorder.pause()
+    model = window.model_panel
+    tasks = (
+        ("Results", window.results_panel, None, window.results_panel.suspects),
+        ("Model", model, model.compare, model.compare),
+    )
+    for name, step, tab, view in tasks:
+        worst = go_to_step(window, step, tab)
+        print(f"Going to the {name} step: worst delay {worst:.1f} ms.")
+        recorder.resume()
+        button = view.find_button if isinstance(view, SuspectsPanel) else view.compare_button
+        run_until_done(view, button)
+        recorder.pause()
     return recorder.stop()
 
 
+def go_to_step(window: MainWindow, step: QWidget, tab: QWidget | None) -> float:
+    """Shows a step (and one of its side tabs); the worst tick delay until it is drawn."""
+    ticks = TickRecorder()
+    ticks.start()
+    window.tabs.setCurrentWidget(step)
+    if tab is not None:
+        window.model_panel.side_tabs.setCurrentWidget(tab)
+    wait_for(0.5)
+    return max(ticks.stop(), default=0.0)
+
+
 def run_until_done(view: SuspectsPanel | CompareView, button: QPushButton) -> None:
-    wait_for(0.5)  # the step is drawn
     ran: list[bool] = []
     view.running_changed.connect(ran.append)
     started = time.perf_counter()
