@@ -294,15 +294,15 @@ def review(window: MainWindow, folder: Path, recorder: TickRecorder) -> list[flo
     recorder.start()
     recorder.pause()
     model = window.model_panel
+    suspects = window.results_panel.suspects
     tasks = (
-        ("Results", window.results_panel, None, window.results_panel.suspects),
-        ("Model", model, model.compare, model.compare),
+        ("Results", window.results_panel, None, suspects, suspects.find_button),
+        ("Model", model, model.compare, model.compare, model.compare.compare_button),
     )
-    for name, step, tab, view in tasks:
+    for name, step, tab, view, button in tasks:
         worst = go_to_step(window, step, tab)
         print(f"Going to the {name} step: worst delay {worst:.1f} ms.")
         recorder.resume()
-        button = view.find_button if isinstance(view, SuspectsPanel) else view.compare_button
         run_until_done(view, button)
         recorder.pause()
     return recorder.stop()

@@ -44,6 +44,14 @@ def run_app(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.Comple
     )
 
 
+def run_python(code: str, tmp_path: Path, timeout: int) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter, offscreen, with its own settings folder."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
     code = (
         "import sys\n"
@@ -55,10 +63,7 @@ def test_the_window_is_shown_before_torch_is_imported(tmp_path: Path) -> None:
         "app.processEvents()\n"
         "print('visible' if window.isVisible() else 'hidden', 'torch' in sys.modules)\n"
     )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(code, tmp_path, timeout=60)
     assert done.stdout.split() == ["visible", "False"], done.stderr
 
 
@@ -82,10 +87,7 @@ def test_start_up_imports_the_review_libraries_and_freezes_them(tmp_path: Path) 
         "walked = any(item is find_label_issues for item in gc.get_objects())\n"
         "print(window.engine is not None, imported, walked)\n"
     )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
-    )
+    done = run_python(code, tmp_path, timeout=180)
     assert done.stdout.split() == ["True", "True", "False"], done.stderr
 
 
