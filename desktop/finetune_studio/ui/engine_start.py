@@ -68,19 +68,19 @@ def import_review_modules(progress: ProgressFn, cancel: threading.Event) -> None
     from ..engine.review import out_of_fold, repair_actions, suspects  # noqa: F401
 
 
-def freeze_long_lived_objects() -> None:
+def freeze_long_lived_objects(collect_all: bool) -> None:
     """torch and torchvision leave ~440,000 long-lived objects, and a full garbage
     collection walks them all (~240 ms here) holding Python's lock: a stall of the
     window wherever it runs, and one during training did. Frozen, later collections
-    skip them. Called when the engine has loaded and again when the review's modules
-    have (``import_review_modules``). Only the young generations are collected first:
-    a full collection at those moments found 10 and 0 unreachable objects (which
-    freezing keeps for good) and would itself be the stall it prevents. In the GUI
-    thread: a collection in a worker thread can finalise Qt objects (a pyqtgraph item
-    of a closed widget) there, and it deadlocked with the GUI thread painting (seen in
-    the suite: the worker waiting in gc.collect, the GUI thread in pyqtgraph's
-    boundingRect)."""
-    gc.collect(generation=1)
+    skip them. Called when the engine has loaded (``collect_all``: garbage from before,
+    Qt objects among it, is finalised here rather than later in any thread) and again
+    when the review's modules have (``import_review_modules``): there only the young
+    generations are collected first, since a full collection found nothing to free and
+    stalled the window 65-122 ms. In the GUI thread: a collection in a worker thread
+    can finalise Qt objects (a pyqtgraph item of a closed widget) there, and it
+    deadlocked with the GUI thread painting (seen in the suite: the worker waiting in
+    gc.collect, the GUI thread in pyqtgraph's boundingRect)."""
+    gc.collect(generation=2 if collect_all else 1)
     gc.freeze()
 
 

@@ -269,7 +269,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_engine_task_succeeded(self, engine: EngineInfo) -> None:
-        freeze_long_lived_objects()
+        freeze_long_lived_objects(collect_all=True)
         self.engine = engine
         self.device_label.setText(f"{engine.device} on this computer")
         self.train_panel.set_available_devices(engine.devices)
@@ -287,7 +287,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_review_modules_imported(self, _: object) -> None:
-        freeze_long_lived_objects()
+        freeze_long_lived_objects(collect_all=False)
 
     @Slot(str, str)
     def _on_engine_task_failed(self, message: str, details: str) -> None:
